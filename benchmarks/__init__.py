@@ -1,0 +1,1 @@
+"""Reproducible speed, memory and quality measurements; `make bench` runs them all."""

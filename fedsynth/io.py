@@ -1,0 +1,753 @@
+"""Read CSV or Parquet files against a `TableSchema`: typed rows out, bad rows to quarantine.
+
+Files stream in batches, so validating a file larger than memory works in bounded memory.
+File-level problems (missing or unexpected columns, an empty file, undecodable bytes, a wrong
+delimiter, a byte-order mark) raise `DataFileError`; row-level problems send the row to the
+quarantine with one reason per offending cell. Accepted + quarantined rows = input rows, always.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import itertools
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+from fedsynth.files import atomic_path
+from fedsynth.schema import TableSchema
+from fedsynth.validation import (
+    ColumnResult,
+    Rule,
+    UnsupportedStorage,
+    describe,
+    validate_column,
+)
+
+BLOCK_SIZE = 16 << 20
+READ_BLOCK_SIZE = 1 << 20
+PARQUET_BATCH_ROWS = 131_072
+MAX_EXAMPLES = 20
+FIELD_COUNT_RULE = "field_count"
+BLANK_ROW_RULE = "blank_row"
+_BOMS = {
+    codecs.BOM_UTF8: "UTF-8",
+    codecs.BOM_UTF16_LE: "UTF-16 LE",
+    codecs.BOM_UTF16_BE: "UTF-16 BE",
+}
+_CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
+_QUARANTINE_ROW = "_row"
+_QUARANTINE_REASONS = "_reasons"
+
+Progress = Callable[[int, int], None]
+"""Called with (units done, units in all): bytes for CSV, rows for Parquet."""
+
+
+class DataFileError(ValueError):
+    """A file that cannot be read at all; says which file, what is wrong and how to fix it."""
+
+    def __init__(self, path: str | Path, problem: str, fix: str) -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{path}: {problem}. Fix: {fix}")
+
+
+class CellIssue(BaseModel):
+    """One offending cell: where it is, what it held and which rule it broke."""
+
+    row: int = Field(description="1-based data row in the source; the header is not counted.")
+    column: str
+    value: str | None
+    rule: str
+    message: str
+
+
+class ValidationReport(BaseModel):
+    """What validating one file found; counts are exact, examples are the first few issues."""
+
+    source: str
+    rows_in: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    issues_by_column: dict[str, dict[str, int]] = Field(default_factory=dict)
+    examples: list[CellIssue] = Field(default_factory=list)
+    quarantine: str | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.rows_quarantined == 0
+
+    @property
+    def issues_by_rule(self) -> dict[str, int]:
+        totals: Counter[str] = Counter()
+        for rules in self.issues_by_column.values():
+            totals.update(rules)
+        return dict(totals)
+
+
+@dataclass
+class ValidatedBatch:
+    """The accepted rows of one batch (typed) and the quarantined rows with their reasons."""
+
+    accepted: pa.RecordBatch
+    quarantined: pa.RecordBatch
+
+
+@dataclass
+class _Tally:
+    report: ValidationReport
+    by_column: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def add(self, issue: CellIssue) -> None:
+        self.by_column.setdefault(issue.column, Counter())[issue.rule] += 1
+        if len(self.report.examples) < MAX_EXAMPLES:
+            self.report.examples.append(issue)
+
+    def finish(self) -> ValidationReport:
+        self.report.issues_by_column = {c: dict(r) for c, r in self.by_column.items()}
+        return self.report
+
+
+def iter_validated(
+    path: str | Path,
+    schema: TableSchema,
+    report: ValidationReport,
+    *,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    progress: Progress | None = None,
+) -> Iterator[ValidatedBatch]:
+    """Stream `path` in validated batches, filling `report` as it goes.
+
+    CSV text is parsed per the schema; Parquet columns may already be typed. Raises
+    DataFileError before the first batch for file-level problems, or when undecodable bytes
+    are met later (callers that write outputs must then discard them, as `validate_file` does).
+    """
+    path = Path(path)
+    tally = _Tally(report)
+    if _is_parquet(path):
+        chunks = _parquet_chunks(path, schema, progress)
+    else:
+        chunks = _prefetch(_csv_chunks(path, schema, delimiter, encoding, progress))
+    for chunk in chunks:
+        yield _validate_batch(path, chunk, schema, tally)
+    tally.finish()
+
+
+def validate_file(
+    path: str | Path,
+    schema: TableSchema,
+    *,
+    quarantine: str | Path | None = None,
+    out: str | Path | None = None,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    progress: Progress | None = None,
+) -> ValidationReport:
+    """Validate `path` in bounded memory; write accepted rows to `out` and bad ones to `quarantine`.
+
+    Output formats follow the extensions (.parquet, otherwise CSV). Both files appear only when
+    the whole input was read; an error leaves no partial file behind.
+    """
+    report = ValidationReport(source=str(path))
+    with ExitStack() as stack:
+        q_sink = _open_sink(stack, quarantine, _quarantine_arrow_schema(schema))
+        out_sink = _open_sink(stack, out, None)
+        for batch in iter_validated(
+            path, schema, report, delimiter=delimiter, encoding=encoding, progress=progress
+        ):
+            if q_sink is not None and batch.quarantined.num_rows:
+                q_sink.write(batch.quarantined)
+            if out_sink is not None:
+                out_sink.write(batch.accepted)
+        if out_sink is not None:
+            out_sink.finish(_empty_typed_batch(schema))
+        if q_sink is not None:
+            q_sink.finish(_empty_quarantine_batch(schema))
+    if quarantine is not None:
+        report.quarantine = str(quarantine)
+    return report
+
+
+def read_table(
+    path: str | Path,
+    schema: TableSchema,
+    *,
+    quarantine: str | Path | None = None,
+    delimiter: str = ",",
+    encoding: str = "utf-8",
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, ValidationReport]:
+    """Read and validate a whole file into a typed DataFrame (see `fedsynth.frame` for dtypes)."""
+    report = ValidationReport(source=str(path))
+    accepted: list[pa.RecordBatch] = []
+    with ExitStack() as stack:
+        q_sink = _open_sink(stack, quarantine, _quarantine_arrow_schema(schema))
+        for batch in iter_validated(
+            path, schema, report, delimiter=delimiter, encoding=encoding, progress=progress
+        ):
+            accepted.append(batch.accepted)
+            if q_sink is not None and batch.quarantined.num_rows:
+                q_sink.write(batch.quarantined)
+        if q_sink is not None:
+            q_sink.finish(_empty_quarantine_batch(schema))
+    if quarantine is not None:
+        report.quarantine = str(quarantine)
+    table = pa.Table.from_batches(accepted or [_empty_typed_batch(schema)])
+    return to_pandas(table, schema), report
+
+
+def to_pandas(table: pa.Table, schema: TableSchema) -> pd.DataFrame:
+    """Convert a typed Arrow table to the pandas form of `fedsynth.frame`."""
+    mapping = {
+        pa.int64(): pd.Int64Dtype(),
+        pa.bool_(): pd.BooleanDtype(),
+        pa.string(): pd.StringDtype(),
+    }
+    df = table.to_pandas(types_mapper=mapping.get, coerce_temporal_nanoseconds=False)
+    return df[schema.names]
+
+
+@dataclass
+class _BrokenRow:
+    """A CSV line the parser could not split into the header's fields."""
+
+    row: int
+    fields: int
+    text: str
+
+
+@dataclass
+class _RawChunk:
+    """Consecutive source rows as stored, with their row numbers, and the broken rows among them."""
+
+    batch: pa.RecordBatch
+    rows: np.ndarray
+    broken: list[_BrokenRow]
+
+
+def _csv_chunks(
+    path: Path, schema: TableSchema, delimiter: str, encoding: str, progress: Progress | None
+) -> Iterator[_RawChunk]:
+    """Parse the CSV in blocks cut at line ends, so memory stays bounded by the block size."""
+    header = _check_csv_header(path, schema, delimiter, encoding)
+    total = path.stat().st_size
+    for text, first_row, done in _line_blocks(path, encoding):
+        broken: list[_BrokenRow] = []
+        try:
+            table = _parse_block(text, first_row, header, delimiter, broken)
+        except pa.ArrowInvalid as exc:
+            raise _csv_read_error(path, encoding, exc) from exc
+        lines = text.count(b"\n") + (0 if text.endswith(b"\n") else 1)
+        rows = np.arange(first_row, first_row + lines, dtype=np.int64)
+        if broken:
+            rows = rows[~np.isin(rows, [b.row for b in broken])]
+        batch = table.select(schema.names).combine_chunks().to_batches()
+        raw = batch[0] if batch else pa.RecordBatch.from_pylist([], _raw_arrow_schema(schema))
+        if progress is not None:
+            progress(done, total)
+        yield _RawChunk(raw, rows, broken)
+
+
+def _line_blocks(path: Path, encoding: str) -> Iterator[tuple[bytes, int, int]]:
+    """UTF-8 blocks of whole lines after the header: (bytes, first data row, bytes read so far)."""
+    decoder = (
+        None if _arrow_encoding(encoding) == "utf8" else codecs.getincrementaldecoder(encoding)()
+    )
+    with open(path, "rb") as fh:
+        head = fh.readline()
+        done = len(head)
+        carry = b""
+        first_row = 1
+        while True:
+            block = fh.read(BLOCK_SIZE)
+            done += len(block)
+            if decoder is not None:
+                try:
+                    block = decoder.decode(block, final=not block).encode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise _undecodable(path, encoding) from exc
+            if not block:
+                if carry:
+                    yield carry, first_row, done
+                return
+            data = carry + block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                carry = data
+                continue
+            text, carry = data[: cut + 1], data[cut + 1 :]
+            yield text, first_row, done
+            first_row += text.count(b"\n")
+
+
+def _parse_block(
+    text: bytes, first_row: int, header: list[str], delimiter: str, broken: list[_BrokenRow]
+) -> pa.Table:
+    """Parse one block of whole lines as text columns; unsplittable lines go to `broken`.
+
+    The parser numbers bad lines only when it runs on one thread, so a block that has any is
+    parsed again single-threaded (bad lines are rare; clean blocks keep the parallel parse).
+    """
+    table, clean = _read_block(text, header, delimiter, use_threads=True, on_invalid=None)
+    if clean:
+        return table
+
+    def on_invalid(row: Any) -> str:
+        broken.append(_BrokenRow(first_row + int(row.number) - 1, row.actual_columns, row.text))
+        return "skip"
+
+    return _read_block(text, header, delimiter, use_threads=False, on_invalid=on_invalid)[0]
+
+
+def _read_block(
+    text: bytes,
+    header: list[str],
+    delimiter: str,
+    *,
+    use_threads: bool,
+    on_invalid: Callable[[Any], str] | None,
+) -> tuple[pa.Table, bool]:
+    """Arrow's CSV parser on one block, and whether every line split into the header's fields."""
+    found_bad = False
+
+    def note_bad(_row: Any) -> str:
+        nonlocal found_bad
+        found_bad = True
+        return "skip"
+
+    table = pacsv.read_csv(
+        pa.py_buffer(text),
+        read_options=pacsv.ReadOptions(
+            use_threads=use_threads, column_names=header, block_size=READ_BLOCK_SIZE
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=delimiter,
+            invalid_row_handler=on_invalid or note_bad,
+            ignore_empty_lines=False,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={name: pa.string() for name in header},
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+        ),
+    )
+    return table, not found_bad
+
+
+def _prefetch(chunks: Iterator[_RawChunk]) -> Iterator[_RawChunk]:
+    """Read and parse the next block on a worker thread while the caller validates this one."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fedsynth-read") as pool:
+        pending = pool.submit(next, chunks, None)
+        while (chunk := pending.result()) is not None:
+            pending = pool.submit(next, chunks, None)
+            yield chunk
+
+
+def _parquet_chunks(
+    path: Path, schema: TableSchema, progress: Progress | None
+) -> Iterator[_RawChunk]:
+    try:
+        pf = pq.ParquetFile(path)
+    except FileNotFoundError as exc:
+        raise DataFileError(path, "file not found", "check the path") from exc
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataFileError(
+            path,
+            f"not a readable Parquet file ({exc})",
+            "re-export the table as Parquet, or give a .csv name if it is CSV text",
+        ) from exc
+    _check_columns(path, list(pf.schema_arrow.names), schema)
+    total = pf.metadata.num_rows
+    done = 0
+    for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=schema.names):
+        rows = np.arange(done + 1, done + 1 + batch.num_rows, dtype=np.int64)
+        done += batch.num_rows
+        if progress is not None:
+            progress(done, total)
+        yield _RawChunk(batch, rows, [])
+
+
+def _validate_batch(
+    path: Path, chunk: _RawChunk, schema: TableSchema, tally: _Tally
+) -> ValidatedBatch:
+    raw = chunk.batch
+    results = {}
+    for column in schema.columns:
+        try:
+            results[column.name] = validate_column(raw.column(column.name), column)
+        except UnsupportedStorage as exc:
+            raise DataFileError(
+                path,
+                f"column {column.name!r} is {exc}",
+                f"store {column.name!r} as text or change its kind in the schema",
+            ) from exc
+    bad = np.zeros(raw.num_rows, dtype=bool)
+    for result in results.values():
+        bad |= result.codes != 0
+    blank = _blank_rows(raw)
+    keep = pa.array(~(bad | blank))
+    accepted = pa.RecordBatch.from_arrays(
+        [results[c.name].values.filter(keep) for c in schema.columns], names=schema.names
+    )
+    quarantined = _quarantine_batch(chunk, bad, blank, results, schema, tally)
+    tally.report.rows_in += raw.num_rows + len(chunk.broken)
+    tally.report.rows_accepted += accepted.num_rows
+    tally.report.rows_quarantined += quarantined.num_rows
+    return ValidatedBatch(accepted, quarantined)
+
+
+def _blank_rows(raw: pa.RecordBatch) -> np.ndarray:
+    """Rows in which every cell is empty (blank lines in a CSV)."""
+    blank = np.ones(raw.num_rows, dtype=bool)
+    for array in raw.columns:
+        if array.null_count == 0:
+            return np.zeros(raw.num_rows, dtype=bool)
+        blank &= np.asarray(pc.is_null(array))
+    return blank
+
+
+def _quarantine_batch(
+    chunk: _RawChunk,
+    bad: np.ndarray,
+    blank: np.ndarray,
+    results: dict[str, ColumnResult],
+    schema: TableSchema,
+    tally: _Tally,
+) -> pa.RecordBatch:
+    """The rejected rows as text, each with its source row number and one reason per bad cell."""
+    raw = chunk.batch
+    positions = np.flatnonzero(bad | blank)
+    texts = {
+        c.name: _as_text(raw.column(c.name)).take(positions).to_pylist() for c in schema.columns
+    }
+    records: list[tuple[int, list[CellIssue], dict[str, str | None]]] = []
+    for i, pos in enumerate(positions):
+        row = int(chunk.rows[pos])
+        if blank[pos]:
+            issues = [
+                CellIssue(
+                    row=row,
+                    column="",
+                    value="",
+                    rule=BLANK_ROW_RULE,
+                    message="the row is blank: every cell is empty",
+                )
+            ]
+        else:
+            issues = [
+                CellIssue(
+                    row=row,
+                    column=column.name,
+                    value=texts[column.name][i],
+                    rule=Rule(int(code)).label,
+                    message=describe(Rule(int(code)), column),
+                )
+                for column in schema.columns
+                if (code := results[column.name].codes[pos])
+            ]
+        records.append((row, issues, {n: texts[n][i] for n in schema.names}))
+    for broken in chunk.broken:
+        issue = CellIssue(
+            row=broken.row,
+            column="",
+            value=broken.text,
+            rule=FIELD_COUNT_RULE,
+            message=f"the row has {broken.fields} field(s) where the header has "
+            f"{len(schema.names)}",
+        )
+        records.append((broken.row, [issue], dict.fromkeys(schema.names)))
+    records.sort(key=lambda r: r[0])
+    for _, issues, _ in records:
+        for issue in issues:
+            tally.add(issue)
+    columns: dict[str, list[Any]] = {
+        _QUARANTINE_ROW: [r[0] for r in records],
+        _QUARANTINE_REASONS: [
+            json.dumps([i.model_dump(exclude={"row"}) for i in r[1]], ensure_ascii=False)
+            for r in records
+        ],
+    }
+    for name in schema.names:
+        columns[name] = [r[2][name] for r in records]
+    return pa.RecordBatch.from_pydict(columns, schema=_quarantine_arrow_schema(schema))
+
+
+def _as_text(arr: pa.Array) -> pa.Array:
+    if pa.types.is_string(arr.type):
+        return arr
+    if pa.types.is_dictionary(arr.type):
+        return arr.dictionary_decode().cast(pa.string())
+    return pc.cast(arr, pa.string())
+
+
+def _raw_arrow_schema(schema: TableSchema) -> pa.Schema:
+    return pa.schema([(n, pa.string()) for n in schema.names])
+
+
+def _quarantine_arrow_schema(schema: TableSchema) -> pa.Schema:
+    return pa.schema(
+        [(_QUARANTINE_ROW, pa.int64()), (_QUARANTINE_REASONS, pa.string())]
+        + [(n, pa.string()) for n in schema.names]
+    )
+
+
+def _empty_quarantine_batch(schema: TableSchema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=_quarantine_arrow_schema(schema))
+
+
+def _empty_typed_batch(schema: TableSchema) -> pa.RecordBatch:
+    raw = pa.RecordBatch.from_pylist([], schema=_raw_arrow_schema(schema))
+    arrays = [validate_column(raw.column(c.name), c).values for c in schema.columns]
+    return pa.RecordBatch.from_arrays(arrays, names=schema.names)
+
+
+class _Sink:
+    """Writes record batches to a Parquet or CSV file; the file is opened on the first batch."""
+
+    def __init__(self, path: Path, parquet: bool, arrow_schema: pa.Schema | None) -> None:
+        self.path = path
+        self.parquet = parquet
+        self.arrow_schema = arrow_schema
+        self.writer: pq.ParquetWriter | pacsv.CSVWriter | None = None
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if not self.parquet:
+            batch = _decode_dictionaries(batch)
+        if self.writer is None:
+            schema = self.arrow_schema or batch.schema
+            self.writer = (
+                pq.ParquetWriter(self.path, schema)
+                if self.parquet
+                else pacsv.CSVWriter(self.path, schema)
+            )
+        self.writer.write_batch(batch)
+
+    def finish(self, empty: pa.RecordBatch) -> None:
+        """Make sure the file exists with its header even when no batch was written."""
+        if self.writer is None:
+            self.write(empty)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _decode_dictionaries(batch: pa.RecordBatch) -> pa.RecordBatch:
+    if not any(pa.types.is_dictionary(t) for t in batch.schema.types):
+        return batch
+    arrays = [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in batch.columns]
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+
+
+def _open_sink(
+    stack: ExitStack, target: str | Path | None, arrow_schema: pa.Schema | None
+) -> _Sink | None:
+    """A sink writing to a temporary file that replaces `target` only if the stack exits cleanly."""
+    if target is None:
+        return None
+    tmp = stack.enter_context(atomic_path(target))
+    sink = _Sink(tmp, _is_parquet(target), arrow_schema)
+    stack.callback(sink.close)
+    return sink
+
+
+def _is_parquet(path: Path | str) -> bool:
+    return Path(path).suffix.lower() in {".parquet", ".pq"}
+
+
+def _arrow_encoding(encoding: str) -> str:
+    """Arrow decodes UTF-8 natively; other encodings are transcoded through Python's codecs."""
+    name = codecs.lookup(encoding).name
+    return "utf8" if name == "utf-8" else encoding
+
+
+def read_header_line(path: Path, encoding: str) -> str:
+    """The decoded first line; refuses missing, empty, BOM-prefixed or undecodable files."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 20)
+    except FileNotFoundError as exc:
+        raise DataFileError(path, "file not found", "check the path") from exc
+    except IsADirectoryError as exc:
+        raise DataFileError(path, "is a directory, not a file", "name the data file") from exc
+    if not head.strip():
+        raise DataFileError(
+            path,
+            "the file is empty",
+            "export the table again with a header row naming the columns",
+        )
+    for bom, name in _BOMS.items():
+        if head.startswith(bom) and not (bom == codecs.BOM_UTF8 and encoding == "utf-8-sig"):
+            fix = (
+                "save the file as UTF-8 without a byte-order mark, or declare encoding 'utf-8-sig'"
+                if bom == codecs.BOM_UTF8
+                else f"convert the file to UTF-8 (e.g. iconv -f {name.replace(' ', '')} -t UTF-8)"
+            )
+            raise DataFileError(path, f"the file starts with a {name} byte-order mark (BOM)", fix)
+    first_line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        text = codecs.decode(first_line, encoding)
+    except UnicodeDecodeError as exc:
+        raise _undecodable(path, encoding) from exc
+    return text.removeprefix("\ufeff")
+
+
+def sniff_delimiter(header_line: str) -> str:
+    """The candidate delimiter that splits the header into the most fields (',' on a tie)."""
+    return max(
+        _CANDIDATE_DELIMITERS, key=lambda d: len(next(csv.reader([header_line], delimiter=d)))
+    )
+
+
+def _split_header(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter))
+
+
+def _check_csv_header(path: Path, schema: TableSchema, delimiter: str, encoding: str) -> list[str]:
+    """Refuse files that cannot be read as the declared CSV; return the header's field names."""
+    line = read_header_line(path, encoding)
+    header = _split_header(line, delimiter)
+    if len(header) == 1 and len(schema.names) > 1:
+        other = sniff_delimiter(line)
+        if other != delimiter and set(_split_header(line, other)) & set(schema.names):
+            raise DataFileError(
+                path,
+                f"the header is delimited by {other!r}, not the declared {delimiter!r}",
+                f"declare the delimiter {other!r} (--delimiter {other!r})",
+            )
+    _check_columns(path, header, schema)
+    return header
+
+
+def read_raw(
+    path: str | Path,
+    *,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+    max_rows: int | None = None,
+) -> pa.Table:
+    """The first `max_rows` rows as stored, unvalidated: text for CSV, stored types for Parquet.
+
+    For schema inference. Rows that do not split into the header's fields are skipped; a
+    delimiter of None is sniffed from the header.
+    """
+    path = Path(path)
+    if _is_parquet(path):
+        try:
+            pf = pq.ParquetFile(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataFileError(
+                path, f"not a readable Parquet file ({exc})", "re-export it"
+            ) from exc
+        batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS)
+        arrow_schema = pf.schema_arrow
+    else:
+        line = read_header_line(path, encoding)
+        delimiter = delimiter or sniff_delimiter(line)
+        header = _split_header(line, delimiter)
+        _check_columns(path, header, None)
+        arrow_schema = pa.schema([(name, pa.string()) for name in header])
+        batches = (
+            _parse_block(text, first, header, delimiter, []).to_batches()
+            for text, first, _ in _line_blocks(path, encoding)
+        )
+        try:
+            return pa.Table.from_batches(
+                _take_rows(itertools.chain.from_iterable(batches), max_rows), schema=arrow_schema
+            )
+        except pa.ArrowInvalid as exc:
+            raise _csv_read_error(path, encoding, exc) from exc
+    return pa.Table.from_batches(_take_rows(batches, max_rows), schema=arrow_schema)
+
+
+def _take_rows(batches: Any, max_rows: int | None) -> list[pa.RecordBatch]:
+    taken: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if max_rows is not None and count + batch.num_rows >= max_rows:
+            taken.append(batch.slice(0, max_rows - count))
+            break
+        taken.append(batch)
+        count += batch.num_rows
+    return taken
+
+
+def _check_columns(path: Path, header: list[str], schema: TableSchema | None) -> None:
+    """Refuse repeated header names and, given a schema, missing or unexpected columns."""
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise DataFileError(
+            path, f"the header repeats column(s) {repeated}", "give every column a unique name"
+        )
+    if schema is None:
+        return
+    missing = [n for n in schema.names if n not in header]
+    unexpected = [h for h in header if h not in schema.names]
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {missing}")
+    if unexpected:
+        problems.append(f"unexpected column(s) {unexpected}")
+    if problems:
+        raise DataFileError(
+            path,
+            " and ".join(problems) + f" (schema {schema.name!r})",
+            "rename the header to the schema's column names, drop extra columns, "
+            "or update the schema (fedsynth schema infer proposes one)",
+        )
+
+
+def _csv_read_error(path: Path, encoding: str, exc: Exception) -> DataFileError:
+    if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc):
+        return _undecodable(path, encoding)
+    return DataFileError(
+        path,
+        f"the CSV parser stopped: {exc}",
+        "check quoting near the reported position (an unclosed quote swallows the rest)",
+    )
+
+
+def _undecodable(path: Path, encoding: str) -> DataFileError:
+    """Locate the first byte that does not decode, for a message a person can act on."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    line = 1
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                at = offset + exc.start
+                line += chunk[: exc.start].count(b"\n")
+                byte = chunk[exc.start : exc.start + 1].hex()
+                return DataFileError(
+                    path,
+                    f"bytes that are not valid {encoding} at line {line}, byte offset {at} "
+                    f"(0x{byte})",
+                    "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t UTF-8) "
+                    "or declare its real encoding (--encoding)",
+                )
+            offset += len(chunk)
+            line += chunk.count(b"\n")
+    return DataFileError(
+        path,
+        f"bytes that are not valid {encoding}",
+        "re-encode the file as UTF-8 or declare its real encoding (--encoding)",
+    )

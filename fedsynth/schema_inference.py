@@ -1,0 +1,249 @@
+"""Propose a `TableSchema` from a data file, for a person to review before it is shared.
+
+Kinds come from what every value of a column parses as (with the same parsers validation uses,
+so a proposed schema accepts the file it came from). Bounds are widened to round numbers and
+whole years: the schema is public, and exact extremes would reveal single records. Columns that
+look like direct identifiers (unique strings, names, emails, phone numbers, record numbers) or
+strong quasi-identifiers (dates of birth, postcodes) are flagged with a finding.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fedsynth.io import read_raw
+from fedsynth.schema import (
+    DEFAULT_FALSE_VALUES,
+    DEFAULT_TRUE_VALUES,
+    BooleanColumn,
+    CategoricalColumn,
+    Column,
+    DatetimeColumn,
+    IdentifierColumn,
+    NumericalColumn,
+    PrivacyRole,
+    TableSchema,
+    TextColumn,
+)
+from fedsynth.validation import validate_column
+
+DATE_FORMATS = (None, "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%Y%m%d")
+MAX_CATEGORIES = 50
+MIN_ROWS_FOR_UNIQUE = 20
+
+_EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
+_PHONE_RE = r"^\+?[\d\s().-]{7,20}$"
+_PERSON_NAME_RE = r"^[A-Z][a-z'\-]+( [A-Z][a-z'\-]+){0,3}$"
+_NAME_HINT = re.compile(
+    r"(^|_)(first|last|given|family|middle|full|sur|maiden)?_?name$|^surname$|^forename$", re.I
+)
+_ID_HINT = re.compile(
+    r"(^|_)(id|uuid|guid|mrn|ssn|nhs|nin|passport|account|record)(_?(no|num|number))?$", re.I
+)
+_CONTACT_HINT = re.compile(r"e-?mail|phone|mobile|tel(ephone)?$|fax|address|street", re.I)
+_BIRTH_HINT = re.compile(r"(^|_)(dob|birth|born)|birth_?date|date_?of_?birth", re.I)
+_QUASI_HINT = re.compile(
+    r"(^|_)(zip|zipcode|postcode|postal|post_code|age|sex|gender|ethnicity|race)($|_)", re.I
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something a reviewer should look at in a proposed column."""
+
+    column: str
+    message: str
+
+
+def infer_schema(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    delimiter: str | None = None,
+    encoding: str = "utf-8",
+    sample_rows: int | None = 1_000_000,
+) -> tuple[TableSchema, list[Finding]]:
+    """Propose a schema for the file at `path` from its first `sample_rows` rows."""
+    path = Path(path)
+    table = read_raw(path, delimiter=delimiter, encoding=encoding, max_rows=sample_rows)
+    return infer_from_table(table, name=name or path.stem)
+
+
+def infer_from_table(table: pa.Table, *, name: str) -> tuple[TableSchema, list[Finding]]:
+    """Propose a schema for an Arrow table of text (CSV) or typed (Parquet) columns."""
+    columns: list[Column] = []
+    findings: list[Finding] = []
+    for field_name in table.column_names:
+        raw = table.column(field_name).combine_chunks()
+        column, notes = _infer_column(field_name, raw)
+        findings.extend(Finding(field_name, n) for n in notes)
+        if notes:
+            column = column.model_copy(update={"description": "; ".join(notes)})
+        columns.append(column)
+    return TableSchema(name=name, columns=columns), findings
+
+
+def _infer_column(name: str, raw: pa.Array) -> tuple[Column, list[str]]:
+    if pa.types.is_dictionary(raw.type):
+        raw = raw.dictionary_decode()
+    nullable = raw.null_count > 0
+    values = raw.drop_null()
+    notes: list[str] = []
+    if len(values) == 0:
+        notes.append("every value is empty: kind guessed as text, review it")
+        return TextColumn(name=name, nullable=True), notes
+    common = {"name": name, "nullable": nullable}
+
+    if _is_boolean(values):
+        return BooleanColumn(**common), notes
+    numeric = _as_number(name, values, common, notes)
+    if numeric is not None:
+        return numeric, notes
+    moment = _as_datetime(name, values, common, notes)
+    if moment is not None:
+        return moment, notes
+
+    text = values if pa.types.is_string(values.type) else values.cast(pa.string())
+    distinct = pc.count_distinct(text).as_py()
+    identifier_reason = _identifier_reason(name, text, distinct)
+    if identifier_reason:
+        notes.append(f"likely direct identifier ({identifier_reason}): never modelled")
+        return IdentifierColumn(name=name, nullable=nullable), notes
+    if distinct <= MAX_CATEGORIES:
+        domain = sorted(pc.unique(text).to_pylist())
+        role = _quasi_role(name, notes)
+        return CategoricalColumn(domain=domain, role=role, **common), notes
+    notes.append(f"{distinct} distinct values: treated as free text, not modelled")
+    return TextColumn(**common), notes
+
+
+def _is_boolean(values: pa.Array) -> bool:
+    if pa.types.is_boolean(values.type):
+        return True
+    if not pa.types.is_string(values.type):
+        return False
+    folded = set(pc.unique(pc.utf8_lower(pc.utf8_trim_whitespace(values))).to_pylist())
+    words = set(DEFAULT_TRUE_VALUES + DEFAULT_FALSE_VALUES) - {"0", "1"}
+    return folded <= words and bool(folded - {"y", "n", "t", "f"})
+
+
+def _as_number(
+    name: str, values: pa.Array, common: dict, notes: list[str]
+) -> NumericalColumn | None:
+    for dtype in ("int", "float"):
+        probe = NumericalColumn(name=name, dtype=dtype)
+        result = validate_column(values, probe)
+        if not result.codes.any():
+            break
+    else:
+        return None
+    numbers = np.asarray(result.values.cast(pa.float64()), dtype=np.float64)
+    if dtype == "int" and _ID_HINT.search(name) and len(np.unique(numbers)) == len(numbers):
+        notes.append("unique whole numbers named like a record key: likely direct identifier")
+        return None
+    low, high = _round_outward(float(numbers.min()), float(numbers.max()))
+    decimals = _decimals(values) if dtype == "float" else None
+    notes.append(f"bounds widened from the data to [{_fmt(low)}, {_fmt(high)}]: confirm them")
+    role = _quasi_role(name, notes)
+    return NumericalColumn(dtype=dtype, min=low, max=high, decimals=decimals, role=role, **common)
+
+
+def _as_datetime(
+    name: str, values: pa.Array, common: dict, notes: list[str]
+) -> DatetimeColumn | None:
+    if not (
+        pa.types.is_string(values.type)
+        or pa.types.is_timestamp(values.type)
+        or pa.types.is_date(values.type)
+    ):
+        return None
+    formats = DATE_FORMATS if pa.types.is_string(values.type) else (None,)
+    for fmt in formats:
+        result = validate_column(values, DatetimeColumn(name=name, format=fmt))
+        if not result.codes.any():
+            break
+    else:
+        return None
+    stamps = result.values
+    low = pc.min(stamps).as_py()
+    high = pc.max(stamps).as_py()
+    low = datetime(low.year, 1, 1)
+    high = datetime(high.year, 12, 31, 23, 59, 59)
+    notes.append(f"bounds widened from the data to whole years {low.year}-{high.year}: confirm")
+    role = PrivacyRole.OTHER
+    if _BIRTH_HINT.search(name):
+        role = PrivacyRole.QUASI_IDENTIFIER
+        notes.append(
+            "looks like a date of birth: a strong quasi-identifier; consider deriving an age "
+            "or birth year in the prep spec instead of sharing the date"
+        )
+    elif _QUASI_HINT.search(name):
+        role = _quasi_role(name, notes)
+    return DatetimeColumn(format=fmt, min=low, max=high, role=role, **common)
+
+
+def _identifier_reason(name: str, text: pa.Array, distinct: int) -> str | None:
+    n = len(text)
+    share = {
+        "email addresses": _share(text, _EMAIL_RE),
+        "phone numbers": _share(pc.utf8_trim_whitespace(text), _PHONE_RE),
+    }
+    for label, fraction in share.items():
+        if fraction >= 0.9:
+            return f"{fraction:.0%} of values look like {label}"
+    if _NAME_HINT.search(name):
+        return "named like a person's name"
+    if _CONTACT_HINT.search(name):
+        return "named like contact details"
+    if _ID_HINT.search(name) and distinct >= 0.9 * n:
+        return "named like a record key, values (nearly) unique"
+    person_like = _share(text, _PERSON_NAME_RE)
+    if person_like >= 0.9 and distinct > MAX_CATEGORIES:
+        return f"{person_like:.0%} of values look like personal names"
+    if n >= MIN_ROWS_FOR_UNIQUE and distinct == n:
+        return "every value is unique"
+    return None
+
+
+def _quasi_role(name: str, notes: list[str]) -> PrivacyRole:
+    if _QUASI_HINT.search(name):
+        notes.append("named like a quasi-identifier (postcode, age, sex...): role set, confirm")
+        return PrivacyRole.QUASI_IDENTIFIER
+    return PrivacyRole.OTHER
+
+
+def _share(text: pa.Array, pattern: str) -> float:
+    return pc.sum(pc.match_substring_regex(text, pattern)).as_py() / max(len(text), 1)
+
+
+def _round_outward(low: float, high: float) -> tuple[float, float]:
+    """Widen [low, high] to multiples of a power of ten a tenth the size of the range."""
+    span = high - low
+    if span <= 0:
+        span = max(abs(high), 1.0)
+    step = 10.0 ** math.floor(math.log10(span))
+    rounded_low = math.floor(low / step) * step
+    rounded_high = math.ceil(high / step) * step
+    if low >= 0 > rounded_low:
+        rounded_low = 0.0
+    return float(rounded_low), float(rounded_high)
+
+
+def _decimals(values: pa.Array) -> int | None:
+    if not pa.types.is_string(values.type):
+        return None
+    after = pc.utf8_length(pc.replace_substring_regex(values, r"^[^.]*\.?", ""))
+    most = pc.max(after).as_py()
+    return min(int(most), 6) if most is not None else None
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,297 @@
+"""Cell-level validation of one column batch against its schema column, vectorized with Arrow.
+
+Each column yields its typed values (null where a cell is invalid) and one rule code per row
+(0 = valid). A cell breaks at most one rule: the first of type, finiteness, bounds, domain,
+nullability that it fails. Messages are built only for the cells that failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import IntEnum
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fedsynth.schema import (
+    BooleanColumn,
+    CategoricalColumn,
+    Column,
+    DatetimeColumn,
+    NumericalColumn,
+)
+
+TIMESTAMP = pa.timestamp("us")
+_INT_RE = r"^[+-]?\d+$"
+_FLOAT_RE = r"(?i)^[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|inf|infinity|nan)$"
+_ISO_FORMATS = (
+    "%Y-%m-%d",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+)
+_INT64_LIMIT = 2.0**63
+
+
+class Rule(IntEnum):
+    """The rule a cell broke; the name is what reports and quarantine files show."""
+
+    OK = 0
+    TYPE = 1
+    NOT_INTEGER = 2
+    NOT_FINITE = 3
+    MINIMUM = 4
+    MAXIMUM = 5
+    DOMAIN = 6
+    NOT_NULL = 7
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class ColumnResult:
+    """Typed values of one column batch and the rule code of every row."""
+
+    values: pa.Array
+    codes: np.ndarray
+
+
+class UnsupportedStorage(TypeError):
+    """The file stores a column in a physical type the schema's kind cannot come from."""
+
+
+def validate_column(raw: pa.Array, column: Column) -> ColumnResult:
+    """Parse and check `raw` (text, or an already typed Parquet array) against `column`."""
+    if pa.types.is_dictionary(raw.type):
+        raw = raw.dictionary_decode()
+    if pa.types.is_large_string(raw.type):
+        raw = raw.cast(pa.string())
+    if isinstance(column, NumericalColumn):
+        values, codes = _numbers(raw, column)
+    elif isinstance(column, CategoricalColumn):
+        values, codes = _categories(raw, column)
+    elif isinstance(column, BooleanColumn):
+        values, codes = _booleans(raw, column)
+    elif isinstance(column, DatetimeColumn):
+        values, codes = _datetimes(raw, column)
+    else:
+        values = raw if pa.types.is_string(raw.type) else _text(raw)
+        codes = np.zeros(len(raw), dtype=np.uint8)
+    if not column.nullable:
+        _mark(codes, np.asarray(pc.is_null(raw)), Rule.NOT_NULL)
+    return ColumnResult(values, codes)
+
+
+def describe(rule: Rule, column: Column) -> str:
+    """A sentence for a person: what is wrong with a cell that broke `rule` in `column`."""
+    if rule is Rule.TYPE:
+        if isinstance(column, NumericalColumn):
+            return "not a number"
+        if isinstance(column, BooleanColumn):
+            tokens = "/".join([*column.true_values, *column.false_values])
+            return f"not a boolean (expected one of {tokens})"
+        if isinstance(column, DatetimeColumn):
+            return f"not a date in format {column.format or 'ISO 8601 (YYYY-MM-DD)'}"
+        return "cannot be read as text"
+    if rule is Rule.NOT_INTEGER:
+        return "not a whole number, but the column holds integers"
+    if rule is Rule.NOT_FINITE:
+        return "not a finite number (NaN or infinity)"
+    if rule is Rule.MINIMUM:
+        return f"below the minimum {column.min}"  # type: ignore[union-attr]
+    if rule is Rule.MAXIMUM:
+        return f"above the maximum {column.max}"  # type: ignore[union-attr]
+    if rule is Rule.DOMAIN:
+        domain = column.domain  # type: ignore[union-attr]
+        shown = ", ".join(domain[:12]) + (", ..." if len(domain) > 12 else "")
+        return f"not one of the declared categories ({shown})"
+    if rule is Rule.NOT_NULL:
+        return "empty, but the column does not allow nulls"
+    return "valid"
+
+
+def _mark(codes: np.ndarray, mask: np.ndarray, rule: Rule) -> None:
+    """Set `rule` on rows in `mask` that have no earlier rule."""
+    codes[mask & (codes == 0)] = rule
+
+
+def _bool_mask(arr: pa.Array) -> np.ndarray:
+    return np.asarray(arr.fill_null(False), dtype=bool)
+
+
+def _failed_parse(raw: pa.Array, parsed: pa.Array) -> np.ndarray:
+    return np.asarray(pc.is_valid(raw)) & np.asarray(pc.is_null(parsed))
+
+
+def _numbers(raw: pa.Array, column: NumericalColumn) -> tuple[pa.Array, np.ndarray]:
+    integer = column.dtype == "int"
+    codes = np.zeros(len(raw), dtype=np.uint8)
+    if pa.types.is_string(raw.type):
+        values = _parse_numbers(raw, integer, codes)
+    elif pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type):
+        values = _typed_numbers(raw, integer, codes)
+    elif pa.types.is_boolean(raw.type) or pa.types.is_decimal(raw.type):
+        values = _typed_numbers(raw.cast(pa.float64()), integer, codes)
+    else:
+        raise UnsupportedStorage(f"stored as {raw.type}, but the schema declares a number")
+    as_float = np.asarray(values.cast(pa.float64()).fill_null(np.nan), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        if column.min is not None:
+            _mark(codes, as_float < column.min, Rule.MINIMUM)
+        if column.max is not None:
+            _mark(codes, as_float > column.max, Rule.MAXIMUM)
+    return _null_where(values, codes), codes
+
+
+def _parse_numbers(raw: pa.Array, integer: bool, codes: np.ndarray) -> pa.Array:
+    target = pa.int64() if integer else pa.float64()
+    try:
+        values = pc.cast(raw, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    else:
+        if not integer:
+            _mark(
+                codes,
+                ~_bool_mask(pc.is_finite(values)) & np.asarray(pc.is_valid(values)),
+                Rule.NOT_FINITE,
+            )
+        return values
+    text = pc.utf8_trim_whitespace(raw)
+    floats = _cast_matching(text, _FLOAT_RE, pa.float64())
+    _mark(codes, _failed_parse(raw, floats), Rule.TYPE)
+    finite = _bool_mask(pc.is_finite(floats))
+    _mark(codes, np.asarray(pc.is_valid(floats)) & ~finite, Rule.NOT_FINITE)
+    if not integer:
+        return floats
+    exact = _cast_matching(text, _INT_RE, pa.int64(), tolerate_overflow=True)
+    float_np = np.asarray(floats.fill_null(0.0), dtype=np.float64)
+    whole = finite & (np.floor(float_np) == float_np) & (np.abs(float_np) < _INT64_LIMIT)
+    _mark(codes, finite & ~whole, Rule.NOT_INTEGER)
+    from_float = pa.array(np.where(whole, float_np, 0).astype(np.int64), mask=~whole)
+    return pc.coalesce(exact, from_float)
+
+
+def _cast_matching(
+    text: pa.Array, pattern: str, target: pa.DataType, *, tolerate_overflow: bool = False
+) -> pa.Array:
+    """Cast the cells of `text` that match `pattern`; the others become null."""
+    ok = pc.match_substring_regex(text, pattern)
+    candidates = pc.if_else(ok, text, pa.scalar(None, pa.string()))
+    try:
+        return pc.cast(candidates, target)
+    except pa.ArrowInvalid:
+        if not tolerate_overflow:
+            raise
+    parsed = []
+    for value in candidates.to_pylist():
+        if value is None:
+            parsed.append(None)
+            continue
+        number = int(value)
+        parsed.append(number if -(2**63) <= number < 2**63 else None)
+    return pa.array(parsed, type=target)
+
+
+def _typed_numbers(raw: pa.Array, integer: bool, codes: np.ndarray) -> pa.Array:
+    if pa.types.is_integer(raw.type):
+        return raw.cast(pa.int64() if integer else pa.float64())
+    floats = raw.cast(pa.float64())
+    valid = np.asarray(pc.is_valid(floats))
+    float_np = np.asarray(floats.fill_null(0.0), dtype=np.float64)
+    finite = np.isfinite(float_np)
+    _mark(codes, valid & ~finite, Rule.NOT_FINITE)
+    if not integer:
+        return floats
+    whole = valid & finite & (np.floor(float_np) == float_np) & (np.abs(float_np) < _INT64_LIMIT)
+    _mark(codes, valid & finite & ~whole, Rule.NOT_INTEGER)
+    return pa.array(np.where(whole, float_np, 0).astype(np.int64), mask=~whole)
+
+
+def _categories(raw: pa.Array, column: CategoricalColumn) -> tuple[pa.Array, np.ndarray]:
+    text = raw if pa.types.is_string(raw.type) else _text(raw)
+    domain = pa.array(column.domain, type=pa.string())
+    indices = pc.index_in(text, value_set=domain).cast(pa.int32())
+    codes = np.zeros(len(raw), dtype=np.uint8)
+    _mark(codes, _failed_parse(text, indices), Rule.DOMAIN)
+    return pa.DictionaryArray.from_arrays(indices, domain), codes
+
+
+def _booleans(raw: pa.Array, column: BooleanColumn) -> tuple[pa.Array, np.ndarray]:
+    codes = np.zeros(len(raw), dtype=np.uint8)
+    if pa.types.is_boolean(raw.type):
+        return raw, codes
+    text = raw if pa.types.is_string(raw.type) else _text(raw)
+    folded = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+    true_set = pa.array([v.lower() for v in column.true_values], type=pa.string())
+    false_set = pa.array([v.lower() for v in column.false_values], type=pa.string())
+    is_true = pc.is_in(folded, value_set=true_set)
+    is_false = pc.is_in(folded, value_set=false_set)
+    known = pc.or_(is_true, is_false)
+    values = pc.if_else(known, is_true, pa.scalar(None, pa.bool_()))
+    _mark(codes, _failed_parse(raw, values), Rule.TYPE)
+    return values, codes
+
+
+def _datetimes(raw: pa.Array, column: DatetimeColumn) -> tuple[pa.Array, np.ndarray]:
+    codes = np.zeros(len(raw), dtype=np.uint8)
+    if pa.types.is_string(raw.type):
+        values = _parse_datetimes(raw, column.format)
+        _mark(codes, _failed_parse(raw, values), Rule.TYPE)
+    elif pa.types.is_timestamp(raw.type) or pa.types.is_date(raw.type):
+        if pa.types.is_timestamp(raw.type) and raw.type.tz is not None:
+            raw = raw.cast(pa.timestamp(raw.type.unit, tz="UTC")).cast(pa.timestamp(raw.type.unit))
+        values = raw.cast(TIMESTAMP)
+    else:
+        raise UnsupportedStorage(f"stored as {raw.type}, but the schema declares a datetime")
+    micros = np.asarray(values.cast(pa.int64()).fill_null(0), dtype=np.int64)
+    valid = np.asarray(pc.is_valid(values))
+    if column.min is not None:
+        _mark(codes, valid & (micros < _micros(column.min)), Rule.MINIMUM)
+    if column.max is not None:
+        _mark(codes, valid & (micros > _micros(column.max)), Rule.MAXIMUM)
+    return _null_where(values, codes), codes
+
+
+def _parse_datetimes(raw: pa.Array, fmt: str | None) -> pa.Array:
+    if fmt is not None:
+        return pc.strptime(raw, format=fmt, unit="us", error_is_null=True)
+    try:
+        return pc.cast(raw, TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        text = pc.utf8_trim_whitespace(raw)
+        attempts = [
+            pc.strptime(text, format=f, unit="us", error_is_null=True) for f in _ISO_FORMATS
+        ]
+        return pc.coalesce(*attempts)
+
+
+def _micros(moment: datetime) -> int:
+    return int(np.datetime64(moment.replace(tzinfo=None), "us").astype(np.int64))
+
+
+def _text(raw: pa.Array) -> pa.Array:
+    """Text form of a typed array, as a person would have written it in a CSV."""
+    if pa.types.is_floating(raw.type):
+        as_float = raw.cast(pa.float64())
+        whole = pc.equal(pc.floor(as_float), as_float)
+        return pc.if_else(
+            whole,
+            as_float.cast(pa.int64(), safe=False).cast(pa.string()),
+            as_float.cast(pa.string()),
+        )
+    if pa.types.is_boolean(raw.type):
+        return pc.if_else(raw, "true", "false")
+    return raw.cast(pa.string())
+
+
+def _null_where(values: pa.Array, codes: np.ndarray) -> pa.Array:
+    bad = codes != 0
+    if not bad.any():
+        return values
+    return pc.if_else(pa.array(bad), pa.scalar(None, values.type), values)
