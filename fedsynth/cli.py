@@ -146,6 +146,7 @@ def print_report(report: ValidationReport) -> None:
         f"{report.rows_quarantined:,} quarantined"
         + (f" -> {report.quarantine}" if report.quarantine and not report.clean else ""),
         highlight=False,
+        soft_wrap=True,
     )
     if report.clean:
         return

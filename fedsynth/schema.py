@@ -218,7 +218,7 @@ class TableSchema(BaseModel):
         return data
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        return yaml.dump(self.to_dict(), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
     def save(self, path: str | Path) -> None:
         """Write as YAML (or JSON when the name ends in .json), atomically."""
@@ -248,18 +248,37 @@ class TableSchema(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> TableSchema:
-        """Read a schema from YAML or JSON (JSON is valid YAML)."""
+        """Read a schema from YAML, or from JSON when the name ends in .json."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise SchemaError(f"{path}: schema file not found") from exc
-        return cls.from_yaml(text, source=str(path))
+        if path.suffix.lower() != ".json":
+            return cls.from_yaml(text, source=str(path))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"{path}: not valid JSON: {exc}") from exc
+        return cls.from_dict(data, source=str(path))
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:
         """JSON Schema of the schema document, for editors and other-language tooling."""
         return cls.model_json_schema()
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe YAML dumper that double-quotes strings holding characters YAML reads as line breaks."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if any(c in value for c in _YAML_LINE_BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_YAML_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+_Dumper.add_representer(str, _represent_str)
 
 
 class SchemaError(ValueError):

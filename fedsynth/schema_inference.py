@@ -46,8 +46,11 @@ _NAME_HINT = re.compile(
     r"(^|_)(first|last|given|family|middle|full|sur|maiden)?_?name$|^surname$|^forename$", re.I
 )
 _ID_HINT = re.compile(
-    r"(^|_)(id|uuid|guid|mrn|ssn|nhs|nin|passport|account|record)(_?(no|num|number))?$", re.I
+    r"(^|_)((id|uuid|guid|mrn|ssn|nhs|nin|passport|account|record)(_?(no|nr|num|number))?"
+    r"|no|nr|num|number)$",
+    re.I,
 )
+_CODE_HINT = re.compile(r"(^|_)(zip|zipcode|postcode|postal|post_code|code)($|_)", re.I)
 _CONTACT_HINT = re.compile(r"e-?mail|phone|mobile|tel(ephone)?$|fax|address|street", re.I)
 _BIRTH_HINT = re.compile(r"(^|_)(dob|birth|born)|birth_?date|date_?of_?birth", re.I)
 _QUASI_HINT = re.compile(
@@ -138,6 +141,9 @@ def _is_boolean(values: pa.Array) -> bool:
 def _as_number(
     name: str, values: pa.Array, common: dict, notes: list[str]
 ) -> NumericalColumn | None:
+    if _CODE_HINT.search(name):
+        notes.append("digits named like a code: kept as text, not as a number")
+        return None
     for dtype in ("int", "float"):
         probe = NumericalColumn(name=name, dtype=dtype)
         result = validate_column(values, probe)
@@ -208,7 +214,8 @@ def _identifier_reason(name: str, text: pa.Array, distinct: int) -> str | None:
     person_like = _share(text, _PERSON_NAME_RE)
     if person_like >= 0.9 and distinct > MAX_CATEGORIES:
         return f"{person_like:.0%} of values look like personal names"
-    if n >= MIN_ROWS_FOR_UNIQUE and distinct == n:
+    spaced = _share(text, r"\s")
+    if n >= MIN_ROWS_FOR_UNIQUE and distinct == n and spaced < 0.5:
         return "every value is unique"
     return None
 

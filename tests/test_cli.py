@@ -1,0 +1,93 @@
+"""The `fedsynth` command as a person uses it: infer a schema, validate files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from fedsynth.cli import app
+from fedsynth.schema import TableSchema
+
+runner = CliRunner()
+
+
+def make_csv(path: Path, bad: bool = False) -> Path:
+    rows = ["id,age,sex", *(f"p{i},{20 + i % 50},{'F' if i % 2 else 'M'}" for i in range(60))]
+    if bad:
+        rows += ["p99,-5,F", "p100,40,Q"]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_schema_infer_writes_a_reviewable_schema(tmp_path: Path) -> None:
+    data = make_csv(tmp_path / "people.csv")
+    result = runner.invoke(app, ["schema", "infer", str(data), "--out", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 0, result.output
+    schema = TableSchema.load(tmp_path / "s.yaml")
+    assert [c.kind for c in schema.columns] == ["identifier", "numerical", "categorical"]
+    assert "review before sharing" in result.output and "age" in result.output
+
+
+def test_validate_exits_zero_on_a_clean_file(tmp_path: Path) -> None:
+    data = make_csv(tmp_path / "people.csv")
+    runner.invoke(app, ["schema", "infer", str(data), "--out", str(tmp_path / "s.yaml")])
+    result = runner.invoke(app, ["validate", str(data), "--schema", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "60 rows in, 60 accepted, 0 quarantined" in result.output
+
+
+def test_validate_exits_three_and_writes_quarantine_when_rows_are_bad(tmp_path: Path) -> None:
+    runner.invoke(
+        app, ["schema", "infer", str(make_csv(tmp_path / "a.csv")), "-o", str(tmp_path / "s.yaml")]
+    )
+    data = make_csv(tmp_path / "b.csv", bad=True)
+    q, out = tmp_path / "q.csv", tmp_path / "ok.parquet"
+    result = runner.invoke(
+        app,
+        ["validate", str(data), "-s", str(tmp_path / "s.yaml"), "-q", str(q), "-o", str(out)],
+    )
+    assert result.exit_code == 3, result.output
+    assert "62 rows in, 60 accepted, 2 quarantined" in result.output
+    assert "minimum" in result.output and "domain" in result.output
+    assert pd.read_csv(q)["_row"].tolist() == [61, 62]
+    assert len(pd.read_parquet(out)) == 60
+
+
+def test_validate_exits_two_with_the_reason_when_the_file_is_refused(tmp_path: Path) -> None:
+    runner.invoke(
+        app, ["schema", "infer", str(make_csv(tmp_path / "a.csv")), "-o", str(tmp_path / "s.yaml")]
+    )
+    data = tmp_path / "semi.csv"
+    data.write_text("id;age;sex\np1;3;F\n")
+    result = runner.invoke(app, ["validate", str(data), "-s", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 2
+    assert "refused" in result.output and "--delimiter ';'" in result.output
+
+
+def test_bad_schema_file_exits_two_listing_problems(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("name: t\ncolumns: []\n")
+    result = runner.invoke(app, ["schema", "check", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 2 and "columns" in result.output
+
+
+def test_json_schema_export_is_valid_json(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["schema", "json-schema", "--out", str(tmp_path / "s.json")])
+    assert result.exit_code == 0
+    assert json.loads((tmp_path / "s.json").read_text())["title"] == "TableSchema"
+
+
+def test_console_scripts_are_installed() -> None:
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    for script in ("fedsynth", "fedsynth-broker", "fedsynth-supplier", "fedsynth-consumer"):
+        done = subprocess.run(
+            [script, "--help"], capture_output=True, text=True, env=env, check=False, timeout=60
+        )
+        assert done.returncode == 0, f"{script}: {done.stderr}"
+        assert "Usage" in done.stdout

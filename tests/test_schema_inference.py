@@ -1,0 +1,120 @@
+"""Schema inference proposes the right kinds, bounds and domains and flags identifiers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedsynth.io import read_table
+from fedsynth.schema import PrivacyRole
+from fedsynth.schema_inference import infer_schema
+
+FIRST = ["Anna", "Ben", "Carla", "David", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jonas"]
+LAST = ["Meyer", "Smith", "Rossi", "Novak", "Berg", "Khan", "Silva", "Weber", "Lopez", "Dubois"]
+
+
+@pytest.fixture(scope="module")
+def mixed_csv(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(7)
+    n = 400
+    people = [f"{FIRST[i % 10]} {LAST[(i * 7 + i // 10) % 10]}" for i in range(n)]
+    df = pd.DataFrame(
+        {
+            "record_id": [f"R{100000 + i}" for i in range(n)],
+            "patient_no": np.arange(5000, 5000 + n),
+            "full_name": people,
+            "email": [f"user{i}@example.org" for i in range(n)],
+            "phone": [f"+44 20 7946 {i:04d}" for i in range(n)],
+            "date_of_birth": [
+                (datetime(1940, 1, 1) + pd.Timedelta(days=int(d))).strftime("%Y-%m-%d")
+                for d in rng.integers(0, 365 * 60, n)
+            ],
+            "age": rng.integers(18, 94, n),
+            "sex": rng.choice(["female", "male"], n),
+            "weight_kg": np.round(rng.normal(75, 12, n), 1),
+            "smoker": rng.choice(["yes", "no"], n),
+            "admitted": [
+                (datetime(2015, 3, 1) + pd.Timedelta(days=int(d))).strftime("%d/%m/%Y")
+                for d in rng.integers(0, 2000, n)
+            ],
+            "postcode": rng.choice(["1010", "2020", "3030", "4040"], n),
+            "diagnosis": rng.choice(["J45", "E11", "I10", None], n),
+            "note": [f"visit note {i} " + "x" * (i % 5) for i in range(n)],
+        }
+    )
+    path = tmp_path_factory.mktemp("infer") / "patients.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_inference_gives_kinds_bounds_domains_and_flags(mixed_csv: Path) -> None:
+    schema, findings = infer_schema(mixed_csv)
+    kinds = {c.name: c.kind for c in schema.columns}
+    assert kinds == {
+        "record_id": "identifier",
+        "patient_no": "identifier",
+        "full_name": "identifier",
+        "email": "identifier",
+        "phone": "identifier",
+        "date_of_birth": "datetime",
+        "age": "numerical",
+        "sex": "categorical",
+        "weight_kg": "numerical",
+        "smoker": "boolean",
+        "admitted": "datetime",
+        "postcode": "categorical",
+        "diagnosis": "categorical",
+        "note": "text",
+    }
+    age = schema.column("age")
+    assert (age.dtype, age.min, age.max) == ("int", 10.0, 100.0)
+    weight = schema.column("weight_kg")
+    assert weight.dtype == "float" and weight.decimals == 1
+    assert weight.min <= 40 and weight.max >= 110 and weight.min % 10 == 0
+    assert schema.column("sex").domain == ["female", "male"]
+    assert schema.column("diagnosis").domain == ["E11", "I10", "J45"]
+    assert schema.column("diagnosis").nullable and not schema.column("sex").nullable
+    assert schema.column("admitted").format == "%d/%m/%Y"
+    assert schema.column("admitted").min == datetime(2015, 1, 1)
+    dob = schema.column("date_of_birth")
+    assert dob.format is None and dob.role is PrivacyRole.QUASI_IDENTIFIER
+    assert schema.column("postcode").role is PrivacyRole.QUASI_IDENTIFIER
+    flagged = {f.column: f.message for f in findings}
+    assert "email addresses" in flagged["email"] and "phone numbers" in flagged["phone"]
+    assert "date of birth" in flagged["date_of_birth"]
+    assert "person's name" in flagged["full_name"]
+    assert "record key" in flagged["patient_no"]
+    assert all(c.role is PrivacyRole.DIRECT_IDENTIFIER for c in schema.columns[:5])
+
+
+def test_proposed_schema_accepts_the_file_it_came_from(mixed_csv: Path) -> None:
+    schema, _ = infer_schema(mixed_csv)
+    df, report = read_table(mixed_csv, schema)
+    assert report.clean and len(df) == 400
+
+
+def test_unique_strings_without_a_telling_name_are_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"token": [f"k{i * 7919 % 1000:03d}x" for i in range(60)]}).to_csv(
+        path, index=False
+    )
+    schema, findings = infer_schema(path)
+    assert schema.column("token").kind == "identifier"
+    assert "every value is unique" in findings[0].message
+
+
+def test_parquet_and_semicolon_csv_are_inferred_alike(tmp_path: Path, mixed_csv: Path) -> None:
+    df = pd.read_csv(mixed_csv)
+    df.to_csv(tmp_path / "semi.csv", sep=";", index=False)
+    from_csv, _ = infer_schema(mixed_csv)
+    from_semi, _ = infer_schema(tmp_path / "semi.csv")
+    assert from_semi.model_copy(update={"name": "patients"}) == from_csv
+    df.to_parquet(tmp_path / "p.parquet")
+    from_parquet, _ = infer_schema(tmp_path / "p.parquet")
+    assert {c.name: c.kind for c in from_parquet.columns} == {
+        c.name: c.kind for c in from_csv.columns
+    }
