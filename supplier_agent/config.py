@@ -1,0 +1,173 @@
+"""The agent's own configuration, written by the supplier's IT staff as YAML.
+
+It names the data sources, the broker and the TLS material, and — enforced here at the site,
+never by the broker — the egress policy: what may leave, for which topologies, and the audit
+bar the site's own synthetic output must clear.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fedsynth.jobs import Topology
+
+
+class ArtifactKind(StrEnum):
+    """What can leave a supplier site, from most to least revealing."""
+
+    RAW = "raw"
+    PREPARED = "prepared"
+    SYNTHETIC = "synthetic"
+    STATISTICS = "statistics"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSource(_Strict):
+    """A CSV or Parquet file on the agent's machine."""
+
+    kind: Literal["file"] = "file"
+    path: Path
+    delimiter: str | None = Field(None, description="CSV delimiter; sniffed when omitted.")
+    encoding: str = "utf-8"
+
+
+class SqlSource(_Strict):
+    """A query against a SQL database (SQLite, PostgreSQL, or any SQLAlchemy URL)."""
+
+    kind: Literal["sql"] = "sql"
+    url: str = Field(
+        description="SQLAlchemy URL without the password, e.g. postgresql+psycopg://"
+        "reader@db.local/clinic or sqlite:////data/clinic.db"
+    )
+    query: str = Field(min_length=1, description="SELECT statement returning the source rows.")
+    password_env: str | None = Field(
+        None, description="Environment variable holding the password (kept out of the file)."
+    )
+
+    def resolved_url(self) -> str:
+        """The URL with the password from `password_env` filled in."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url)
+        if self.password_env is None:
+            return url.render_as_string(hide_password=False)
+        password = os.environ.get(self.password_env)
+        if password is None:
+            raise AgentConfigError(
+                f"source URL {url.render_as_string()}: environment variable "
+                f"{self.password_env} is not set; export it before starting the agent"
+            )
+        return url.set(password=password).render_as_string(hide_password=False)
+
+
+Source = Annotated[FileSource | SqlSource, Field(discriminator="kind")]
+
+
+class EgressPolicy(_Strict):
+    """What this site lets leave it; the agent refuses any task outside it."""
+
+    allow: frozenset[ArtifactKind] = Field(
+        frozenset({ArtifactKind.SYNTHETIC, ArtifactKind.STATISTICS}),
+        description="Artifact kinds that may be sent to the broker.",
+    )
+    topologies: frozenset[Topology] = Field(
+        frozenset({Topology.LOCAL, Topology.FEDERATED}),
+        description="Topologies this site takes part in.",
+    )
+    min_audit: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Audit policy thresholds this site's own synthetic output must pass "
+        "(on top of the job's policy); empty means the job's policy alone.",
+    )
+
+
+class TlsFiles(_Strict):
+    """The federation CA certificate and this agent's own certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+
+class Reconnect(_Strict):
+    """Exponential backoff with full jitter between connection attempts."""
+
+    initial_s: float = Field(0.5, gt=0)
+    max_s: float = Field(60.0, gt=0)
+
+
+class AgentConfig(_Strict):
+    """Everything a supplier agent needs to run; refer to sources by their names."""
+
+    name: str = Field(min_length=1, description="Supplier name, as in the certificate.")
+    broker: str = Field(description="Broker address host:port (the agent dials out).")
+    tls: TlsFiles
+    state_dir: Path = Field(description="Where the agent keeps its journal, ledger and logs.")
+    sources: dict[str, Source] = Field(min_length=1)
+    egress: EgressPolicy = Field(default_factory=EgressPolicy)
+    reconnect: Reconnect = Field(default_factory=Reconnect)
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_address(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"broker {value!r} must be host:port, e.g. broker.example:7443")
+        return value
+
+    def source(self, name: str) -> FileSource | SqlSource:
+        """The source called `name`; a refusal naming the configured ones otherwise."""
+        try:
+            return self.sources[name]
+        except KeyError:
+            raise AgentConfigError(
+                f"no source {name!r} in this agent's config; configured: {sorted(self.sources)}"
+            ) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> AgentConfig:
+        """Read the YAML config; relative paths in it are taken from the file's folder."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise AgentConfigError(f"{path}: agent config not found") from exc
+        except yaml.YAMLError as exc:
+            raise AgentConfigError(f"{path}: not valid YAML: {exc}") from exc
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "\n".join(
+                f"  - {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise AgentConfigError(f"{path}: {exc.error_count()} problem(s):\n{problems}") from exc
+        return config.relative_to(path.parent)
+
+    def relative_to(self, base: Path) -> AgentConfig:
+        """A copy with every relative path resolved against `base`."""
+
+        def fix(p: Path) -> Path:
+            return p if p.is_absolute() else (base / p).resolve()
+
+        sources = {
+            name: s.model_copy(update={"path": fix(s.path)}) if isinstance(s, FileSource) else s
+            for name, s in self.sources.items()
+        }
+        tls = TlsFiles(ca=fix(self.tls.ca), cert=fix(self.tls.cert), key=fix(self.tls.key))
+        return self.model_copy(
+            update={"sources": sources, "tls": tls, "state_dir": fix(self.state_dir)}
+        )
+
+
+class AgentConfigError(ValueError):
+    """A configuration the agent cannot run with; names the file and every problem."""
