@@ -1,0 +1,187 @@
+"""Turn measurements into checks against the policy's thresholds, and checks into a verdict.
+
+A check whose value could not be measured (no holdout, no target, no rare category) is left out
+and the reason is listed in the report's notes. Privacy rates use the holdout as baseline when
+there is one: the value checked is then the training rate minus the holdout rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fedsynth.audit.policy import AuditPolicy
+from fedsynth.audit.report import (
+    CheckResult,
+    CoverageReport,
+    DetectionReport,
+    FidelityReport,
+    PrivacyReport,
+    UtilityReport,
+    ValidityReport,
+)
+
+
+@dataclass(frozen=True)
+class Sections:
+    """The measured parts of a report that the policy judges."""
+
+    fidelity: FidelityReport
+    detection: DetectionReport
+    utility: UtilityReport | None
+    privacy: PrivacyReport
+    coverage: CoverageReport
+    validity: ValidityReport
+
+
+def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult], list[str]]:
+    """Every check that could be made, and a note for each that could not."""
+    checks: list[CheckResult] = []
+    notes: list[str] = []
+
+    def check(
+        name: str,
+        value: float | None,
+        threshold: float,
+        direction: Literal["min", "max"],
+        explanation: str,
+        missing: str,
+    ) -> None:
+        if value is None:
+            notes.append(f"{name} not checked: {missing}")
+            return
+        passed = value >= threshold if direction == "min" else value <= threshold
+        checks.append(
+            CheckResult(
+                name=name,
+                value=value,
+                threshold=threshold,
+                direction=direction,
+                passed=passed,
+                explanation=explanation,
+            )
+        )
+
+    fid, priv = sections.fidelity, sections.privacy
+    check(
+        "fidelity.column_shapes",
+        fid.column_shapes,
+        policy.min_column_shapes,
+        "min",
+        "Each column's distribution in the synthetic data resembles the real one.",
+        "no column could be compared",
+    )
+    check(
+        "fidelity.pair_trends",
+        fid.pair_trends,
+        policy.min_pair_trends,
+        "min",
+        "Relationships between pairs of columns are preserved.",
+        "fewer than two comparable columns",
+    )
+    check(
+        "detection.auc",
+        sections.detection.auc,
+        policy.max_detection_auc,
+        "max",
+        "A classifier cannot easily tell synthetic rows from real ones.",
+        "",
+    )
+    check(
+        "utility.primary_ratio",
+        sections.utility.primary_ratio if sections.utility else None,
+        policy.min_utility_ratio,
+        "min",
+        "A model trained on synthetic data predicts the target nearly as well as one trained "
+        "on real data.",
+        "needs a target and a holdout" if sections.utility is None else "TRTR is not positive",
+    )
+    identity = priv.identity
+    check(
+        "privacy.exact_match_rate",
+        identity.exact_match_rate
+        if identity.exact_match_excess is None
+        else identity.exact_match_excess,
+        policy.max_exact_match_rate,
+        "max",
+        "Synthetic rows rarely copy a training row (beyond chance coincidences).",
+        "",
+    )
+    check(
+        "privacy.unique_match_rate",
+        _excess(
+            identity.unique_match_rate,
+            identity.unique_match_rate,
+            identity.holdout_unique_match_rate,
+        ),
+        policy.max_unique_match_rate,
+        "max",
+        "People who are unique on their quasi-identifiers are not reproduced exactly.",
+        "no training row is unique on its quasi-identifiers",
+    )
+    check(
+        "privacy.share_closer_to_train",
+        priv.distance.share_closer_to_train,
+        policy.max_share_closer_to_train,
+        "max",
+        "Synthetic rows are not systematically closer to training rows than to unseen rows "
+        "(a sign of memorisation).",
+        "needs a holdout",
+    )
+    check(
+        "privacy.membership_auc",
+        priv.membership.auc if priv.membership else None,
+        policy.max_membership_auc,
+        "max",
+        "An attacker cannot tell who was in the training data from the synthetic data.",
+        "needs a holdout",
+    )
+    worst_attribute = max(
+        (
+            _excess(a.meaningful_rate, a.meaningful_rate, a.holdout_meaningful_rate)
+            for a in priv.attribute
+        ),
+        default=None,
+    )
+    check(
+        "privacy.attribute_disclosure",
+        worst_attribute,
+        policy.max_attribute_disclosure,
+        "max",
+        "Matching a person's quasi-identifiers does not reveal their sensitive values better "
+        "than population statistics do.",
+        "needs columns with role quasi_identifier and sensitive in the schema",
+    )
+    so = priv.singling_out
+    check(
+        "privacy.singling_out",
+        _excess(so.success_rate, so.success_rate, so.holdout_success_rate) if so else None,
+        policy.max_singling_out,
+        "max",
+        "Descriptions read off synthetic rows rarely point at exactly one real person.",
+        "no modelled columns",
+    )
+    check(
+        "coverage.rare_in_proportion",
+        sections.coverage.rare_in_proportion,
+        policy.min_rare_in_proportion,
+        "min",
+        "Rare categories appear in the synthetic data at roughly their real frequency.",
+        "no rare category in the real data",
+    )
+    check(
+        "validity.invalid_row_rate",
+        sections.validity.invalid_row_rate,
+        policy.max_invalid_row_rate,
+        "max",
+        "Synthetic rows respect the schema's bounds and domains and the declared constraints.",
+        "",
+    )
+    return checks, notes
+
+
+def _excess(raw: float | None, reference: float | None, holdout: float | None) -> float | None:
+    """`raw` alone without a holdout; the reference rate minus the holdout rate with one."""
+    if holdout is None or reference is None:
+        return raw
+    return reference - holdout
