@@ -1,0 +1,432 @@
+"""Bulk transfer through the broker against bare gRPC streams and a local file copy.
+
+Moves a generated Parquet file (default 1 GiB) up through the real supplier upload path
+(chunking, SHA-256 on both sides, disk writes, resume bookkeeping) and down through the real
+consumer pull path (attestation check, streaming, SHA-256, atomic write), over mutual TLS on
+loopback against a broker process. In the same run it measures the ceiling: a bare gRPC stream
+of the same number of bytes over mutual TLS with no processing, the same over an insecure
+channel, and a plain local file copy. A smaller file is moved too, to show that peak memory
+does not grow with the file size.
+
+    python benchmarks/transfer.py [--mib 1024] [--small-mib 128] [--chunk-kib 1024]
+        [--scratch /dev/shm --name transfer_tmpfs]   # broker state off the disk
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._common import DATA, measure, write_results
+from broker.config import BrokerConfig
+from broker.releases import publish
+from broker.state import BrokerState
+from fedsynth.jobs import JobSpec
+from fedsynth.operator.client import OperatorClient
+from fedsynth.security.ca import FederationCA
+from fedsynth.security.principals import Role
+from fedsynth.wire.channel import channel_options
+from fedsynth.wire.transfer import file_digest
+from fedsynth.wire.v1 import health_pb2, health_pb2_grpc
+
+MIB = 1024 * 1024
+MAX_MESSAGE = 16 * MIB
+SPEC = {
+    "name": "transfer-bench",
+    "topology": "local",
+    "suppliers": [{"supplier": "site-a", "source": "blobs"}],
+    "schema": {"name": "blobs", "columns": [{"name": "payload", "kind": "text"}]},
+    "synthesizer": {"name": "none"},
+    "rows": 1,
+}
+
+UPLOAD = """
+import sys
+from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.transfer import upload_file
+from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
+address, ca, cert, key, job_id, path, chunk = sys.argv[1:8]
+channel = secure_channel(address, ca=ca, cert=cert, key=key, max_message_bytes=16 << 20)
+header = supplier_pb2.UploadHeader(supplier="site-a", job_id=job_id, task_id="bench",
+    name=path.rsplit("/", 1)[-1], kind=supplier_pb2.UPLOAD_KIND_SYNTHETIC)
+import time
+started = time.perf_counter()
+status = upload_file(supplier_pb2_grpc.SupplierServiceStub(channel), header, path,
+                     chunk_bytes=int(chunk), timeout=3600)
+RESULT = {"transfer_seconds": time.perf_counter() - started}
+assert status.complete, status
+"""
+
+PULL = """
+import sys
+from consumer_client import Client
+address, ca, cert, key, release, out = sys.argv[1:7]
+import time
+with Client(address, ca=ca, cert=cert, key=key, timeout=3600) as client:
+    started = time.perf_counter()
+    client.pull_to(release, out)
+    RESULT = {"transfer_seconds": time.perf_counter() - started}
+"""
+
+BARE_DOWN = """
+import sys, grpc
+from fedsynth.wire.channel import channel_options
+address, total, mode, ca, cert, key = sys.argv[1:7]
+options = channel_options(16 << 20)
+if mode == "mtls":
+    creds = grpc.ssl_channel_credentials(open(ca, "rb").read(), open(key, "rb").read(),
+                                         open(cert, "rb").read())
+    channel = grpc.secure_channel(address, creds, options=options)
+else:
+    channel = grpc.insecure_channel(address, options=options)
+import time
+received = 0
+started = time.perf_counter()
+for block in channel.unary_stream("/bench.Bare/Pull")(total.encode(), timeout=3600):
+    received += len(block)
+RESULT = {"transfer_seconds": time.perf_counter() - started}
+assert received == int(total), received
+"""
+
+BARE_UP = """
+import sys, os, grpc
+from fedsynth.wire.channel import channel_options
+address, total, mode, ca, cert, key, chunk = sys.argv[1:8]
+options = channel_options(16 << 20)
+if mode == "mtls":
+    creds = grpc.ssl_channel_credentials(open(ca, "rb").read(), open(key, "rb").read(),
+                                         open(cert, "rb").read())
+    channel = grpc.secure_channel(address, creds, options=options)
+else:
+    channel = grpc.insecure_channel(address, options=options)
+block = os.urandom(int(chunk))
+def blocks():
+    left = int(total)
+    while left > 0:
+        yield block[: min(left, len(block))]
+        left -= len(block)
+import time
+started = time.perf_counter()
+reply = channel.stream_unary("/bench.Bare/Push")(blocks(), timeout=3600)
+RESULT = {"transfer_seconds": time.perf_counter() - started}
+assert int(reply) == int(total), reply
+"""
+
+COPY = """
+import os, shutil, sys, time
+started = time.perf_counter()
+shutil.copyfile(sys.argv[1], sys.argv[2])
+if sys.argv[3] == "fsync":
+    with open(sys.argv[2], "rb") as fh:
+        os.fsync(fh.fileno())
+RESULT = {"transfer_seconds": time.perf_counter() - started}
+"""
+
+
+def make_parquet(path: Path, mib: int) -> Path:
+    """A Parquet file of about `mib` MiB of incompressible bytes, written in bounded batches."""
+    if path.exists():
+        return path
+    rng = np.random.default_rng(7)
+    schema = pa.schema([("payload", pa.binary())])
+    tmp = path.with_suffix(".part")
+    with pq.ParquetWriter(tmp, schema, compression="none") as writer:
+        for _ in range(0, mib, 32):
+            rows = [rng.bytes(256 * 1024) for _ in range(128)]
+            writer.write_table(pa.table({"payload": pa.array(rows, pa.binary())}, schema=schema))
+    tmp.replace(path)
+    return path
+
+
+def serve_bare(port: int, mode: str, ca: str, cert: str, key: str, chunk: int) -> None:
+    """A gRPC server that streams or swallows raw bytes with no processing (the ceiling)."""
+    block = os.urandom(chunk)
+
+    def pull(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        left = int(request)
+        while left > 0:
+            yield block[: min(left, chunk)]
+            left -= chunk
+
+    def push(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        return str(sum(len(b) for b in requests)).encode()
+
+    server = grpc.server(futures.ThreadPoolExecutor(4), options=channel_options(MAX_MESSAGE))
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "bench.Bare",
+                {
+                    "Pull": grpc.unary_stream_rpc_method_handler(pull),
+                    "Push": grpc.stream_unary_rpc_method_handler(push),
+                },
+            )
+        ]
+    )
+    address = f"127.0.0.1:{port}"
+    if mode == "mtls":
+        creds = grpc.ssl_server_credentials(
+            [(Path(key).read_bytes(), Path(cert).read_bytes())],
+            root_certificates=Path(ca).read_bytes(),
+            require_client_auth=True,
+        )
+        server.add_secure_port(address, creds)
+    else:
+        server.add_insecure_port(address)
+    server.start()
+    print("ready", flush=True)
+    server.wait_for_termination()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peak_rss_mib(pid: int) -> float:
+    match = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+    if match is None:
+        raise RuntimeError(f"no VmHWM for process {pid}")
+    return int(match.group(1)) / 1024
+
+
+def start_broker(root: Path, pki: FederationCA, chunk: int) -> tuple[subprocess.Popen, Path, str]:
+    cert, key = pki.paths_for(Role.BROKER, "broker")
+    address, health = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    config = {
+        "federation": pki.federation,
+        "listen": address,
+        "health_listen": health,
+        "state_dir": str(root / "state"),
+        "key_file": str(root / "state" / "at-rest.key"),
+        "tls": {
+            "ca": str(pki.directory / "ca.pem"),
+            "cert": str(cert),
+            "key": str(key),
+            "crl": str(pki.crl_path),
+        },
+        "suppliers": ["site-a"],
+        "limits": {
+            "max_message_bytes": MAX_MESSAGE,
+            "chunk_bytes": chunk,
+            "max_upload_bytes": 64 * 1024 * MIB,
+        },
+    }
+    config_path = root / "broker.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "serve", "--config", str(config_path)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stderr=subprocess.DEVNULL,
+    )
+    with grpc.insecure_channel(health) as channel:
+        health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60
+        )
+    return proc, config_path, address
+
+
+def bare(mode: str, pki: FederationCA, total: int, chunk: int) -> dict[str, dict[str, float]]:
+    cert, key = pki.paths_for(Role.BROKER, "broker")
+    ccert, ckey = pki.paths_for(Role.CONSUMER, "reader")
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--bare-server",
+            str(port),
+            mode,
+            str(pki.directory / "ca.pem"),
+            str(cert),
+            str(key),
+            str(chunk),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    address = f"127.0.0.1:{port}"
+    creds = [str(pki.directory / "ca.pem"), str(ccert), str(ckey)]
+    try:
+        down = measure(BARE_DOWN, address, str(total), mode, *creds)
+        up = measure(BARE_UP, address, str(total), mode, *creds, str(chunk))
+    finally:
+        server.terminate()
+        server.wait()
+    return {"down": down, "up": up}
+
+
+def run(mib: int, small_mib: int, chunk: int, scratch_root: Path) -> dict[str, Any]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    files = {
+        size: make_parquet(DATA / f"transfer_{size}MiB.parquet", size) for size in (mib, small_mib)
+    }
+    with tempfile.TemporaryDirectory(dir=scratch_root, prefix="transfer-run-") as scratch:
+        root = Path(scratch)
+        pki = FederationCA.init(root / "pki", "bench")
+        pki.issue(Role.BROKER, "broker", ip_addresses=("127.0.0.1",))
+        pki.issue(Role.SUPPLIER, "site-a")
+        pki.issue(Role.OPERATOR, "ops")
+        pki.issue(Role.CONSUMER, "reader")
+        rows: list[dict[str, Any]] = []
+        big = files[mib]
+        total = big.stat().st_size
+        ceilings = {mode: bare(mode, pki, total, chunk) for mode in ("mtls", "insecure")}
+        for direction in ("down", "up"):
+            for mode in ("mtls", "insecure"):
+                rows.append(
+                    {
+                        "path": f"bare gRPC stream ({mode})",
+                        "direction": direction,
+                        "bytes": total,
+                        **ceilings[mode][direction],
+                    }
+                )
+        for sync in ("nosync", "fsync"):
+            copy = measure(COPY, str(big), str(root / "copy.parquet"), sync)
+            (root / "copy.parquet").unlink()
+            label = "local file copy" + (" + fsync" if sync == "fsync" else "")
+            rows.append({"path": label, "direction": "-", "bytes": total, **copy})
+        proc, config_path, address = start_broker(root, pki, chunk)
+        try:
+            ops_ids = pki.paths_for(Role.OPERATOR, "ops")
+            with OperatorClient(
+                address, ca=pki.directory / "ca.pem", cert=ops_ids[0], key=ops_ids[1]
+            ) as ops:
+                job_id = ops.submit(JobSpec.model_validate(SPEC)).job_id
+            state = BrokerState.open(BrokerConfig.load(config_path))
+            for size, path in sorted(files.items(), reverse=True):
+                nbytes = path.stat().st_size
+                sup = pki.paths_for(Role.SUPPLIER, "site-a")
+                up = measure(
+                    UPLOAD,
+                    address,
+                    str(pki.directory / "ca.pem"),
+                    str(sup[0]),
+                    str(sup[1]),
+                    job_id,
+                    str(path),
+                    str(chunk),
+                )
+                up["broker_peak_rss_mib"] = peak_rss_mib(proc.pid)
+                rows.append(
+                    {
+                        "path": f"broker upload ({size} MiB)",
+                        "direction": "up",
+                        "bytes": nbytes,
+                        **up,
+                    }
+                )
+                published = publish(
+                    state,
+                    job_id=job_id,
+                    name=path.stem,
+                    dataset=path,
+                    audit_report_json=json.dumps({"verdict": "pass"}).encode(),
+                    audit_html=b"<html></html>",
+                    job_spec_hash=file_digest(path).sha256,
+                    topology="local",
+                    synthesizer="none",
+                    privacy_spent={},
+                )
+                reader = pki.paths_for(Role.CONSUMER, "reader")
+                out = root / "pulled.parquet"
+                down = measure(
+                    PULL,
+                    address,
+                    str(pki.directory / "ca.pem"),
+                    str(reader[0]),
+                    str(reader[1]),
+                    published.release_id,
+                    str(out),
+                )
+                down["broker_peak_rss_mib"] = peak_rss_mib(proc.pid)
+                assert file_digest(out).sha256 == published.attestation["dataset"]["sha256"]
+                out.unlink()
+                rows.append(
+                    {
+                        "path": f"consumer pull ({size} MiB)",
+                        "direction": "down",
+                        "bytes": nbytes,
+                        **down,
+                    }
+                )
+            state.close()
+        finally:
+            proc.terminate()
+            proc.wait()
+    for row in rows:
+        row["mb_per_s"] = row["bytes"] / 1e6 / row["transfer_seconds"]
+        if str(row["path"]).startswith(("broker upload", "consumer pull")):
+            ceiling = next(
+                r
+                for r in rows
+                if r["path"] == "bare gRPC stream (mtls)" and r["direction"] == row["direction"]
+            )
+            row["fraction_of_mtls_ceiling"] = row["mb_per_s"] / ceiling["mb_per_s"]
+    return {
+        "file_mib": mib,
+        "small_file_mib": small_mib,
+        "chunk_bytes": chunk,
+        "scratch": str(scratch_root),
+        "rows": rows,
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--bare-server":
+        port, mode, ca, cert, key, chunk = sys.argv[2:8]
+        serve_bare(int(port), mode, ca, cert, key, int(chunk))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mib", type=int, default=1024, help="Size of the big file in MiB.")
+    parser.add_argument("--small-mib", type=int, default=128, help="Size of the small file.")
+    parser.add_argument("--chunk-kib", type=int, default=1024, help="Chunk size in KiB.")
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        default=DATA,
+        help="Where the broker state and pulled files live (e.g. /dev/shm to take the disk out).",
+    )
+    parser.add_argument("--name", default="transfer", help="Result file name.")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    result = run(args.mib, args.small_mib, args.chunk_kib * 1024, args.scratch)
+    print(
+        f"{'path':32} {'dir':5} {'MB/s':>8} {'of ceiling':>10} {'client MiB':>10} "
+        f"{'broker MiB':>10}"
+    )
+    for row in result["rows"]:
+        fraction = row.get("fraction_of_mtls_ceiling")
+        print(
+            f"{row['path']:32} {row['direction']:5} {row['mb_per_s']:8.0f} "
+            f"{(f'{fraction:.0%}' if fraction else '-'):>10} {row['peak_rss_mib']:10.0f} "
+            f"{row.get('broker_peak_rss_mib', float('nan')):10.0f}"
+        )
+    result["wall_seconds"] = time.perf_counter() - started
+    print(f"wrote {write_results(args.name, result)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The broker's configuration document (`broker.yaml`), validated with pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from fedsynth.security.principals import check_name
+
+
+class TLSConfig(BaseModel):
+    """Files of the broker's identity; `cert`/`key` are re-read when they change (rotation)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ca: Path = Field(description="Federation CA certificate (PEM).")
+    cert: Path = Field(description="Broker certificate (PEM), SAN spiffe://<federation>/broker/*.")
+    key: Path = Field(description="Broker private key (PEM, mode 0600).")
+    crl: Path | None = Field(None, description="Revocation list (PEM CRL), reloaded on change.")
+
+
+class LimitsConfig(BaseModel):
+    """Bounds on what a peer may send or ask for."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_message_bytes: int = Field(8 * 1024 * 1024, ge=64 * 1024)
+    chunk_bytes: int = Field(1024 * 1024, ge=4096)
+    max_upload_bytes: int = Field(8 * 1024**3, ge=1)
+    max_workers: int = Field(32, ge=4, description="Threads; each subscribed agent holds one.")
+    keepalive_time_s: int = Field(30, ge=1, description="Ping idle connections this often.")
+    keepalive_timeout_s: int = Field(10, ge=1, description="Drop a peer silent this long.")
+
+
+class BrokerConfig(BaseModel):
+    """Everything `fedsynth-broker serve` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    federation: str
+    name: str = "broker"
+    listen: str = Field("127.0.0.1:7443", description="HOST:PORT of the mutual-TLS endpoint.")
+    health_listen: str | None = Field(
+        None, description="HOST:PORT of a plaintext endpoint serving only gRPC health checks."
+    )
+    state_dir: Path = Field(description="SQLite database, artifacts and uploads live here.")
+    key_file: Path = Field(description="256-bit key for encryption at rest (created if absent).")
+    tls: TLSConfig
+    suppliers: list[str] = Field(default_factory=list, description="Enrolled supplier names.")
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @field_validator("federation", "name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        return check_name(value)
+
+    @field_validator("suppliers")
+    @classmethod
+    def _valid_suppliers(cls, value: list[str]) -> list[str]:
+        return [check_name(v, "supplier") for v in value]
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "broker.sqlite3"
+
+    @classmethod
+    def load(cls, path: str | Path) -> BrokerConfig:
+        """Read YAML; relative paths are resolved against the file's folder."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text("utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{path}: config file not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        try:
+            config = cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "\n".join(
+                f"  - {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"{path}: {exc.error_count()} problem(s):\n{problems}") from exc
+        return config.resolved(path.parent)
+
+    def resolved(self, base: Path) -> BrokerConfig:
+        """A copy with every relative path made absolute against `base`."""
+
+        def fix(path: Path) -> Path:
+            return path if path.is_absolute() else (base / path).resolve()
+
+        tls = self.tls.model_copy(
+            update={
+                "ca": fix(self.tls.ca),
+                "cert": fix(self.tls.cert),
+                "key": fix(self.tls.key),
+                "crl": fix(self.tls.crl) if self.tls.crl else None,
+            }
+        )
+        return self.model_copy(
+            update={"state_dir": fix(self.state_dir), "key_file": fix(self.key_file), "tls": tls}
+        )
+
+
+class ConfigError(ValueError):
+    """A broker config that cannot be used; the message names the file and each problem."""

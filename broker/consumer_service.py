@@ -1,0 +1,89 @@
+"""ConsumerService: the only door to released data. Candidates, uploads and every other
+artifact are invisible here; an unknown or unreleased id is simply not found."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+
+from broker.errors import Refusal
+from broker.interceptor import principal_of
+from broker.messages import release_summary
+from broker.rpc import refusals_abort, stream_refusals_abort
+from broker.state import BrokerState
+from broker.store import ReleaseRow
+from fedsynth.wire.transfer import ObjectDigest, stream_object
+from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
+
+PARTS = {
+    consumer_pb2.RELEASE_PART_DATASET: "application/vnd.apache.parquet",
+    consumer_pb2.RELEASE_PART_AUDIT_HTML: "text/html",
+}
+
+
+class ConsumerService(consumer_pb2_grpc.ConsumerServiceServicer):
+    def __init__(self, state: BrokerState) -> None:
+        self.state = state
+
+    def _release(self, release_id: str) -> ReleaseRow:
+        row = self.state.store.release(release_id)
+        if row is None:
+            raise Refusal(grpc.StatusCode.NOT_FOUND, f"no release {release_id!r}")
+        return row
+
+    @refusals_abort
+    def ListReleases(
+        self, request: common_pb2.ListReleasesRequest, context: grpc.ServicerContext
+    ) -> common_pb2.ReleaseList:
+        return common_pb2.ReleaseList(
+            releases=[release_summary(r) for r in self.state.store.releases()]
+        )
+
+    @refusals_abort
+    def GetRelease(
+        self, request: common_pb2.ReleaseRef, context: grpc.ServicerContext
+    ) -> common_pb2.ReleaseManifest:
+        row = self._release(request.release_id)
+        return common_pb2.ReleaseManifest(
+            summary=release_summary(row),
+            attestation_json=row.attestation_json,
+            signature=row.signature,
+            broker_certificate_pem=row.broker_certificate_pem,
+            audit_report_json=self.state.artifacts.path(row.report_sha256).read_bytes(),
+        )
+
+    @stream_refusals_abort
+    def Download(
+        self, request: consumer_pb2.DownloadRequest, context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.DownloadMessage]:
+        principal = principal_of(context, self.state.config.federation)
+        row = self._release(request.release_id)
+        if request.part not in PARTS:
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "part must be DATASET or AUDIT_HTML")
+        sha = (
+            row.dataset_sha256
+            if request.part == consumer_pb2.RELEASE_PART_DATASET
+            else row.html_sha256
+        )
+        path = self.state.artifacts.path(sha)
+        digest = ObjectDigest(sha, path.stat().st_size)
+        if request.offset > digest.size:
+            raise Refusal(
+                grpc.StatusCode.OUT_OF_RANGE,
+                f"offset {request.offset} is past the end ({digest.size} bytes)",
+            )
+        if request.offset == 0:
+            self.state.audit.append(
+                principal.uri,
+                "release.pulled",
+                row.release_id,
+                part=consumer_pb2.ReleasePart.Name(request.part),
+            )
+        yield from stream_object(
+            path,
+            digest,
+            request.offset,
+            media_type=PARTS[request.part],
+            chunk_bytes=self.state.config.limits.chunk_bytes,
+        )

@@ -1,0 +1,122 @@
+"""OperatorService: submit, inspect and cancel jobs; review suppliers, candidates and releases."""
+
+from __future__ import annotations
+
+import grpc
+
+from broker.errors import Refusal
+from broker.interceptor import principal_of
+from broker.messages import candidate_message, job_message, release_summary
+from broker.rpc import refusals_abort
+from broker.state import BrokerState
+from broker.store import JobRow
+from fedsynth.jobs import JobSpec, JobSpecError, JobState
+from fedsynth.wire.v1 import common_pb2, operator_pb2, operator_pb2_grpc
+
+
+class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
+    def __init__(self, state: BrokerState) -> None:
+        self.state = state
+
+    def _job(self, job_id: str) -> JobRow:
+        try:
+            return self.state.store.job(job_id)
+        except KeyError as exc:
+            raise Refusal(grpc.StatusCode.NOT_FOUND, f"no job {job_id!r}") from exc
+
+    @refusals_abort
+    def SubmitJob(
+        self, request: operator_pb2.SubmitJobRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.Job:
+        principal = principal_of(context, self.state.config.federation)
+        try:
+            spec = JobSpec.from_json(request.spec_json, source="submitted job spec")
+        except JobSpecError as exc:
+            raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
+        unknown = [
+            s.supplier for s in spec.suppliers if not self.state.store.is_enrolled(s.supplier)
+        ]
+        if unknown:
+            raise Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"suppliers not enrolled at this broker: {unknown}",
+            )
+        row = self.state.store.create_job(
+            name=spec.name,
+            topology=spec.topology.value,
+            spec_json=spec.canonical_json(),
+            spec_sha256=spec.spec_hash,
+            submitted_by=principal.uri,
+        )
+        self.state.audit.append(
+            principal.uri,
+            "job.submitted",
+            row.job_id,
+            name=spec.name,
+            topology=spec.topology.value,
+            spec_sha256=spec.spec_hash,
+        )
+        return job_message(row)
+
+    @refusals_abort
+    def GetJob(
+        self, request: operator_pb2.JobRef, context: grpc.ServicerContext
+    ) -> operator_pb2.Job:
+        return job_message(self._job(request.job_id), with_spec=True)
+
+    @refusals_abort
+    def ListJobs(
+        self, request: operator_pb2.ListJobsRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.JobList:
+        if request.state and request.state not in set(JobState):
+            raise Refusal(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown state {request.state!r}; states are {[s.value for s in JobState]}",
+            )
+        return operator_pb2.JobList(
+            jobs=[job_message(j) for j in self.state.store.jobs(request.state)]
+        )
+
+    @refusals_abort
+    def CancelJob(
+        self, request: operator_pb2.JobRef, context: grpc.ServicerContext
+    ) -> operator_pb2.Job:
+        principal = principal_of(context, self.state.config.federation)
+        job = self._job(request.job_id)
+        if JobState(job.state).finished:
+            raise Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION, f"job {job.job_id} already {job.state}"
+            )
+        job = self.state.store.set_job_state(
+            job.job_id, JobState.CANCELLED, f"cancelled by {principal.uri}"
+        )
+        self.state.audit.append(principal.uri, "job.cancelled", job.job_id)
+        self.state.uploads.purge_job(job.job_id, principal.uri)
+        self.state.notify_tasks()
+        return job_message(job)
+
+    @refusals_abort
+    def ListSuppliers(
+        self, request: operator_pb2.ListSuppliersRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.SupplierList:
+        return operator_pb2.SupplierList(
+            suppliers=[
+                operator_pb2.Supplier(name=name, last_contact=last or "")
+                for name, last in self.state.store.suppliers()
+            ]
+        )
+
+    @refusals_abort
+    def ListCandidates(
+        self, request: operator_pb2.ListCandidatesRequest, context: grpc.ServicerContext
+    ) -> operator_pb2.CandidateList:
+        rows = self.state.store.candidates(request.job_id)
+        return operator_pb2.CandidateList(candidates=[candidate_message(c) for c in rows])
+
+    @refusals_abort
+    def ListReleases(
+        self, request: common_pb2.ListReleasesRequest, context: grpc.ServicerContext
+    ) -> common_pb2.ReleaseList:
+        return common_pb2.ReleaseList(
+            releases=[release_summary(r) for r in self.state.store.releases()]
+        )

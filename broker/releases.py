@@ -1,0 +1,175 @@
+"""Publishing: a candidate dataset becomes a release only when every audit verdict passed.
+
+A release is the dataset, its audit report (JSON and HTML) and an attestation signed by the
+broker's key: dataset hash, job spec hash, topology, synthesizer, privacy spent and the audit
+verdicts, including suppliers' signed ones. Rejected candidates are kept, with their reasons,
+for operators, and are never served to consumers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from broker.state import BrokerState
+from broker.store import ReleaseRow, new_id, now_iso
+from fedsynth.security.attestation import (
+    AttestationError,
+    SignedDocument,
+    sign_document,
+    verify_document,
+)
+from fedsynth.security.certificates import cert_pem, load_cert
+from fedsynth.security.principals import Role
+
+ATTESTATION_FORMAT = "fedsynth.attestation/v1"
+PARQUET = "application/vnd.apache.parquet"
+
+
+class ReleaseRefused(Exception):
+    """The candidate did not pass; it was recorded as rejected with `reasons`."""
+
+    def __init__(self, candidate_id: str, reasons: list[str]) -> None:
+        super().__init__(f"candidate {candidate_id} rejected: " + "; ".join(reasons))
+        self.candidate_id = candidate_id
+        self.reasons = reasons
+
+
+@dataclass(frozen=True)
+class Published:
+    release_id: str
+    candidate_id: str
+    attestation: dict[str, Any]
+
+
+def _report_verdict(audit_report_json: bytes) -> tuple[str, list[str]]:
+    """The report's top-level verdict and, when it is not a pass, the reasons it gives."""
+    try:
+        report = json.loads(audit_report_json)
+    except ValueError as exc:
+        return "invalid", [f"audit report is not JSON: {exc}"]
+    if not isinstance(report, dict) or report.get("verdict") not in {"pass", "fail"}:
+        return "invalid", ["audit report has no top-level verdict 'pass' or 'fail'"]
+    verdict = report["verdict"]
+    if verdict == "pass":
+        return verdict, []
+    given = report.get("reasons")
+    reasons = [str(r) for r in given] if isinstance(given, list) and given else []
+    return verdict, reasons or ["the audit verdict is 'fail'"]
+
+
+def _supplier_reasons(
+    state: BrokerState, verdicts: list[SignedDocument]
+) -> tuple[list[dict[str, str]], list[str]]:
+    ca_cert = load_cert(state.config.tls.ca)
+    reasons: list[str] = []
+    for signed in verdicts:
+        try:
+            signer, document = verify_document(
+                signed, ca_cert, state.config.federation, role=Role.SUPPLIER
+            )
+        except AttestationError as exc:
+            reasons.append(f"a supplier verdict does not verify: {exc}")
+            continue
+        if document.get("verdict") != "pass":
+            reasons.append(f"supplier {signer.name!r} verdict is {document.get('verdict')!r}")
+    return [v.to_json() for v in verdicts], reasons
+
+
+def publish(
+    state: BrokerState,
+    *,
+    job_id: str,
+    name: str,
+    dataset: bytes | Path,
+    audit_report_json: bytes,
+    audit_html: bytes,
+    job_spec_hash: str,
+    topology: str,
+    synthesizer: str,
+    privacy_spent: dict[str, float],
+    supplier_verdicts: Sequence[SignedDocument] = (),
+) -> Published:
+    """Record a candidate and release it when every verdict passed; raise ReleaseRefused if not.
+
+    `dataset` is Parquet bytes or a path to a Parquet file (streamed, for large outputs).
+    """
+    store, artifacts = state.store, state.artifacts
+    data = (
+        artifacts.put_file(dataset) if isinstance(dataset, Path) else artifacts.put_bytes(dataset)
+    )
+    report = artifacts.put_bytes(audit_report_json)
+    html = artifacts.put_bytes(audit_html)
+    verdict, reasons = _report_verdict(audit_report_json)
+    signed_verdicts, supplier_reasons = _supplier_reasons(state, list(supplier_verdicts))
+    reasons += supplier_reasons
+    candidate_id = store.add_candidate(
+        job_id=job_id,
+        verdict="pass" if not reasons else "fail",
+        reasons=reasons,
+        dataset_sha256=data.sha256,
+        dataset_size=data.size,
+        report_sha256=report.sha256,
+        html_sha256=html.sha256,
+    )
+    broker_uri = f"spiffe://{state.config.federation}/broker/{state.config.name}"
+    if reasons:
+        state.audit.append(
+            broker_uri,
+            "candidate.rejected",
+            candidate_id,
+            job_id=job_id,
+            reasons=reasons,
+            dataset_sha256=data.sha256,
+        )
+        raise ReleaseRefused(candidate_id, reasons)
+    release_id = new_id("rel")
+    issued_at = now_iso()
+    attestation = {
+        "format": ATTESTATION_FORMAT,
+        "release_id": release_id,
+        "job_id": job_id,
+        "name": name,
+        "dataset": {"sha256": data.sha256, "size": data.size, "media_type": PARQUET},
+        "audit_report": {"sha256": report.sha256, "verdict": verdict},
+        "audit_html": {"sha256": html.sha256},
+        "job_spec_sha256": job_spec_hash,
+        "topology": topology,
+        "synthesizer": synthesizer,
+        "privacy_spent": privacy_spent,
+        "supplier_verdicts": signed_verdicts,
+        "broker": broker_uri,
+        "issued_at": issued_at,
+    }
+    identity = state.signing_identity()
+    signed = sign_document(attestation, identity.key, identity.cert)
+    store.add_release(
+        ReleaseRow(
+            release_id=release_id,
+            candidate_id=candidate_id,
+            job_id=job_id,
+            name=name,
+            dataset_sha256=data.sha256,
+            dataset_size=data.size,
+            report_sha256=report.sha256,
+            html_sha256=html.sha256,
+            topology=topology,
+            synthesizer=synthesizer,
+            attestation_json=signed.payload,
+            signature=signed.signature,
+            broker_certificate_pem=cert_pem(identity.cert),
+            created_at=issued_at,
+        )
+    )
+    state.audit.append(
+        broker_uri,
+        "release.published",
+        release_id,
+        job_id=job_id,
+        candidate_id=candidate_id,
+        dataset_sha256=data.sha256,
+    )
+    return Published(release_id, candidate_id, attestation)

@@ -1,0 +1,117 @@
+"""Assemble and run the broker's gRPC server: mutual TLS, authorization, services, health."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+
+from broker.config import BrokerConfig
+from broker.consumer_service import ConsumerService
+from broker.health import HealthServicer
+from broker.interceptor import AuthInterceptor
+from broker.operator_service import OperatorService
+from broker.state import BrokerState
+from broker.supplier_service import SupplierService
+from broker.tls import RevocationList, RotatingCredentials
+from fedsynth.wire.v1 import (
+    consumer_pb2_grpc,
+    health_pb2_grpc,
+    operator_pb2_grpc,
+    supplier_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+GRACE_S = 5.0
+
+
+def server_options(config: BrokerConfig) -> list[tuple[str, int]]:
+    """Bounded messages; keepalive pings so idle agent streams survive middleboxes, and
+    permission for agents to ping us as often as every keepalive interval."""
+    limits = config.limits
+    return [
+        ("grpc.max_send_message_length", limits.max_message_bytes),
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        ("grpc.keepalive_time_ms", limits.keepalive_time_s * 1000),
+        ("grpc.keepalive_timeout_ms", limits.keepalive_timeout_s * 1000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+@dataclass
+class RunningBroker:
+    """A started broker; `stop` drains calls and closes the state."""
+
+    state: BrokerState
+    server: grpc.Server
+    health_server: grpc.Server | None
+    health: HealthServicer
+    port: int
+
+    def stop(self, grace: float = GRACE_S) -> None:
+        self.health.set_serving(False)
+        events = [self.server.stop(grace)]
+        if self.health_server is not None:
+            events.append(self.health_server.stop(grace))
+        for event in events:
+            event.wait()
+        self.state.close()
+
+
+def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    port = (
+        server.add_secure_port(address, credentials)
+        if credentials is not None
+        else server.add_insecure_port(address)
+    )
+    if port == 0:
+        raise OSError(f"cannot listen on {address}: address in use or not available")
+    return port
+
+
+def start(config: BrokerConfig) -> RunningBroker:
+    """Open the state and start serving on `config.listen` (and `config.health_listen`)."""
+    state = BrokerState.open(config)
+    revocations = RevocationList(config.tls.crl, config.tls.ca)
+    interceptor = AuthInterceptor(config.federation, state.store, revocations, state.audit)
+    health = HealthServicer()
+    options = server_options(config)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.limits.max_workers),
+        interceptors=[interceptor],
+        options=options,
+        maximum_concurrent_rpcs=config.limits.max_workers * 4,
+    )
+    supplier_pb2_grpc.add_SupplierServiceServicer_to_server(SupplierService(state), server)
+    operator_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorService(state), server)
+    consumer_pb2_grpc.add_ConsumerServiceServicer_to_server(ConsumerService(state), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    credentials = RotatingCredentials(config.tls.ca, config.tls.cert, config.tls.key)
+    port = _bind(server, config.listen, credentials.credentials)
+    health_server = None
+    if config.health_listen:
+        health_server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
+        health_pb2_grpc.add_HealthServicer_to_server(health, health_server)
+        _bind(health_server, config.health_listen, None)
+        health_server.start()
+    server.start()
+    state.audit.append(
+        f"spiffe://{config.federation}/broker/{config.name}", "broker.started", config.listen
+    )
+    log.info("broker %s serving on %s", config.name, config.listen)
+    return RunningBroker(state, server, health_server, health, port)
+
+
+def serve(config: BrokerConfig, stop: threading.Event) -> None:
+    """Run until `stop` is set, then shut down gracefully."""
+    broker = start(config)
+    try:
+        stop.wait()
+    finally:
+        broker.stop()

@@ -1,0 +1,55 @@
+"""Everything a running broker holds, opened from its config: database, log, artifacts, uploads."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from broker.artifacts import ArtifactStore
+from broker.auditlog import AuditLog
+from broker.config import BrokerConfig
+from broker.store import Database, Store
+from broker.uploads import UploadReceiver
+from fedsynth.security.atrest import create_key_file, load_key_file
+from fedsynth.security.certificates import Issued, load_cert, load_key
+
+
+@dataclass
+class BrokerState:
+    """The broker's durable state plus a signal that wakes supplier task streams."""
+
+    config: BrokerConfig
+    db: Database
+    store: Store
+    audit: AuditLog
+    artifacts: ArtifactStore
+    uploads: UploadReceiver
+    tasks_changed: threading.Condition = field(default_factory=threading.Condition)
+
+    @classmethod
+    def open(cls, config: BrokerConfig) -> BrokerState:
+        """Open (or create) the state under `config.state_dir`; creates the at-rest key once."""
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        if not config.key_file.exists():
+            create_key_file(config.key_file)
+        key = load_key_file(config.key_file)
+        db = Database(config.database)
+        store = Store(db)
+        store.enroll(config.suppliers)
+        audit = AuditLog(db, key, config.state_dir / "audit-head.json")
+        artifacts = ArtifactStore(config.state_dir / "artifacts", key)
+        uploads = UploadReceiver(
+            store, artifacts, audit, config.state_dir / "uploads", config.limits.max_upload_bytes
+        )
+        return cls(config, db, store, audit, artifacts, uploads)
+
+    def signing_identity(self) -> Issued:
+        """The broker's current key and certificate (re-read, so rotation applies)."""
+        return Issued(load_key(self.config.tls.key), load_cert(self.config.tls.cert))
+
+    def notify_tasks(self) -> None:
+        with self.tasks_changed:
+            self.tasks_changed.notify_all()
+
+    def close(self) -> None:
+        self.db.close()

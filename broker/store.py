@@ -1,0 +1,416 @@
+"""The broker's durable state in SQLite (WAL): suppliers, jobs, tasks, uploads, candidates and
+releases. One connection shared by the server threads, serialized by a lock."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS suppliers (
+    name TEXT PRIMARY KEY, enrolled_at TEXT NOT NULL, last_contact TEXT);
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY, name TEXT NOT NULL, topology TEXT NOT NULL, state TEXT NOT NULL,
+    spec_json BLOB NOT NULL, spec_sha256 TEXT NOT NULL, submitted_by TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(job_id),
+    supplier TEXT NOT NULL, kind TEXT NOT NULL, payload_json BLOB NOT NULL,
+    state TEXT NOT NULL, result_json BLOB, error TEXT, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS tasks_by_supplier ON tasks(supplier, state);
+CREATE TABLE IF NOT EXISTS task_artifacts (
+    task_id TEXT NOT NULL REFERENCES tasks(task_id), sha256 TEXT NOT NULL,
+    PRIMARY KEY (task_id, sha256));
+CREATE TABLE IF NOT EXISTS uploads (
+    upload_id TEXT PRIMARY KEY, supplier TEXT NOT NULL, job_id TEXT NOT NULL,
+    task_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL, encrypted INTEGER NOT NULL, state TEXT NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS candidates (
+    candidate_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, verdict TEXT NOT NULL,
+    reasons_json TEXT NOT NULL, dataset_sha256 TEXT NOT NULL, dataset_size INTEGER NOT NULL,
+    report_sha256 TEXT NOT NULL, html_sha256 TEXT NOT NULL, release_id TEXT,
+    created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS releases (
+    release_id TEXT PRIMARY KEY, candidate_id TEXT NOT NULL REFERENCES candidates(candidate_id),
+    job_id TEXT NOT NULL, name TEXT NOT NULL, dataset_sha256 TEXT NOT NULL,
+    dataset_size INTEGER NOT NULL, report_sha256 TEXT NOT NULL, html_sha256 TEXT NOT NULL,
+    topology TEXT NOT NULL, synthesizer TEXT NOT NULL, attestation_json BLOB NOT NULL,
+    signature BLOB NOT NULL, broker_certificate_pem BLOB NOT NULL, created_at TEXT NOT NULL);
+"""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True)
+class JobRow:
+    job_id: str
+    name: str
+    topology: str
+    state: str
+    spec_json: bytes
+    spec_sha256: str
+    submitted_by: str
+    created_at: str
+    updated_at: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    task_id: str
+    job_id: str
+    supplier: str
+    kind: str
+    payload_json: bytes
+    state: str
+    artifacts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UploadRow:
+    upload_id: str
+    supplier: str
+    job_id: str
+    task_id: str
+    name: str
+    kind: str
+    size: int
+    sha256: str
+    encrypted: bool
+    state: str
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    candidate_id: str
+    job_id: str
+    verdict: str
+    reasons: tuple[str, ...]
+    dataset_sha256: str
+    release_id: str | None
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    release_id: str
+    candidate_id: str
+    job_id: str
+    name: str
+    dataset_sha256: str
+    dataset_size: int
+    report_sha256: str
+    html_sha256: str
+    topology: str
+    synthesizer: str
+    attestation_json: bytes
+    signature: bytes
+    broker_certificate_pem: bytes
+    created_at: str
+
+
+class Database:
+    """A SQLite connection in WAL mode shared between threads under one lock."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Run statements atomically (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def create_tables(self, script: str) -> None:
+        with self._lock:
+            self._conn.executescript(script)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class Store:
+    """Typed access to the broker's tables."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        db.create_tables(SCHEMA)
+
+    # suppliers
+    def enroll(self, names: list[str]) -> None:
+        with self.db.transaction() as conn:
+            for name in names:
+                conn.execute(
+                    "INSERT OR IGNORE INTO suppliers(name, enrolled_at) VALUES (?, ?)",
+                    (name, now_iso()),
+                )
+
+    def is_enrolled(self, name: str) -> bool:
+        return bool(self.db.query("SELECT 1 FROM suppliers WHERE name = ?", (name,)))
+
+    def touch_supplier(self, name: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE suppliers SET last_contact = ? WHERE name = ?", (now_iso(), name))
+
+    def suppliers(self) -> list[tuple[str, str | None]]:
+        rows = self.db.query("SELECT name, last_contact FROM suppliers ORDER BY name")
+        return [(r["name"], r["last_contact"]) for r in rows]
+
+    # jobs
+    def create_job(
+        self, *, name: str, topology: str, spec_json: bytes, spec_sha256: str, submitted_by: str
+    ) -> JobRow:
+        job_id = new_id("job")
+        stamp = now_iso()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO jobs VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?, ?, '')",
+                (job_id, name, topology, spec_json, spec_sha256, submitted_by, stamp, stamp),
+            )
+        return self.job(job_id)
+
+    def job(self, job_id: str) -> JobRow:
+        rows = self.db.query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        if not rows:
+            raise KeyError(f"no job {job_id!r}")
+        return JobRow(**dict(rows[0]))
+
+    def jobs(self, state: str = "") -> list[JobRow]:
+        sql = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY created_at"
+        return [JobRow(**dict(r)) for r in self.db.query(sql, (state,) if state else ())]
+
+    def set_job_state(self, job_id: str, state: str, reason: str = "") -> JobRow:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE job_id = ?",
+                (state, reason, now_iso(), job_id),
+            )
+        return self.job(job_id)
+
+    # tasks
+    def add_task(
+        self,
+        job_id: str,
+        supplier: str,
+        kind: str,
+        payload: dict[str, Any],
+        artifacts: tuple[str, ...] = (),
+        task_id: str | None = None,
+    ) -> str:
+        """Queue a task for a supplier; an existing `task_id` is left as it is (idempotent)."""
+        task_id = task_id or new_id("task")
+        stamp = now_iso()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO tasks VALUES (?, ?, ?, ?, ?, 'pending', NULL, NULL, ?, ?)",
+                (task_id, job_id, supplier, kind, json.dumps(payload).encode(), stamp, stamp),
+            )
+            for sha in artifacts:
+                conn.execute("INSERT OR IGNORE INTO task_artifacts VALUES (?, ?)", (task_id, sha))
+        return task_id
+
+    def pending_tasks(self, supplier: str) -> list[TaskRow]:
+        rows = self.db.query(
+            "SELECT * FROM tasks WHERE supplier = ? AND state = 'pending' ORDER BY created_at",
+            (supplier,),
+        )
+        return [self._task(r) for r in rows]
+
+    def task(self, task_id: str) -> TaskRow:
+        rows = self.db.query("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
+        if not rows:
+            raise KeyError(f"no task {task_id!r}")
+        return self._task(rows[0])
+
+    def _task(self, row: sqlite3.Row) -> TaskRow:
+        shas = self.db.query(
+            "SELECT sha256 FROM task_artifacts WHERE task_id = ?", (row["task_id"],)
+        )
+        return TaskRow(
+            row["task_id"],
+            row["job_id"],
+            row["supplier"],
+            row["kind"],
+            row["payload_json"],
+            row["state"],
+            tuple(s["sha256"] for s in shas),
+        )
+
+    def finish_task(self, task_id: str, ok: bool, result_json: bytes, error: str) -> bool:
+        """Record a result once; a repeated report of a finished task changes nothing."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE tasks SET state = ?, result_json = ?, error = ?, updated_at = ? "
+                "WHERE task_id = ? AND state = 'pending'",
+                ("done" if ok else "failed", result_json, error, now_iso(), task_id),
+            )
+        return cursor.rowcount == 1
+
+    def artifact_granted(self, supplier: str, sha256: str) -> bool:
+        """Whether one of `supplier`'s tasks names artifact `sha256`."""
+        return bool(
+            self.db.query(
+                "SELECT 1 FROM task_artifacts a JOIN tasks t ON a.task_id = t.task_id "
+                "WHERE t.supplier = ? AND a.sha256 = ?",
+                (supplier, sha256),
+            )
+        )
+
+    # uploads
+    def upload(self, upload_id: str) -> UploadRow | None:
+        rows = self.db.query("SELECT * FROM uploads WHERE upload_id = ?", (upload_id,))
+        if not rows:
+            return None
+        row = dict(rows[0])
+        row.pop("created_at")
+        row.pop("updated_at")
+        row["encrypted"] = bool(row["encrypted"])
+        return UploadRow(**row)
+
+    def create_upload(self, row: UploadRow) -> None:
+        stamp = now_iso()
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.upload_id,
+                    row.supplier,
+                    row.job_id,
+                    row.task_id,
+                    row.name,
+                    row.kind,
+                    row.size,
+                    row.sha256,
+                    int(row.encrypted),
+                    row.state,
+                    stamp,
+                    stamp,
+                ),
+            )
+
+    def set_upload_state(self, upload_id: str, state: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE uploads SET state = ?, updated_at = ? WHERE upload_id = ?",
+                (state, now_iso(), upload_id),
+            )
+
+    def uploads_of_job(self, job_id: str) -> list[UploadRow]:
+        ids = self.db.query("SELECT upload_id FROM uploads WHERE job_id = ?", (job_id,))
+        return [u for r in ids if (u := self.upload(r["upload_id"])) is not None]
+
+    # candidates and releases
+    def add_candidate(
+        self,
+        *,
+        job_id: str,
+        verdict: str,
+        reasons: list[str],
+        dataset_sha256: str,
+        dataset_size: int,
+        report_sha256: str,
+        html_sha256: str,
+    ) -> str:
+        candidate_id = new_id("cand")
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+                (
+                    candidate_id,
+                    job_id,
+                    verdict,
+                    json.dumps(reasons),
+                    dataset_sha256,
+                    dataset_size,
+                    report_sha256,
+                    html_sha256,
+                    now_iso(),
+                ),
+            )
+        return candidate_id
+
+    def candidates(self, job_id: str = "") -> list[CandidateRow]:
+        sql = "SELECT * FROM candidates" + (" WHERE job_id = ?" if job_id else "")
+        rows = self.db.query(sql + " ORDER BY created_at", (job_id,) if job_id else ())
+        return [
+            CandidateRow(
+                r["candidate_id"],
+                r["job_id"],
+                r["verdict"],
+                tuple(json.loads(r["reasons_json"])),
+                r["dataset_sha256"],
+                r["release_id"],
+                r["created_at"],
+            )
+            for r in rows
+        ]
+
+    def add_release(self, row: ReleaseRow) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO releases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.release_id,
+                    row.candidate_id,
+                    row.job_id,
+                    row.name,
+                    row.dataset_sha256,
+                    row.dataset_size,
+                    row.report_sha256,
+                    row.html_sha256,
+                    row.topology,
+                    row.synthesizer,
+                    row.attestation_json,
+                    row.signature,
+                    row.broker_certificate_pem,
+                    row.created_at,
+                ),
+            )
+            conn.execute(
+                "UPDATE candidates SET release_id = ? WHERE candidate_id = ?",
+                (row.release_id, row.candidate_id),
+            )
+
+    def release(self, release_id: str) -> ReleaseRow | None:
+        rows = self.db.query("SELECT * FROM releases WHERE release_id = ?", (release_id,))
+        return ReleaseRow(**dict(rows[0])) if rows else None
+
+    def releases(self) -> list[ReleaseRow]:
+        return [
+            ReleaseRow(**dict(r))
+            for r in self.db.query("SELECT * FROM releases ORDER BY created_at")
+        ]

@@ -1,0 +1,98 @@
+"""Server TLS that follows its files: certificate rotation without a restart, and a revocation
+list reloaded when it changes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from fedsynth.security.ca import load_revoked_serials
+from fedsynth.security.certificates import load_cert
+
+log = logging.getLogger(__name__)
+
+
+def _stamp(*paths: Path) -> tuple[tuple[int, int], ...]:
+    return tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+
+
+class RotatingCredentials:
+    """Mutual-TLS server credentials re-read from disk before each new handshake when changed.
+
+    A certificate/key pair that does not match (a rotation caught half-way) is ignored until it
+    does, so the broker keeps serving with the previous pair.
+    """
+
+    def __init__(self, ca: Path, cert: Path, key: Path) -> None:
+        self.ca, self.cert, self.key = ca, cert, key
+        self._lock = threading.Lock()
+        self._stamp = _stamp(ca, cert, key)
+        self.credentials = grpc.dynamic_ssl_server_credentials(
+            self._configuration(),
+            self._fetch,
+            require_client_authentication=True,
+        )
+
+    def _configuration(self) -> grpc.ServerCertificateConfiguration:
+        cert_pem, key_pem = self.cert.read_bytes(), self.key.read_bytes()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if cert.public_key() != key.public_key():
+            raise ValueError(f"{self.key} does not belong to {self.cert}")
+        return grpc.ssl_server_certificate_configuration(
+            [(key_pem, cert_pem)], root_certificates=self.ca.read_bytes()
+        )
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:
+            try:
+                stamp = _stamp(self.ca, self.cert, self.key)
+                if stamp == self._stamp:
+                    return None
+                configuration = self._configuration()
+            except (OSError, ValueError) as exc:
+                log.warning("keeping the current TLS identity: %s", exc)
+                return None
+            self._stamp = stamp
+            log.info("TLS identity reloaded from %s", self.cert)
+            return configuration
+
+
+class RevocationList:
+    """Revoked certificate serials from a CA-signed CRL, reloaded when the file changes.
+
+    A CRL that cannot be read or is not signed by the CA keeps the previous list in force.
+    """
+
+    def __init__(self, crl: Path | None, ca: Path) -> None:
+        self.path = crl
+        self.ca_cert = load_cert(ca)
+        self._lock = threading.Lock()
+        self._stamp: tuple[tuple[int, int], ...] = ()
+        self._serials: frozenset[int] = frozenset()
+        if crl is not None:
+            self._stamp = _stamp(crl)
+            self._serials = load_revoked_serials(crl, self.ca_cert)
+
+    def is_revoked(self, serial: int) -> bool:
+        self._reload()
+        return serial in self._serials
+
+    def _reload(self) -> None:
+        if self.path is None:
+            return
+        with self._lock:
+            try:
+                stamp = _stamp(self.path)
+                if stamp == self._stamp:
+                    return
+                self._serials = load_revoked_serials(self.path, self.ca_cert)
+            except (OSError, ValueError) as exc:
+                log.warning("keeping the previous revocation list: %s", exc)
+                return
+            self._stamp = stamp

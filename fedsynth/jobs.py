@@ -1,0 +1,149 @@
+"""Job specifications: what an operator asks the federation to synthesize, and how.
+
+A `JobSpec` is written as YAML by an operator, sent to the broker as JSON, and stored with the
+SHA-256 of its canonical JSON, which every release attestation cites.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fedsynth.schema import TableSchema
+
+
+class Topology(StrEnum):
+    """Where preparation and synthesis happen (see DESIGN.md §2)."""
+
+    LOCAL = "local"
+    FEDERATED = "federated"
+    PREPARED = "prepared"
+    CENTRAL = "central"
+
+
+class JobState(StrEnum):
+    """Lifecycle of a job on the broker."""
+
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+
+
+class SupplierSource(BaseModel):
+    """A supplier taking part in the job and the name of its configured data source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    supplier: str = Field(min_length=1)
+    source: str = Field(min_length=1, description="Source name in the supplier agent's config.")
+
+
+class SynthesizerSpec(BaseModel):
+    """Which synthesizer to fit, by registered name, and its constructor parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Timeouts(BaseModel):
+    """How long the broker waits, in seconds, before it gives up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_s: int = Field(3600, ge=1, description="For one supplier task.")
+    job_s: int = Field(86400, ge=1, description="For the whole job.")
+
+
+class JobSpec(BaseModel):
+    """A synthesis job: who supplies which source, the common schema, the model and the policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    topology: Topology
+    suppliers: list[SupplierSource] = Field(min_length=1)
+    table_schema: TableSchema = Field(alias="schema")
+    synthesizer: SynthesizerSpec
+    rows: int = Field(ge=1, description="Rows to sample for the released dataset.")
+    target: str | None = Field(None, description="Column used for utility (TSTR) audits.")
+    audit_policy: dict[str, Any] = Field(default_factory=dict)
+    quorum: int | None = Field(
+        None, ge=1, description="Suppliers that must finish; default all of them."
+    )
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+    @field_validator("suppliers")
+    @classmethod
+    def _unique_suppliers(cls, value: list[SupplierSource]) -> list[SupplierSource]:
+        names = [s.supplier for s in value]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"suppliers listed more than once: {repeated}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        if self.quorum is not None and self.quorum > len(self.suppliers):
+            raise ValueError(
+                f"quorum {self.quorum} exceeds the {len(self.suppliers)} supplier(s) listed"
+            )
+        if self.target is not None and self.target not in self.table_schema.names:
+            raise ValueError(f"target {self.target!r} is not a schema column")
+        return self
+
+    def canonical_json(self) -> bytes:
+        """Sorted, compact JSON: the bytes that `spec_hash` covers."""
+        data = self.model_dump(mode="json", by_alias=True)
+        return json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def spec_hash(self) -> str:
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+    @classmethod
+    def from_json(cls, data: bytes | str, *, source: str = "<json>") -> JobSpec:
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            raise JobSpecError(_describe(source, exc)) from exc
+
+    @classmethod
+    def load(cls, path: str | Path) -> JobSpec:
+        """Read a job spec from YAML (or JSON)."""
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text("utf-8"))
+        except FileNotFoundError as exc:
+            raise JobSpecError(f"{path}: job spec not found") from exc
+        except yaml.YAMLError as exc:
+            raise JobSpecError(f"{path}: not valid YAML: {exc}") from exc
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise JobSpecError(_describe(str(path), exc)) from exc
+
+
+class JobSpecError(ValueError):
+    """A job spec that cannot be used; the message names the source and every problem."""
+
+
+def _describe(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the job spec:"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {err['msg']}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""The operator's side of the broker: a gRPC client and the `fedsynth operator` commands."""

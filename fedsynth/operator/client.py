@@ -1,0 +1,62 @@
+"""Operator client: submit, inspect and cancel jobs; review suppliers, candidates, releases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fedsynth.jobs import JobSpec
+from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.v1 import common_pb2, operator_pb2, operator_pb2_grpc
+
+
+class OperatorClient:
+    """A connection to the broker with an operator certificate."""
+
+    def __init__(
+        self,
+        broker: str,
+        *,
+        ca: str | Path,
+        cert: str | Path,
+        key: str | Path,
+        server_name: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.timeout = timeout
+        self._channel = secure_channel(broker, ca=ca, cert=cert, key=key, server_name=server_name)
+        self._stub = operator_pb2_grpc.OperatorServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> OperatorClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def submit(self, spec: JobSpec) -> operator_pb2.Job:
+        request = operator_pb2.SubmitJobRequest(spec_json=spec.canonical_json())
+        return self._stub.SubmitJob(request, timeout=self.timeout)
+
+    def status(self, job_id: str) -> operator_pb2.Job:
+        return self._stub.GetJob(operator_pb2.JobRef(job_id=job_id), timeout=self.timeout)
+
+    def jobs(self, state: str = "") -> list[operator_pb2.Job]:
+        reply = self._stub.ListJobs(operator_pb2.ListJobsRequest(state=state), timeout=self.timeout)
+        return list(reply.jobs)
+
+    def cancel(self, job_id: str) -> operator_pb2.Job:
+        return self._stub.CancelJob(operator_pb2.JobRef(job_id=job_id), timeout=self.timeout)
+
+    def suppliers(self) -> list[operator_pb2.Supplier]:
+        reply = self._stub.ListSuppliers(operator_pb2.ListSuppliersRequest(), timeout=self.timeout)
+        return list(reply.suppliers)
+
+    def candidates(self, job_id: str = "") -> list[operator_pb2.Candidate]:
+        request = operator_pb2.ListCandidatesRequest(job_id=job_id)
+        return list(self._stub.ListCandidates(request, timeout=self.timeout).candidates)
+
+    def releases(self) -> list[common_pb2.ReleaseSummary]:
+        reply = self._stub.ListReleases(common_pb2.ListReleasesRequest(), timeout=self.timeout)
+        return list(reply.releases)

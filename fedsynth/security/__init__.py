@@ -1,0 +1,1 @@
+"""Federation PKI, principals, signed attestations and encryption at rest."""

@@ -1,0 +1,115 @@
+"""Signed JSON documents: release attestations by the broker, audit verdicts by suppliers.
+
+A document is canonical JSON (sorted keys, no spaces, UTF-8) signed with ECDSA P-256 / SHA-256
+by a party key; the signer's certificate travels with it and must chain to the federation CA.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from pydantic import BaseModel, ConfigDict
+
+from fedsynth.security.certificates import cert_pem, verify_chain
+from fedsynth.security.principals import IdentityError, Principal, Role, principal_from_certificate
+
+
+class AttestationError(ValueError):
+    """A signed document that does not verify; the message says which check failed."""
+
+
+def canonical_json(document: dict[str, Any]) -> bytes:
+    """The exact bytes that get signed: sorted keys, compact separators, UTF-8."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class SignedDocument:
+    """Canonical JSON bytes, the DER signature over them, and the signer's certificate PEM."""
+
+    payload: bytes
+    signature: bytes
+    certificate_pem: bytes
+
+    def to_json(self) -> dict[str, str]:
+        """JSON form for embedding in another document (base64 for the binary fields)."""
+        return {
+            "payload": self.payload.decode("utf-8"),
+            "signature": base64.b64encode(self.signature).decode("ascii"),
+            "certificate_pem": self.certificate_pem.decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> SignedDocument:
+        wire = _SignedWire.model_validate(data)
+        try:
+            signature = base64.b64decode(wire.signature, validate=True)
+        except ValueError as exc:
+            raise AttestationError(f"signature is not base64: {exc}") from exc
+        return cls(wire.payload.encode(), signature, wire.certificate_pem.encode())
+
+
+class _SignedWire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payload: str
+    signature: str
+    certificate_pem: str
+
+
+def sign_document(
+    document: dict[str, Any], key: ec.EllipticCurvePrivateKey, cert: x509.Certificate
+) -> SignedDocument:
+    """Sign the canonical form of `document` with `key`, attaching `cert`."""
+    payload = canonical_json(document)
+    return SignedDocument(payload, key.sign(payload, ec.ECDSA(hashes.SHA256())), cert_pem(cert))
+
+
+def verify_document(
+    signed: SignedDocument,
+    ca_cert: x509.Certificate,
+    federation: str,
+    *,
+    role: Role,
+    at: datetime | None = None,
+) -> tuple[Principal, dict[str, Any]]:
+    """Check chain, identity, role and signature; return the signer and the parsed document.
+
+    `at` is the moment the signature must have been valid (default now).
+    """
+    try:
+        cert = x509.load_pem_x509_certificate(signed.certificate_pem)
+    except ValueError as exc:
+        raise AttestationError(f"signer certificate is not PEM: {exc}") from exc
+    try:
+        verify_chain(cert, ca_cert)
+        signer = principal_from_certificate(
+            cert, federation, usage=ExtendedKeyUsageOID.CLIENT_AUTH, now=at
+        )
+    except (ValueError, IdentityError) as exc:
+        raise AttestationError(f"signer certificate refused: {exc}") from exc
+    if signer.role is not role:
+        raise AttestationError(f"signed by a {signer.role}, expected a {role}")
+    public_key = cert.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise AttestationError("signer key is not ECDSA")
+    try:
+        public_key.verify(signed.signature, signed.payload, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as exc:
+        raise AttestationError(f"signature by {signer.uri} does not match the document") from exc
+    try:
+        document = json.loads(signed.payload)
+    except ValueError as exc:
+        raise AttestationError(f"signed payload is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise AttestationError("signed payload is not a JSON object")
+    return signer, document

@@ -1,0 +1,194 @@
+"""The federation CA on disk: a PKI folder with the root, an inventory and a revocation list.
+
+Layout of `pki/`: `ca.pem`, `ca.key` (0600), `federation.json`, `issued.json` (every certificate
+issued, for revocation by name), `crl.pem` (signed by the CA, re-signed on each revocation), and
+`<role>/<name>.pem` + `<role>/<name>.key` (0600) for each party.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from pydantic import BaseModel, ConfigDict
+
+from fedsynth.files import atomic_write_bytes, atomic_write_text
+from fedsynth.security.certificates import (
+    Issued,
+    cert_pem,
+    create_ca,
+    issue_certificate,
+    key_pem,
+    load_cert,
+    load_key,
+    write_issued,
+    write_private,
+)
+from fedsynth.security.principals import Role, check_name
+
+CRL_DAYS = 30
+
+
+class IssuedRecord(BaseModel):
+    """One certificate the CA issued."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    serial: int
+    role: Role
+    name: str
+    not_after: datetime
+    revoked_at: datetime | None = None
+
+
+class Inventory(BaseModel):
+    """The CA's record of its federation and everything it issued."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    federation: str
+    issued: list[IssuedRecord] = []
+
+
+class FederationCA:
+    """A federation CA kept in a folder; `init` creates one, the constructor opens one."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        inventory_path = self.directory / "issued.json"
+        if not inventory_path.exists():
+            raise FileNotFoundError(
+                f"{self.directory}: no federation CA here; create one with "
+                "`fedsynth pki init --federation NAME --dir DIR`"
+            )
+        self.inventory = Inventory.model_validate_json(inventory_path.read_text("utf-8"))
+        self.ca = Issued(load_key(self.directory / "ca.key"), load_cert(self.directory / "ca.pem"))
+
+    @property
+    def federation(self) -> str:
+        return self.inventory.federation
+
+    @property
+    def crl_path(self) -> Path:
+        return self.directory / "crl.pem"
+
+    @classmethod
+    def init(cls, directory: str | Path, federation: str, *, days: int = 3650) -> FederationCA:
+        """Create a new CA in `directory` (refuses to overwrite an existing one)."""
+        directory = Path(directory)
+        check_name(federation, "federation")
+        if (directory / "ca.key").exists():
+            raise FileExistsError(f"{directory}: a CA already exists; use another --dir")
+        ca = create_ca(federation, days=days)
+        write_private(directory / "ca.key", key_pem(ca.key))
+        atomic_write_bytes(directory / "ca.pem", cert_pem(ca.cert))
+        atomic_write_text(
+            directory / "federation.json", json.dumps({"federation": federation}, indent=2) + "\n"
+        )
+        atomic_write_text(
+            directory / "issued.json", Inventory(federation=federation).model_dump_json(indent=2)
+        )
+        opened = cls(directory)
+        opened.write_crl()
+        return opened
+
+    def paths_for(self, role: Role, name: str) -> tuple[Path, Path]:
+        """(certificate, key) paths of a party inside the PKI folder."""
+        base = self.directory / Role(role).value
+        return base / f"{name}.pem", base / f"{name}.key"
+
+    def issue(
+        self,
+        role: Role,
+        name: str,
+        *,
+        days: int = 365,
+        dns_names: tuple[str, ...] = (),
+        ip_addresses: tuple[str, ...] = (),
+        valid_from: datetime | None = None,
+    ) -> tuple[Path, Path]:
+        """Issue, record and write a party certificate; return its (certificate, key) paths."""
+        issued = issue_certificate(
+            self.ca,
+            self.federation,
+            Role(role),
+            name,
+            days=days,
+            dns_names=dns_names,
+            ip_addresses=ip_addresses,
+            valid_from=valid_from,
+        )
+        cert_path, key_path = self.paths_for(role, name)
+        write_issued(issued, cert_path, key_path)
+        self.inventory.issued.append(
+            IssuedRecord(
+                serial=issued.cert.serial_number,
+                role=Role(role),
+                name=name,
+                not_after=issued.cert.not_valid_after_utc,
+            )
+        )
+        self._save()
+        return cert_path, key_path
+
+    def revoke(
+        self, *, serial: int | None = None, role: Role | None = None, name: str | None = None
+    ) -> list[int]:
+        """Revoke by serial, or every live certificate of (role, name); re-sign the CRL."""
+        if serial is None and (role is None or name is None):
+            raise ValueError("revoke needs a serial, or both a role and a name")
+        now = datetime.now(UTC)
+        hits = [
+            r
+            for r in self.inventory.issued
+            if r.revoked_at is None
+            and (r.serial == serial if serial is not None else (r.role, r.name) == (role, name))
+        ]
+        if not hits:
+            raise LookupError(
+                f"no unrevoked certificate matches serial={serial} role={role} name={name}; "
+                f"see {self.directory / 'issued.json'}"
+            )
+        for record in hits:
+            record.revoked_at = now
+        self._save()
+        self.write_crl()
+        return [r.serial for r in hits]
+
+    def write_crl(self) -> None:
+        """Write `crl.pem` listing every revoked serial, signed by the CA."""
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.ca.cert.subject)
+            .last_update(now)
+            .next_update(now + timedelta(days=CRL_DAYS))
+        )
+        for record in self.inventory.issued:
+            if record.revoked_at is not None:
+                builder = builder.add_revoked_certificate(
+                    x509.RevokedCertificateBuilder()
+                    .serial_number(record.serial)
+                    .revocation_date(record.revoked_at)
+                    .build()
+                )
+        crl = builder.sign(self.ca.key, hashes.SHA256())
+        atomic_write_bytes(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+
+    def _save(self) -> None:
+        atomic_write_text(self.directory / "issued.json", self.inventory.model_dump_json(indent=2))
+
+
+def load_revoked_serials(crl_path: str | Path, ca_cert: x509.Certificate) -> frozenset[int]:
+    """Serials listed in a CRL, after checking the CA signed it."""
+    crl_path = Path(crl_path)
+    try:
+        crl = x509.load_pem_x509_crl(crl_path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{crl_path}: not a PEM CRL: {exc}") from exc
+    if crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_cert.public_key()):
+        raise ValueError(f"{crl_path}: CRL is not signed by the federation CA")
+    return frozenset(r.serial_number for r in crl)

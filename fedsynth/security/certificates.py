@@ -1,0 +1,183 @@
+"""X.509 building blocks: ECDSA P-256 keys, the federation CA, party certificates and chains."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from fedsynth.files import atomic_path, atomic_write_bytes
+from fedsynth.security.principals import Role, spiffe_uri
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A private key with its certificate."""
+
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def create_ca(federation: str, *, days: int = 3650) -> Issued:
+    """A self-signed federation root CA whose subject and SAN name the federation."""
+    key = new_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{federation} federation CA")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(f"spiffe://{federation}")]),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(key, cert)
+
+
+def issue_certificate(
+    ca: Issued,
+    federation: str,
+    role: Role,
+    name: str,
+    *,
+    days: int = 365,
+    dns_names: tuple[str, ...] = (),
+    ip_addresses: tuple[str, ...] = (),
+    valid_from: datetime | None = None,
+) -> Issued:
+    """A leaf certificate for `name` in `role`, signed by the federation CA.
+
+    Every leaf may authenticate as a TLS client; the broker's may also serve TLS and carries
+    `dns_names` / `ip_addresses` for hostname checks.
+    """
+    role = Role(role)
+    key = new_key()
+    start = valid_from or datetime.now(UTC) - timedelta(minutes=5)
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    alt_names: list[x509.GeneralName] = [
+        x509.UniformResourceIdentifier(spiffe_uri(federation, role, name))
+    ]
+    if role is Role.BROKER:
+        usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
+        alt_names += [x509.DNSName(d) for d in dns_names]
+        alt_names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{role}/{name}")]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Issued(key, cert)
+
+
+def verify_chain(cert: x509.Certificate, ca_cert: x509.Certificate) -> None:
+    """Raise ValueError unless `cert` is signed by `ca_cert` (the federation root) and not it."""
+    if cert.issuer != ca_cert.subject or cert == ca_cert:
+        raise ValueError(f"certificate {cert.subject.rfc4514_string()} is not issued by the CA")
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise ValueError(f"certificate signature does not verify against the CA: {exc}") from exc
+
+
+def cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def load_cert(path: str | Path) -> x509.Certificate:
+    path = Path(path)
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{path}: certificate file not found") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a PEM certificate: {exc}") from exc
+
+
+def load_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
+    path = Path(path)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{path}: key file not found") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path}: expected an ECDSA P-256 private key")
+    return key
+
+
+def write_private(path: str | Path, data: bytes) -> None:
+    """Write secret bytes atomically with mode 0600 (set before any byte is written)."""
+    with atomic_path(path) as tmp:
+        os.chmod(tmp, 0o600)
+        tmp.write_bytes(data)
+
+
+def write_issued(issued: Issued, cert_path: Path, key_path: Path) -> None:
+    write_private(key_path, key_pem(issued.key))
+    atomic_write_bytes(cert_path, cert_pem(issued.cert))

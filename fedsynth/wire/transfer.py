@@ -1,0 +1,245 @@
+"""Chunked, resumable, SHA-256-hashed bulk transfer of files over the wire contract.
+
+Uploads: `BeginUpload` tells how many bytes the broker already holds, chunks follow from there;
+after a dropped connection the sender asks again and resumes. Downloads: the receiver asks from
+the length of its partial file; the first message carries the object's size and SHA-256. Memory
+stays bounded by the chunk size on both sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from fedsynth.files import atomic_path
+from fedsynth.wire.v1 import common_pb2, supplier_pb2, supplier_pb2_grpc
+
+DEFAULT_CHUNK_BYTES = 1024 * 1024
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+Progress = Callable[[int], None]
+
+
+class TransferError(RuntimeError):
+    """A transfer that cannot complete: hash mismatch, wrong size, or retries exhausted."""
+
+
+@dataclass(frozen=True)
+class ObjectDigest:
+    """Size and hex SHA-256 of a whole object."""
+
+    sha256: str
+    size: int
+
+
+def file_digest(path: str | Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> ObjectDigest:
+    """SHA-256 and size of a file, read in chunks."""
+    hasher = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk_bytes):
+            hasher.update(block)
+            size += len(block)
+    return ObjectDigest(hasher.hexdigest(), size)
+
+
+def read_chunks(
+    path: str | Path, offset: int = 0, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+) -> Iterator[tuple[int, bytes]]:
+    """Yield (offset, bytes) slices of a file from `offset`."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while block := fh.read(chunk_bytes):
+            yield offset, block
+            offset += len(block)
+
+
+def upload_file(
+    stub: supplier_pb2_grpc.SupplierServiceStub,
+    header: supplier_pb2.UploadHeader,
+    path: str | Path,
+    *,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    attempts: int = 5,
+    on_progress: Progress | None = None,
+    timeout: float | None = None,
+) -> supplier_pb2.UploadStatus:
+    """Upload `path` through a SupplierService stub, resuming after retryable failures.
+
+    `header.size` and `header.sha256` are filled from the file when left empty. `on_progress`
+    gets the number of bytes the broker holds after each chunk sent.
+    """
+    if not header.sha256:
+        digest = file_digest(path, chunk_bytes)
+        header.sha256, header.size = digest.sha256, digest.size
+    last_error: grpc.RpcError | None = None
+    for _ in range(attempts):
+        try:
+            status = stub.BeginUpload(header, timeout=timeout)
+            if on_progress:
+                on_progress(status.received)
+            if status.complete:
+                return status
+            chunks = _upload_messages(
+                status.upload_id, path, status.received, chunk_bytes, on_progress
+            )
+            status = stub.Upload(chunks, timeout=timeout)
+            if status.complete:
+                return status
+        except grpc.RpcError as exc:
+            if exc.code() not in RETRYABLE:
+                raise
+            last_error = exc
+    raise TransferError(
+        f"upload of {path} did not complete after {attempts} attempts: {last_error}"
+    )
+
+
+def _upload_messages(
+    upload_id: str, path: str | Path, offset: int, chunk_bytes: int, on_progress: Progress | None
+) -> Iterator[supplier_pb2.UploadChunk]:
+    for at, block in read_chunks(path, offset, chunk_bytes):
+        yield supplier_pb2.UploadChunk(upload_id=upload_id, offset=at, data=block)
+        if on_progress:
+            on_progress(at + len(block))
+
+
+OpenStream = Callable[[int], Iterable[common_pb2.DownloadMessage]]
+
+
+def download_file(
+    open_stream: OpenStream,
+    destination: str | Path,
+    *,
+    expected_sha256: str | None = None,
+    attempts: int = 5,
+    on_progress: Progress | None = None,
+) -> ObjectDigest:
+    """Stream an object into `destination`, resuming from the partial file after drops.
+
+    `open_stream(offset)` starts a download at `offset`. The SHA-256 of the whole object must
+    match the sender's and `expected_sha256` (when given, e.g. from a signed attestation) or
+    nothing is written. The file appears atomically, complete, or not at all.
+    """
+    with atomic_path(destination) as partial:
+        digest = _receive(open_stream, partial, attempts, on_progress)
+        if expected_sha256 is not None and digest.sha256 != expected_sha256:
+            raise TransferError(
+                f"downloaded object has SHA-256 {digest.sha256}, expected {expected_sha256}: "
+                "the data was altered; nothing was written"
+            )
+    return digest
+
+
+def _receive(
+    open_stream: OpenStream, partial: Path, attempts: int, on_progress: Progress | None
+) -> ObjectDigest:
+    hasher = hashlib.sha256()
+    received = 0
+    info: common_pb2.ObjectInfo | None = None
+    last_error: grpc.RpcError | None = None
+    with open(partial, "wb") as out, PipelinedSink(out.write, hasher) as sink:
+        for _ in range(attempts):
+            try:
+                for message in open_stream(received):
+                    if message.HasField("info"):
+                        if info is not None and message.info.sha256 != info.sha256:
+                            raise TransferError("the object changed between resumed downloads")
+                        info = message.info
+                        continue
+                    chunk = message.chunk
+                    if chunk.offset != received:
+                        raise TransferError(f"chunk at {chunk.offset}, expected {received}")
+                    data = chunk.data  # each access to a bytes field copies it; take it once
+                    sink.put(data)
+                    received += len(data)
+                    if on_progress:
+                        on_progress(received)
+                break
+            except grpc.RpcError as exc:
+                if exc.code() not in RETRYABLE:
+                    raise
+                last_error = exc
+        else:
+            raise TransferError(
+                f"download did not complete after {attempts} attempts: {last_error}"
+            )
+    if info is None or received != info.size:
+        raise TransferError(
+            f"download ended at {received} bytes; the sender announced "
+            f"{info.size if info else 'nothing'}"
+        )
+    if hasher.hexdigest() != info.sha256:
+        raise TransferError(
+            f"downloaded bytes hash to {hasher.hexdigest()} but the sender announced "
+            f"{info.sha256}: the data was altered or corrupted; nothing was written"
+        )
+    return ObjectDigest(info.sha256, received)
+
+
+def stream_object(
+    path: str | Path,
+    digest: ObjectDigest,
+    offset: int,
+    *,
+    media_type: str = "application/octet-stream",
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Iterator[common_pb2.DownloadMessage]:
+    """Sender side of a download: the object info, then chunks of `path` from `offset`."""
+    if offset > digest.size:
+        raise ValueError(f"offset {offset} is past the end of the object ({digest.size} bytes)")
+    yield common_pb2.DownloadMessage(
+        info=common_pb2.ObjectInfo(sha256=digest.sha256, size=digest.size, media_type=media_type)
+    )
+    for at, block in read_chunks(path, offset, chunk_bytes):
+        message = common_pb2.DownloadMessage()
+        message.chunk.offset = at
+        message.chunk.data = block  # set in place: building a Chunk first would copy it twice
+        yield message
+
+
+class PipelinedSink:
+    """Hashes and writes blocks on a background thread, so receiving the next chunk overlaps
+    with hashing and writing this one (both release the GIL). The queue is bounded, so memory
+    stays at most `depth` chunks; an error in the worker is raised on the next `put` or `close`.
+    """
+
+    def __init__(self, write: Callable[[bytes], object], hasher: hashlib._Hash, depth: int = 4):
+        self._write = write
+        self._hasher = hasher
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, name="transfer-sink", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (block := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._hasher.update(block)
+                    self._write(block)
+                except BaseException as exc:  # surfaced to the producer thread
+                    self._error = exc
+
+    def put(self, block: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(block)
+
+    def close(self) -> None:
+        """Wait until every block is hashed and written; raise the worker's error if any."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> PipelinedSink:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

@@ -1,0 +1,143 @@
+"""Start a real broker process on 127.0.0.1 with a real federation PKI, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import yaml
+
+from fedsynth.jobs import JobSpec
+from fedsynth.security.ca import FederationCA
+from fedsynth.security.principals import Role
+from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.v1 import health_pb2, health_pb2_grpc, operator_pb2, operator_pb2_grpc
+
+REPO = Path(__file__).resolve().parents[2]
+FEDERATION = "testfed"
+SUPPLIERS = ("hospital-a", "hospital-b")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class BrokerProcess:
+    """A broker subprocess and everything a test needs to talk to it."""
+
+    root: Path
+    pki: FederationCA
+    config_path: Path
+    address: str
+    health_address: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / "state"
+
+    def identity(self, role: Role, name: str) -> dict[str, Path]:
+        cert, key = self.pki.paths_for(role, name)
+        return {"ca": self.pki.directory / "ca.pem", "cert": cert, "key": key}
+
+    def channel(self, role: Role, name: str) -> grpc.Channel:
+        return secure_channel(self.address, **self.identity(role, name))
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "broker.cli", "serve", "--config", str(self.config_path)],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "broker.log", "ab"),  # noqa: SIM115
+        )
+        with grpc.insecure_channel(self.health_address) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "broker.cli", *args, "--config", str(self.config_path)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+
+def make_broker(root: Path, **limits: int) -> BrokerProcess:
+    pki = FederationCA.init(root / "pki", FEDERATION)
+    pki.issue(Role.BROKER, "broker", dns_names=("localhost",), ip_addresses=("127.0.0.1",))
+    for name in (*SUPPLIERS, "not-enrolled"):
+        pki.issue(Role.SUPPLIER, name)
+    pki.issue(Role.OPERATOR, "ops")
+    pki.issue(Role.CONSUMER, "alice")
+    broker_cert, broker_key = pki.paths_for(Role.BROKER, "broker")
+    address = f"127.0.0.1:{free_port()}"
+    health_address = f"127.0.0.1:{free_port()}"
+    config = {
+        "federation": FEDERATION,
+        "listen": address,
+        "health_listen": health_address,
+        "state_dir": "state",
+        "key_file": "state/at-rest.key",
+        "tls": {
+            "ca": str(pki.directory / "ca.pem"),
+            "cert": str(broker_cert),
+            "key": str(broker_key),
+            "crl": str(pki.crl_path),
+        },
+        "suppliers": list(SUPPLIERS),
+        "limits": {
+            "max_message_bytes": 256 * 1024,
+            "chunk_bytes": 64 * 1024,
+            "max_upload_bytes": 4 * 1024 * 1024,
+            **limits,
+        },
+    }
+    config_path = root / "broker.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    return BrokerProcess(root, pki, config_path, address, health_address)
+
+
+def job_spec(name: str = "patients-demo", suppliers: tuple[str, ...] = SUPPLIERS) -> JobSpec:
+    return JobSpec.model_validate(
+        {
+            "name": name,
+            "topology": "central",
+            "suppliers": [{"supplier": s, "source": "patients"} for s in suppliers],
+            "schema": {
+                "name": "patients",
+                "columns": [
+                    {"name": "age", "kind": "numerical", "dtype": "int", "min": 0, "max": 120},
+                    {"name": "sex", "kind": "categorical", "domain": ["F", "M"]},
+                ],
+            },
+            "synthesizer": {"name": "gaussian_copula"},
+            "rows": 100,
+        }
+    )
+
+
+def submit_job(
+    broker: BrokerProcess, name: str = "patients-demo", suppliers: tuple[str, ...] = SUPPLIERS
+) -> str:
+    stub = operator_pb2_grpc.OperatorServiceStub(broker.channel(Role.OPERATOR, "ops"))
+    spec = job_spec(name, suppliers)
+    reply = stub.SubmitJob(
+        operator_pb2.SubmitJobRequest(spec_json=spec.canonical_json()), timeout=20
+    )
+    return reply.job_id

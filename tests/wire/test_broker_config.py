@@ -1,0 +1,45 @@
+"""broker.yaml: relative paths resolve against the file, and bad documents name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.config import BrokerConfig, ConfigError
+
+VALID = """
+federation: health-eu
+listen: 127.0.0.1:7443
+state_dir: state
+key_file: state/at-rest.key
+tls: {ca: pki/ca.pem, cert: pki/broker/main.pem, key: pki/broker/main.key, crl: pki/crl.pem}
+suppliers: [hospital-a]
+"""
+
+
+def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    path = tmp_path / "broker.yaml"
+    path.write_text(VALID)
+    config = BrokerConfig.load(path)
+    assert config.state_dir == tmp_path / "state"
+    assert config.tls.crl == tmp_path / "pki" / "crl.pem"
+    assert config.database == tmp_path / "state" / "broker.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (("suppliers: [hospital-a]", "suppliers: [Hospital A]"), "suppliers"),
+        (("listen: 127.0.0.1:7443", "listen: 127.0.0.1:7443\nport: 1"), "port"),
+        (("federation: health-eu\n", ""), "federation"),
+    ],
+)
+def test_bad_config_names_the_file_and_field(
+    tmp_path: Path, edit: tuple[str, str], field: str
+) -> None:
+    path = tmp_path / "broker.yaml"
+    path.write_text(VALID.replace(*edit))
+    with pytest.raises(ConfigError) as info:
+        BrokerConfig.load(path)
+    assert str(path) in str(info.value) and field in str(info.value)

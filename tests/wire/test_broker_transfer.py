@@ -1,0 +1,273 @@
+"""Uploads and downloads through a real broker: chunked, hashed, resumable, bounded."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from broker.artifacts import ArtifactStore
+from fedsynth.security.atrest import load_key_file
+from fedsynth.security.principals import Role
+from fedsynth.wire.transfer import (
+    TransferError,
+    download_file,
+    file_digest,
+    stream_object,
+    upload_file,
+)
+from fedsynth.wire.v1 import common_pb2, supplier_pb2, supplier_pb2_grpc
+from tests.wire.broker_harness import BrokerProcess, submit_job
+
+TIMEOUT = 30
+CHUNK = 64 * 1024
+
+
+class DroppedConnection(grpc.RpcError):
+    """What a client sees when the connection drops mid-call."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.fixture(scope="module")
+def job_id(broker: BrokerProcess) -> str:
+    return submit_job(broker)
+
+
+def supplier_stub(
+    broker: BrokerProcess, name: str = "hospital-a"
+) -> supplier_pb2_grpc.SupplierServiceStub:
+    return supplier_pb2_grpc.SupplierServiceStub(broker.channel(Role.SUPPLIER, name))
+
+
+def random_file(path: Path, size: int) -> Path:
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+def header(
+    job_id: str,
+    path: Path,
+    kind: int = supplier_pb2.UPLOAD_KIND_SYNTHETIC,
+    supplier: str = "hospital-a",
+) -> supplier_pb2.UploadHeader:
+    digest = file_digest(path)
+    return supplier_pb2.UploadHeader(
+        supplier=supplier,
+        job_id=job_id,
+        task_id="task-1",
+        name=path.name,
+        kind=kind,
+        size=digest.size,
+        sha256=digest.sha256,
+    )
+
+
+def chunk_messages(
+    upload_id: str, path: Path, first: int, last: int
+) -> Iterator[supplier_pb2.UploadChunk]:
+    data = path.read_bytes()
+    for i in range(first, last):
+        yield supplier_pb2.UploadChunk(
+            upload_id=upload_id, offset=i * CHUNK, data=data[i * CHUNK : (i + 1) * CHUNK]
+        )
+
+
+def killed_after(
+    messages: Iterator[supplier_pb2.UploadChunk],
+) -> Iterator[supplier_pb2.UploadChunk]:
+    yield from messages
+    raise ConnectionError("client killed mid-stream")
+
+
+def stored_plaintext(broker: BrokerProcess, sha: str) -> Iterator[bytes]:
+    """Decrypt an encrypted artifact the way the broker does, with its at-rest key."""
+    key = load_key_file(broker.state_dir / "at-rest.key")
+    return ArtifactStore(broker.state_dir / "artifacts", key).read_encrypted(sha)
+
+
+def artifact(broker: BrokerProcess, sha: str, suffix: str = "") -> Path:
+    return broker.state_dir / "artifacts" / "sha256" / sha[:2] / (sha + suffix)
+
+
+def test_upload_killed_mid_stream_resumes_to_an_identical_hash(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "synthetic.parquet", 10 * CHUNK + 123)
+    stub = supplier_stub(broker)
+    request = header(job_id, source)
+    status = stub.BeginUpload(request, timeout=TIMEOUT)
+    assert status.received == 0
+    acknowledged = stub.Upload(chunk_messages(status.upload_id, source, 0, 4), timeout=TIMEOUT)
+    assert (acknowledged.received, acknowledged.complete) == (4 * CHUNK, False)
+    with pytest.raises(grpc.RpcError):
+        stub.Upload(killed_after(chunk_messages(status.upload_id, source, 4, 8)), timeout=TIMEOUT)
+    resumed = stub.BeginUpload(request, timeout=TIMEOUT)
+    assert resumed.upload_id == status.upload_id
+    assert 4 * CHUNK <= resumed.received <= 8 * CHUNK
+    seen: list[int] = []
+    final = upload_file(stub, request, source, chunk_bytes=CHUNK, on_progress=seen.append)
+    assert final.complete and final.sha256 == request.sha256
+    assert seen[0] == resumed.received
+    stored = artifact(broker, request.sha256)
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == request.sha256
+
+
+def test_raw_rows_are_encrypted_at_rest(broker: BrokerProcess, job_id: str, tmp_path: Path) -> None:
+    source = tmp_path / "raw.csv"
+    source.write_bytes(b"age,sex\n" + b"".join(b"%d,F\n" % i for i in range(20000)))
+    request = header(job_id, source, kind=supplier_pb2.UPLOAD_KIND_RAW)
+    assert upload_file(supplier_stub(broker), request, source, chunk_bytes=CHUNK).complete
+    stored = artifact(broker, request.sha256, ".enc")
+    ciphertext = stored.read_bytes()
+    assert b"age,sex" not in ciphertext and not artifact(broker, request.sha256).exists()
+    assert b"".join(stored_plaintext(broker, request.sha256)) == source.read_bytes()
+
+
+def test_tampered_chunk_is_rejected_and_nothing_is_stored(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "tampered.parquet", 3 * CHUNK)
+    stub = supplier_stub(broker)
+    request = header(job_id, source)
+    status = stub.BeginUpload(request, timeout=TIMEOUT)
+    data = bytearray(source.read_bytes())
+    data[CHUNK + 7] ^= 0xFF
+    messages = [
+        supplier_pb2.UploadChunk(
+            upload_id=status.upload_id, offset=o, data=bytes(data[o : o + CHUNK])
+        )
+        for o in range(0, len(data), CHUNK)
+    ]
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Upload(iter(messages), timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.DATA_LOSS
+    assert not artifact(broker, request.sha256).exists()
+    assert stub.BeginUpload(request, timeout=TIMEOUT).received == 0
+
+
+def test_oversized_message_is_refused(broker: BrokerProcess, job_id: str, tmp_path: Path) -> None:
+    source = random_file(tmp_path / "big-chunk.parquet", 512 * 1024)
+    stub = supplier_stub(broker)
+    status = stub.BeginUpload(header(job_id, source), timeout=TIMEOUT)
+    message = supplier_pb2.UploadChunk(
+        upload_id=status.upload_id, offset=0, data=source.read_bytes()
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Upload(iter([message]), timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_upload_over_the_size_limit_is_refused_with_a_clear_status(
+    broker: BrokerProcess, job_id: str
+) -> None:
+    request = supplier_pb2.UploadHeader(
+        supplier="hospital-a",
+        job_id=job_id,
+        task_id="t",
+        name="huge.parquet",
+        kind=supplier_pb2.UPLOAD_KIND_SYNTHETIC,
+        size=5 * 1024 * 1024,
+        sha256="0" * 64,
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        supplier_stub(broker).BeginUpload(request, timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "max_upload_bytes" in (info.value.details() or "")
+
+
+def test_supplier_cannot_upload_in_another_suppliers_name(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "mine.parquet", CHUNK)
+    with pytest.raises(grpc.RpcError) as info:
+        supplier_stub(broker, "hospital-b").BeginUpload(
+            header(job_id, source, supplier="hospital-a"), timeout=TIMEOUT
+        )
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_supplier_cannot_upload_to_a_job_it_takes_no_part_in(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    other_job = submit_job(broker, "only-a", suppliers=("hospital-a",))
+    source = random_file(tmp_path / "intruding.parquet", CHUNK)
+    with pytest.raises(grpc.RpcError) as info:
+        supplier_stub(broker, "hospital-b").BeginUpload(
+            header(other_job, source, supplier="hospital-b"), timeout=TIMEOUT
+        )
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert "takes no part" in (info.value.details() or "")
+
+
+def test_supplier_cannot_write_into_another_suppliers_upload(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "victim.parquet", 2 * CHUNK)
+    status = supplier_stub(broker, "hospital-a").BeginUpload(
+        header(job_id, source), timeout=TIMEOUT
+    )
+    intruder = supplier_pb2.UploadChunk(upload_id=status.upload_id, offset=0, data=b"x" * 10)
+    with pytest.raises(grpc.RpcError) as info:
+        supplier_stub(broker, "hospital-b").Upload(iter([intruder]), timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_download_resumes_after_a_dropped_connection(broker: BrokerProcess, tmp_path: Path) -> None:
+    source = random_file(tmp_path / "object.bin", 5 * CHUNK + 11)
+    digest = file_digest(source)
+    offsets: list[int] = []
+
+    def open_stream(offset: int) -> Iterator[common_pb2.DownloadMessage]:
+        offsets.append(offset)
+        for i, message in enumerate(stream_object(source, digest, offset, chunk_bytes=CHUNK)):
+            if len(offsets) == 1 and i == 3:
+                raise DroppedConnection()
+            yield message
+
+    target = tmp_path / "copy.bin"
+    assert download_file(open_stream, target).sha256 == digest.sha256
+    assert offsets == [0, 2 * CHUNK]
+    assert target.read_bytes() == source.read_bytes()
+
+
+def test_download_with_wrong_expected_hash_writes_nothing(tmp_path: Path) -> None:
+    source = random_file(tmp_path / "object.bin", CHUNK)
+    digest = file_digest(source)
+    target = tmp_path / "out.bin"
+    with pytest.raises(TransferError, match="altered"):
+        download_file(lambda o: stream_object(source, digest, o), target, expected_sha256="a" * 64)
+    assert not target.exists()
+
+
+def test_encrypted_upload_resumes_after_a_broker_restart(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "prepared.parquet", 6 * CHUNK + 5)
+    stub = supplier_stub(broker)
+    request = header(job_id, source, kind=supplier_pb2.UPLOAD_KIND_PREPARED)
+    status = stub.BeginUpload(request, timeout=TIMEOUT)
+    stub.Upload(chunk_messages(status.upload_id, source, 0, 3), timeout=TIMEOUT)
+    broker.stop()
+    broker.start()
+    stub = supplier_stub(broker)
+    assert stub.BeginUpload(request, timeout=TIMEOUT).received == 3 * CHUNK
+    assert upload_file(stub, request, source, chunk_bytes=CHUNK).complete
+    plain = b"".join(stored_plaintext(broker, request.sha256))
+    assert hashlib.sha256(plain).hexdigest() == request.sha256
+
+
+def test_empty_upload_completes_at_begin_and_decrypts_to_nothing(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "empty.csv"
+    source.write_bytes(b"")
+    request = header(job_id, source, kind=supplier_pb2.UPLOAD_KIND_RAW)
+    status = supplier_stub(broker).BeginUpload(request, timeout=TIMEOUT)
+    assert status.complete and status.sha256 == hashlib.sha256(b"").hexdigest()
+    assert b"".join(stored_plaintext(broker, request.sha256)) == b""

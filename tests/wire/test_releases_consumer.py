@@ -1,0 +1,230 @@
+"""Releases end to end: publish through `broker.releases.publish`, pull with the consumer client,
+refuse what fails the audit or was altered on the broker's disk, survive a restart."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pandas as pd
+import pytest
+import yaml
+
+from broker.config import BrokerConfig
+from broker.releases import Published, ReleaseRefused, publish
+from broker.state import BrokerState
+from consumer_client import Client, ReleaseVerificationError
+from fedsynth.operator.client import OperatorClient
+from fedsynth.security.attestation import SignedDocument, sign_document
+from fedsynth.security.certificates import load_cert, load_key
+from fedsynth.security.principals import Role
+from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
+from tests.wire.broker_harness import BrokerProcess, job_spec, submit_job
+
+FRAME = pd.DataFrame({"age": [34, 51, 29, 77], "sex": ["F", "M", "F", "M"]})
+
+
+@pytest.fixture(scope="module")
+def state(broker: BrokerProcess) -> Iterator[BrokerState]:
+    opened = BrokerState.open(BrokerConfig.load(broker.config_path))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def job_id(broker: BrokerProcess) -> str:
+    return submit_job(broker)
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+def supplier_verdict(broker: BrokerProcess, role: Role, name: str, verdict: str) -> SignedDocument:
+    ids = broker.identity(role, name)
+    document = {"supplier": name, "verdict": verdict, "report_sha256": "b" * 64}
+    return sign_document(document, load_key(ids["key"]), load_cert(ids["cert"]))
+
+
+def publish_candidate(
+    state: BrokerState,
+    job_id: str,
+    verdict: str = "pass",
+    supplier_verdicts: list[SignedDocument] | None = None,
+    frame: pd.DataFrame = FRAME,
+) -> Published:
+    report = {"verdict": verdict, "reasons": [] if verdict == "pass" else ["DCR below threshold"]}
+    return publish(
+        state,
+        job_id=job_id,
+        name="patients-demo",
+        dataset=parquet_bytes(frame),
+        audit_report_json=json.dumps(report).encode(),
+        audit_html=b"<html><body>audit</body></html>",
+        job_spec_hash=job_spec().spec_hash,
+        topology="central",
+        synthesizer="gaussian_copula",
+        privacy_spent={"epsilon": 1.0, "delta": 1e-6},
+        supplier_verdicts=supplier_verdicts or [],
+    )
+
+
+def consumer(broker: BrokerProcess) -> Client:
+    return Client(broker.address, **broker.identity(Role.CONSUMER, "alice"))
+
+
+def test_passing_candidate_is_released_and_pulled_verified(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    verdicts = [supplier_verdict(broker, Role.SUPPLIER, "hospital-a", "pass")]
+    published = publish_candidate(state, job_id, supplier_verdicts=verdicts)
+    with consumer(broker) as client:
+        assert published.release_id in [r.release_id for r in client.list()]
+        manifest = client.show(published.release_id)
+        assert manifest.attestation["job_spec_sha256"] == job_spec().spec_hash
+        assert manifest.attestation["privacy_spent"]["epsilon"] == 1.0
+        assert len(manifest.attestation["supplier_verdicts"]) == 1
+        pd.testing.assert_frame_equal(client.pull(published.release_id), FRAME)
+        client.pull_to(published.release_id, tmp_path / "out.csv")
+    assert pd.read_csv(tmp_path / "out.csv").equals(FRAME)
+
+
+def test_failing_candidate_is_rejected_kept_for_operators_and_hidden_from_consumers(
+    broker: BrokerProcess, state: BrokerState, job_id: str
+) -> None:
+    with pytest.raises(ReleaseRefused) as refused:
+        publish_candidate(state, job_id, verdict="fail", frame=FRAME.head(2))
+    candidate_id = refused.value.candidate_id
+    with OperatorClient(broker.address, **broker.identity(Role.OPERATOR, "ops")) as ops:
+        rejected = {c.candidate_id: c for c in ops.candidates(job_id)}[candidate_id]
+    assert rejected.verdict == "fail" and rejected.release_id == ""
+    assert "DCR below threshold" in list(rejected.reasons)
+    stub = consumer_pb2_grpc.ConsumerServiceStub(broker.channel(Role.CONSUMER, "alice"))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetRelease(common_pb2.ReleaseRef(release_id=candidate_id), timeout=20)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    request = consumer_pb2.DownloadRequest(
+        release_id=candidate_id, part=consumer_pb2.RELEASE_PART_DATASET
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.Download(request, timeout=20))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_failing_or_forged_supplier_verdict_blocks_the_release(
+    broker: BrokerProcess, state: BrokerState, job_id: str
+) -> None:
+    failing = [supplier_verdict(broker, Role.SUPPLIER, "hospital-b", "fail")]
+    with pytest.raises(ReleaseRefused, match="hospital-b"):
+        publish_candidate(state, job_id, supplier_verdicts=failing, frame=FRAME.head(3))
+    forged = [supplier_verdict(broker, Role.CONSUMER, "alice", "pass")]
+    with pytest.raises(ReleaseRefused, match="expected a supplier"):
+        publish_candidate(state, job_id, supplier_verdicts=forged, frame=FRAME.head(1))
+
+
+def test_consumer_refuses_a_dataset_altered_on_the_brokers_disk(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    frame = FRAME.assign(age=FRAME["age"] + 1)
+    published = publish_candidate(state, job_id, frame=frame)
+    stored = state.artifacts.path(published.attestation["dataset"]["sha256"])
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    stored.write_bytes(bytes(data))
+    out = tmp_path / "tampered.parquet"
+    with consumer(broker) as client, pytest.raises(ReleaseVerificationError, match="altered"):
+        client.pull_to(published.release_id, out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("column", ["signature", "attestation_json"])
+def test_consumer_refuses_an_attestation_altered_on_the_brokers_disk(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path, column: str
+) -> None:
+    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 2))
+    with sqlite3.connect(broker.state_dir / "broker.sqlite3") as db:
+        (value,) = db.execute(
+            f"SELECT {column} FROM releases WHERE release_id = ?", (published.release_id,)
+        ).fetchone()
+        altered = bytearray(value)
+        if column == "signature":
+            altered[-3] ^= 0x01
+        else:
+            altered = bytearray(bytes(altered).replace(b'"central"', b'"local"'))
+        db.execute(
+            f"UPDATE releases SET {column} = ? WHERE release_id = ?",
+            (bytes(altered), published.release_id),
+        )
+    out = tmp_path / "refused.parquet"
+    with consumer(broker) as client, pytest.raises(ReleaseVerificationError, match="signature"):
+        client.pull_to(published.release_id, out)
+    assert not out.exists()
+
+
+def test_releases_jobs_and_audit_log_survive_a_broker_restart(
+    broker: BrokerProcess, state: BrokerState, job_id: str
+) -> None:
+    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 3))
+    broker.stop()
+    broker.start()
+    with OperatorClient(broker.address, **broker.identity(Role.OPERATOR, "ops")) as ops:
+        assert ops.status(job_id).state == "submitted"
+    with consumer(broker) as client:
+        assert len(client.pull(published.release_id)) == len(FRAME)
+    result = broker.run_cli("audit-log", "verify")
+    assert result.returncode == 0, result.stderr
+    actions = [e.action for e in state.audit.entries()]
+    assert actions.count("broker.started") == 2
+    assert {"job.submitted", "release.published", "candidate.rejected", "release.pulled"} <= set(
+        actions
+    )
+
+
+def copy_of_state(broker: BrokerProcess, tmp_path: Path) -> Path:
+    """A config pointing at a consistent copy of the broker's state (the live one stays intact)."""
+    copy = tmp_path / "state"
+    copy.mkdir()
+    with (
+        sqlite3.connect(broker.state_dir / "broker.sqlite3") as src,
+        sqlite3.connect(copy / "broker.sqlite3") as dst,
+    ):
+        src.backup(dst)
+    for name in ("at-rest.key", "audit-head.json"):
+        shutil.copy2(broker.state_dir / name, copy / name)
+    config = yaml.safe_load(broker.config_path.read_text())
+    config.update(state_dir=str(copy), key_file=str(copy / "at-rest.key"))
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def verify(broker: BrokerProcess, config: Path) -> tuple[int, str]:
+    result = BrokerProcess(broker.root, broker.pki, config, "", "").run_cli("audit-log", "verify")
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_audit_log_verify_detects_an_edited_entry(broker: BrokerProcess, tmp_path: Path) -> None:
+    config = copy_of_state(broker, tmp_path)
+    assert verify(broker, config)[0] == 0
+    with sqlite3.connect(tmp_path / "state" / "broker.sqlite3") as db:
+        db.execute("UPDATE audit_log SET actor = 'spiffe://testfed/operator/mallory' WHERE seq = 3")
+    code, output = verify(broker, config)
+    assert code == 1 and "entry 3 was altered" in output
+
+
+@pytest.mark.parametrize("where", ["seq = 2", "seq = (SELECT MAX(seq) FROM audit_log)"])
+def test_audit_log_verify_detects_a_removed_entry(
+    broker: BrokerProcess, tmp_path: Path, where: str
+) -> None:
+    config = copy_of_state(broker, tmp_path)
+    with sqlite3.connect(tmp_path / "state" / "broker.sqlite3") as db:
+        db.execute(f"DELETE FROM audit_log WHERE {where}")
+    code, output = verify(broker, config)
+    assert code == 1 and ("missing" in output or "removed" in output)
