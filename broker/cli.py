@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
+import grpc
 import typer
 
 from broker.auditlog import AuditLog
@@ -14,6 +15,7 @@ from broker.config import BrokerConfig, ConfigError
 from broker.server import serve
 from broker.store import Database
 from fedsynth.security.atrest import load_key_file
+from fedsynth.wire.v1 import health_pb2, health_pb2_grpc
 
 app = typer.Typer(help="The fedsynth broker: the federation's trusted third party.")
 audit_app = typer.Typer(help="Inspect the broker's hash-chained audit log.")
@@ -62,6 +64,30 @@ def verify_command(config: Path = CONFIG) -> None:
     for problem in result.problems:
         typer.echo(f"BROKEN: {problem}", err=True)
     raise typer.Exit(1)
+
+
+@app.command("probe")
+def probe_command(
+    address: str = typer.Argument("127.0.0.1:8081", help="HOST:PORT of health_listen."),
+    timeout: float = typer.Option(3.0, help="Seconds to wait for the answer."),
+) -> None:
+    """Ask the plaintext health endpoint whether the broker serves; exit 0 if it does, 1 if not.
+
+    For container and systemd health checks; it reaches only the health service.
+    """
+    # The health port is plaintext by design (DESIGN §5): it answers status and nothing else.
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
+        except grpc.RpcError as exc:
+            typer.echo(f"not serving: {exc.code().name}", err=True)
+            raise typer.Exit(1) from exc
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        typer.echo("not serving", err=True)
+        raise typer.Exit(1)
+    typer.echo("serving")
 
 
 def main() -> None:
