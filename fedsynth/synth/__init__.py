@@ -1,0 +1,32 @@
+"""Synthesizers: models that learn from prepared real rows and sample new, synthetic ones.
+
+Importing this package registers every model (`copula`, `mvn`, `cart`) in `REGISTRY`.
+"""
+
+from fedsynth.synth.artifact import Artifact, ArtifactError
+from fedsynth.synth.base import REGISTRY, NotFittedError, Synthesizer, synthesizer_class
+from fedsynth.synth.cart import SequentialCART
+from fedsynth.synth.conditions import ConditionError
+from fedsynth.synth.constraints import ConstraintError, parse_constraints
+from fedsynth.synth.copula import GaussianCopula
+from fedsynth.synth.mvn import MultivariateNormal
+from fedsynth.synth.sampling import SamplingError
+from fedsynth.synth.stats import StatsError, SufficientStats
+
+__all__ = [
+    "REGISTRY",
+    "Artifact",
+    "ArtifactError",
+    "ConditionError",
+    "ConstraintError",
+    "GaussianCopula",
+    "MultivariateNormal",
+    "NotFittedError",
+    "SamplingError",
+    "SequentialCART",
+    "StatsError",
+    "SufficientStats",
+    "Synthesizer",
+    "parse_constraints",
+    "synthesizer_class",
+]

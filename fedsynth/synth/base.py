@@ -1,0 +1,206 @@
+"""The Synthesizer API shared by every model, and the registry that maps names to models.
+
+Modelled in the scikit-learn way: parameters in ``__init__``, fitted state in attributes with a
+trailing underscore. A model works on the float view of `fedsynth.synth.encoding`; this base
+class turns it into typed rows, enforces constraints and conditions, and writes model files.
+Identifier and text columns are never modelled: `sample` returns them as all-null columns, so
+the output always has the schema's columns in the schema's order.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.frame import conform
+from fedsynth.schema import DatetimeColumn, NumericalColumn, SchemaError, TableSchema
+from fedsynth.synth.artifact import Artifact, ArtifactError
+from fedsynth.synth.conditions import Condition, parse_conditions
+from fedsynth.synth.constraints import (
+    ConstraintBase,
+    ConstraintError,
+    dump_constraints,
+    parse_constraints,
+)
+from fedsynth.synth.encoding import assemble, decode, encode, observed_decimals, observed_step
+from fedsynth.synth.sampling import draw_rows
+
+Progress = Callable[[int, int], None]
+"""Called with (units done, units in all) during long fits and samples."""
+
+REGISTRY: dict[str, type[Synthesizer]] = {}
+
+
+class NotFittedError(RuntimeError):
+    """sample() or to_artifact() on a model that has not been fitted."""
+
+
+def register(cls: type[Synthesizer]) -> type[Synthesizer]:
+    """Class decorator: make a model available by its `name` (CLI, job specs, model files)."""
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def synthesizer_class(name: str) -> type[Synthesizer]:
+    """The model class registered as `name`; KeyError listing the known names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no synthesizer called {name!r}; known: {sorted(REGISTRY)}") from None
+
+
+class Synthesizer(ABC):
+    """Fit on typed rows, sample new rows, save to and load from a model file."""
+
+    name: ClassVar[str]
+
+    def __init__(self, *, constraints: list[Any] | None = None) -> None:
+        self.constraints = list(constraints or [])
+
+    def get_params(self) -> dict[str, Any]:
+        """Constructor parameters as JSON-compatible data (stored in model files)."""
+        return {"constraints": dump_constraints(parse_constraints(self.constraints))}
+
+    def fit(
+        self, df: pd.DataFrame, schema: TableSchema, *, progress: Progress | None = None
+    ) -> Self:
+        """Learn the model from `df`, typed by `schema` (see `fedsynth.frame`)."""
+        df = conform(df, schema).reset_index(drop=True)
+        if len(df) == 0:
+            raise ValueError("cannot fit a synthesizer on a table without rows")
+        self.schema_ = schema
+        self.constraints_ = self._bind_constraints(df, schema)
+        self.rounding_ = _rounding(df, schema)
+        self._fit(df, schema, progress)
+        return self
+
+    def _bind_constraints(self, df: pd.DataFrame, schema: TableSchema) -> list[ConstraintBase]:
+        bound = []
+        for constraint in parse_constraints(self.constraints):
+            constraint.check_schema(schema)
+            learned = constraint.learn(df)
+            violations = int((~learned.holds(df.copy())).sum())
+            if violations:
+                raise ConstraintError(
+                    f"{learned.label}: {violations} of {len(df)} real rows break it; fix the "
+                    "data or the constraint (a model cannot learn rules its data breaks)"
+                )
+            bound.append(learned)
+        return bound
+
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int | None = None,
+        conditions: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> pd.DataFrame:
+        """`n` new rows; the same seed gives the same rows. Conditions fix values or ranges."""
+        self._check_fitted()
+        parsed = parse_conditions(conditions, self.schema_)
+        rng = np.random.default_rng(seed)
+        schema = self.schema_
+
+        def draw(m: int) -> pd.DataFrame:
+            return self._typed(self._draw(m, rng, parsed), m)
+
+        rules: list[Any] = [(c, c.holds) for c in self.constraints_]
+        rules += [(c, lambda df, c=c: c.holds(df, schema)) for c in parsed]
+        return draw_rows(n, draw, rules, progress=progress)
+
+    def _typed(self, encoded: dict[str, np.ndarray], n: int) -> pd.DataFrame:
+        columns = {
+            c.name: decode(encoded[c.name], c, self.rounding_[c.name])
+            for c in self.schema_.modelled_columns
+        }
+        return assemble(columns, self.schema_, n)
+
+    def to_artifact(self) -> Artifact:
+        """The fitted model as JSON + arrays (see `fedsynth.synth.artifact`)."""
+        self._check_fitted()
+        state, arrays = self._state()
+        body = {
+            "params": self.get_params(),
+            "schema": self.schema_.to_dict(),
+            "constraints": dump_constraints(self.constraints_),
+            "rounding": self.rounding_,
+            "state": state,
+        }
+        return Artifact(kind="synthesizer", model=self.name, body=body, arrays=arrays)
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact, *, source: str = "<artifact>") -> Synthesizer:
+        """Rebuild the fitted model an artifact holds, whatever its registered class."""
+        if artifact.kind != "synthesizer":
+            raise ArtifactError(f"{source}: holds {artifact.kind}, not a fitted synthesizer")
+        try:
+            model_cls = synthesizer_class(artifact.model)
+        except KeyError as exc:
+            raise ArtifactError(f"{source}: {exc.args[0]}") from exc
+        body = artifact.body
+        try:
+            model = model_cls(**body["params"])
+            model.schema_ = TableSchema.from_dict(body["schema"], source=source)
+            model.constraints_ = parse_constraints(body["constraints"], source=source)
+            model.rounding_ = {str(k): float(v) for k, v in body["rounding"].items()}
+            if set(model.rounding_) != {c.name for c in model.schema_.modelled_columns}:
+                raise ArtifactError(f"{source}: rounding does not cover the modelled columns")
+            model._restore(body["state"], artifact.arrays)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            if isinstance(exc, ArtifactError | SchemaError | ConstraintError):
+                raise
+            raise ArtifactError(
+                f"{source}: the {artifact.model!r} model is invalid: {exc}"
+            ) from exc
+        return model
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted model to `path` atomically."""
+        self.to_artifact().write(path)
+
+    @staticmethod
+    def load(path: str | Path) -> Synthesizer:
+        """Read a model file written by `save`, whatever its model."""
+        return Synthesizer.from_artifact(Artifact.read(path), source=str(path))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "schema_"):
+            raise NotFittedError(f"this {self.name!r} synthesizer is not fitted; call fit() first")
+
+    @abstractmethod
+    def _fit(self, df: pd.DataFrame, schema: TableSchema, progress: Progress | None) -> None:
+        """Learn from typed rows (already conformed)."""
+
+    @abstractmethod
+    def _draw(
+        self, n: int, rng: np.random.Generator, conditions: list[Condition]
+    ) -> dict[str, np.ndarray]:
+        """`n` rows in the float view, one array per modelled column (NaN = null)."""
+
+    @abstractmethod
+    def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Fitted state as JSON-compatible data and named arrays."""
+
+    @abstractmethod
+    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        """Inverse of `_state`; raise ValueError/KeyError on anything inconsistent."""
+
+
+def _rounding(df: pd.DataFrame, schema: TableSchema) -> dict[str, float]:
+    """Per modelled column: decimals of a numerical column, step in seconds of a datetime."""
+    out = {}
+    for column in schema.modelled_columns:
+        values = encode(df[column.name], column)
+        if isinstance(column, NumericalColumn):
+            out[column.name] = float(observed_decimals(values))
+        elif isinstance(column, DatetimeColumn):
+            out[column.name] = observed_step(values)
+        else:
+            out[column.name] = 0.0
+    return out

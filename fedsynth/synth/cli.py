@@ -1,0 +1,169 @@
+"""`fedsynth synth`: fit a synthesizer on a data file; sample synthetic rows from a model file."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+import yaml
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+from fedsynth.files import atomic_path
+from fedsynth.io import DataFileError, read_table
+from fedsynth.schema import SchemaError, TableSchema
+from fedsynth.synth.artifact import ArtifactError
+from fedsynth.synth.base import REGISTRY, Synthesizer, synthesizer_class
+from fedsynth.synth.conditions import ConditionError
+from fedsynth.synth.constraints import ConstraintError, parse_constraints
+from fedsynth.synth.sampling import SamplingError
+from fedsynth.synth.stats import StatsError
+
+EXIT_FAILED = 2
+OUTPUT_FORMATS = (".parquet", ".csv")
+
+app = typer.Typer(
+    help="Fit synthesizers on real rows and sample synthetic ones.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+_EXPECTED = (
+    ArtifactError,
+    ConditionError,
+    ConstraintError,
+    DataFileError,
+    SamplingError,
+    SchemaError,
+    StatsError,
+    KeyError,
+    ValueError,
+    TypeError,
+)
+
+
+@contextlib.contextmanager
+def _bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=errors, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+    errors.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    return typer.Exit(EXIT_FAILED)
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """`name=value` pairs, values read as YAML scalars (20 -> int, true -> bool)."""
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--param {item!r}: write it as name=value, e.g. min_samples_leaf=20")
+        params[name.strip()] = yaml.safe_load(value)
+    return params
+
+
+def parse_condition_args(items: list[str]) -> dict[str, Any]:
+    """`col=value` or `col=low..high` (either side of .. may be empty) into a conditions map."""
+    conditions: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConditionError(f"--condition {item!r}: write it as column=value or column=lo..hi")
+        if ".." in value:
+            low, _, high = value.partition("..")
+            conditions[name] = (low or None, high or None)
+        else:
+            conditions[name] = value
+    return conditions
+
+
+@app.command("fit")
+def fit(
+    data: Annotated[Path, typer.Argument(help="CSV or Parquet file of real rows.")],
+    schema: Annotated[Path, typer.Option("--schema", help="Schema YAML of the table.")],
+    out: Annotated[Path, typer.Option("--out", help="Model file to write (e.g. model.fsm).")],
+    model: Annotated[
+        str, typer.Option("--model", help=f"Synthesizer: one of {sorted(REGISTRY)}.")
+    ] = "copula",
+    constraints: Annotated[
+        Path | None, typer.Option("--constraints", help="YAML list of constraints.")
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="Model parameter name=value; repeatable.")
+    ] = None,
+) -> None:
+    """Fit a synthesizer on DATA and write it to a model file."""
+    try:
+        table_schema = TableSchema.load(schema)
+        params = parse_params(param or [])
+        if constraints is not None:
+            items = yaml.safe_load(constraints.read_text(encoding="utf-8")) or []
+            if not isinstance(items, list):
+                raise ConstraintError(f"{constraints}: a constraints file is a YAML list")
+            params["constraints"] = parse_constraints(items, source=str(constraints))
+        synthesizer = synthesizer_class(model)(**params)
+        df, report = read_table(data, table_schema)
+        if len(df) == 0:
+            raise ValueError(f"{data}: no valid rows to fit on")
+        if not report.clean:
+            errors.print(
+                f"{report.rows_quarantined} of {report.rows_in} rows failed validation and are "
+                "left out of the fit (run `fedsynth validate` for details)",
+                highlight=False,
+            )
+        with _bar(f"fitting {model}") as progress:
+            synthesizer.fit(df, table_schema, progress=progress)
+        synthesizer.save(out)
+    except _EXPECTED as exc:
+        raise _fail(exc) from exc
+    console.print(f"fitted {model} on {len(df)} rows of {data}; model written to {out}")
+
+
+@app.command("sample")
+def sample(
+    model_file: Annotated[Path, typer.Argument(help="Model file written by `synth fit`.")],
+    rows: Annotated[int, typer.Option("--rows", min=0, help="Number of rows to sample.")],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed: same seed, same rows.")] = None,
+    condition: Annotated[
+        list[str] | None,
+        typer.Option("--condition", help="column=value or column=low..high; repeatable."),
+    ] = None,
+) -> None:
+    """Sample synthetic rows from a model file into a Parquet or CSV file."""
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        raise _fail(ValueError(f"--out {out}: use a name ending in {' or '.join(OUTPUT_FORMATS)}"))
+    try:
+        synthesizer = Synthesizer.load(model_file)
+        conditions = parse_condition_args(condition or [])
+        with _bar("sampling") as progress:
+            df = synthesizer.sample(rows, seed=seed, conditions=conditions, progress=progress)
+        write_table(df, out)
+    except _EXPECTED as exc:
+        raise _fail(exc) from exc
+    console.print(f"sampled {len(df)} rows from {model_file} into {out}")
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    """Write atomically as Parquet or CSV, by the file's extension."""
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            df.to_csv(tmp, index=False)

@@ -1,0 +1,287 @@
+"""Declarative constraints that every sampled row must satisfy.
+
+Each constraint is a pydantic model (written by people in YAML, carried in model files) with
+`check_schema`, `learn` (state taken from the real rows, e.g. allowed combinations), `transform`
+(repairs rows where the constraint allows it: clipping, reflection, swapping, one-hot argmax) and
+`holds` (the mask used for rejection sampling). Nulls pass every constraint but fixed
+combinations, where null is one of the values.
+"""
+
+from __future__ import annotations
+
+import ast
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from fedsynth.schema import (
+    BooleanColumn,
+    DatetimeColumn,
+    NumericalColumn,
+    TableSchema,
+)
+from fedsynth.synth.expression import ExpressionError, evaluate_predicate, parse_predicate
+
+
+class ConstraintError(ValueError):
+    """A constraint that does not fit the schema, or that cannot be met."""
+
+
+class ConstraintBase(BaseModel, ABC):
+    """Common behaviour of every constraint; subclasses add fields and their checks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def label(self) -> str:
+        fields = self.model_dump(exclude={"kind", "combinations"}, exclude_none=True)
+        return f"{self.kind}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"  # type: ignore[attr-defined]
+
+    def columns_used(self) -> list[str]:
+        return []
+
+    def check_schema(self, schema: TableSchema) -> None:
+        for name in self.columns_used():
+            if name not in schema.names:
+                raise ConstraintError(f"{self.label}: no column {name!r}; columns: {schema.names}")
+            if not schema.column(name).modelled:
+                raise ConstraintError(f"{self.label}: column {name!r} is not modelled")
+
+    def learn(self, df: pd.DataFrame) -> ConstraintBase:
+        return self
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        return df
+
+    @abstractmethod
+    def holds(self, df: pd.DataFrame) -> np.ndarray:
+        """Mask of the rows that satisfy the constraint."""
+
+
+def _ordered_kind(schema: TableSchema, label: str, name: str) -> None:
+    if not isinstance(schema.column(name), NumericalColumn | DatetimeColumn):
+        raise ConstraintError(f"{label}: column {name!r} must be numerical or datetime")
+
+
+class Range(ConstraintBase):
+    """Values of `column` lie in [min, max]; enforced by clipping."""
+
+    kind: Literal["range"] = "range"
+    column: str
+    min: float | datetime | None = None
+    max: float | datetime | None = None
+
+    def columns_used(self) -> list[str]:
+        return [self.column]
+
+    def check_schema(self, schema: TableSchema) -> None:
+        super().check_schema(schema)
+        _ordered_kind(schema, self.label, self.column)
+        if self.min is None and self.max is None:
+            raise ConstraintError(f"{self.label}: give min, max or both")
+
+    def _bounds(self, series: pd.Series) -> tuple[Any, Any]:
+        if series.dtype.kind == "M":
+            lo = None if self.min is None else pd.Timestamp(self.min)
+            hi = None if self.max is None else pd.Timestamp(self.max)
+            return lo, hi
+        return self.min, self.max
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        series = df[self.column]
+        lo, hi = self._bounds(series)
+        if series.dtype == "Int64":
+            lo = None if lo is None else int(np.ceil(lo))
+            hi = None if hi is None else int(np.floor(hi))
+        df[self.column] = series.clip(lo, hi)
+        return df
+
+    def holds(self, df: pd.DataFrame) -> np.ndarray:
+        series = df[self.column]
+        lo, hi = self._bounds(series)
+        ok = pd.Series(True, index=series.index)
+        if lo is not None:
+            ok &= (series >= lo).fillna(False)
+        if hi is not None:
+            ok &= (series <= hi).fillna(False)
+        return (ok | series.isna()).to_numpy(dtype=bool)
+
+
+class Positive(ConstraintBase):
+    """Values of a numerical column are > 0 (or >= 0 when not strict); enforced by reflection."""
+
+    kind: Literal["positive"] = "positive"
+    column: str
+    strict: bool = True
+
+    def columns_used(self) -> list[str]:
+        return [self.column]
+
+    def check_schema(self, schema: TableSchema) -> None:
+        super().check_schema(schema)
+        if not isinstance(schema.column(self.column), NumericalColumn):
+            raise ConstraintError(f"{self.label}: column {self.column!r} must be numerical")
+
+    def _sign(self) -> int:
+        return 1
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        df[self.column] = df[self.column].abs() * self._sign()
+        return df
+
+    def holds(self, df: pd.DataFrame) -> np.ndarray:
+        signed = df[self.column] * self._sign()
+        ok = signed > 0 if self.strict else signed >= 0
+        return (ok.fillna(False) | signed.isna()).to_numpy(dtype=bool)
+
+
+class Negative(Positive):
+    """Values of a numerical column are < 0 (or <= 0 when not strict); enforced by reflection."""
+
+    kind: Literal["negative"] = "negative"  # type: ignore[assignment]
+
+    def _sign(self) -> int:
+        return -1
+
+
+class Inequality(ConstraintBase):
+    """`high` >= `low` (or > when strict) on each row; enforced by swapping the two values."""
+
+    kind: Literal["inequality"] = "inequality"
+    low: str
+    high: str
+    strict: bool = False
+
+    def columns_used(self) -> list[str]:
+        return [self.low, self.high]
+
+    def check_schema(self, schema: TableSchema) -> None:
+        super().check_schema(schema)
+        _ordered_kind(schema, self.label, self.low)
+        _ordered_kind(schema, self.label, self.high)
+        if type(schema.column(self.low)) is not type(schema.column(self.high)):
+            raise ConstraintError(f"{self.label}: both columns must be of the same kind")
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        swap = (df[self.high] < df[self.low]).fillna(False).to_numpy(dtype=bool)
+        if swap.any():
+            low, high = df[self.low].copy(), df[self.high].copy()
+            df.loc[swap, self.low] = high[swap]
+            df.loc[swap, self.high] = low[swap]
+        return df
+
+    def holds(self, df: pd.DataFrame) -> np.ndarray:
+        low, high = df[self.low], df[self.high]
+        ok = (high > low if self.strict else high >= low).fillna(False)
+        return (ok | low.isna() | high.isna()).to_numpy(dtype=bool)
+
+
+class FixedCombinations(ConstraintBase):
+    """Only combinations of `columns` that occur in the real rows; enforced by rejection."""
+
+    kind: Literal["fixed_combinations"] = "fixed_combinations"
+    columns: list[str] = Field(min_length=2)
+    combinations: list[list[str | None]] | None = Field(
+        None, description="Learned from the real rows at fit; leave empty."
+    )
+
+    def columns_used(self) -> list[str]:
+        return list(self.columns)
+
+    def learn(self, df: pd.DataFrame) -> FixedCombinations:
+        seen = sorted(set(self._keys(df)), key=lambda k: tuple("" if v is None else v for v in k))
+        return self.model_copy(update={"combinations": [list(k) for k in seen]})
+
+    def _keys(self, df: pd.DataFrame) -> list[tuple[str | None, ...]]:
+        parts = [df[c].astype("object").where(df[c].notna(), None) for c in self.columns]
+        return [
+            tuple(None if v is None else str(v) for v in row) for row in zip(*parts, strict=True)
+        ]
+
+    def holds(self, df: pd.DataFrame) -> np.ndarray:
+        if self.combinations is None:
+            raise ConstraintError(f"{self.label}: not learned; fit the synthesizer first")
+        allowed = {tuple(k) for k in self.combinations}
+        return np.fromiter((k in allowed for k in self._keys(df)), dtype=bool, count=len(df))
+
+
+class OneHot(ConstraintBase):
+    """Exactly one of `columns` (numerical 0/1 or boolean) is 1 on each row; argmax is kept."""
+
+    kind: Literal["one_hot"] = "one_hot"
+    columns: list[str] = Field(min_length=2)
+
+    def columns_used(self) -> list[str]:
+        return list(self.columns)
+
+    def check_schema(self, schema: TableSchema) -> None:
+        super().check_schema(schema)
+        for name in self.columns:
+            if not isinstance(schema.column(name), NumericalColumn | BooleanColumn):
+                raise ConstraintError(f"{self.label}: column {name!r} must be numerical or boolean")
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        values = np.column_stack(
+            [df[c].astype("Float64").to_numpy(np.float64, na_value=-np.inf) for c in self.columns]
+        )
+        winner = np.argmax(values, axis=1)
+        for j, name in enumerate(self.columns):
+            hot = winner == j
+            if df[name].dtype == "boolean":
+                df[name] = pd.array(hot, dtype="boolean")
+            else:
+                df[name] = pd.Series(hot.astype(np.int64), index=df.index).astype(df[name].dtype)
+        return df
+
+    def holds(self, df: pd.DataFrame) -> np.ndarray:
+        values = np.column_stack(
+            [df[c].astype("Float64").to_numpy(np.float64, na_value=np.nan) for c in self.columns]
+        )
+        binary = np.all((values == 0) | (values == 1), axis=1)
+        return binary & (np.nansum(values, axis=1) == 1)
+
+
+class Predicate(ConstraintBase):
+    """A custom row predicate such as ``"age >= 18 or guardian == 'yes'"``; by rejection."""
+
+    kind: Literal["predicate"] = "predicate"
+    expression: str = Field(min_length=1)
+
+    def _tree(self, columns: list[str]) -> ast.Expression:
+        try:
+            return parse_predicate(self.expression, columns)
+        except ExpressionError as exc:
+            raise ConstraintError(f"{self.label}: {exc}") from exc
+
+    def check_schema(self, schema: TableSchema) -> None:
+        self._tree([c.name for c in schema.modelled_columns])
+
+    def holds(self, df: pd.DataFrame) -> np.ndarray:
+        return evaluate_predicate(self._tree(list(df.columns)), df)
+
+
+Constraint = Annotated[
+    Range | Positive | Negative | Inequality | FixedCombinations | OneHot | Predicate,
+    Field(discriminator="kind"),
+]
+_ADAPTER: TypeAdapter[list[Constraint]] = TypeAdapter(list[Constraint])
+
+
+def parse_constraints(items: list[Any], *, source: str = "constraints") -> list[ConstraintBase]:
+    """Validate a list of constraint documents (dicts or models) into constraint objects."""
+    raw = [c.model_dump() if isinstance(c, BaseModel) else c for c in items]
+    try:
+        return list(_ADAPTER.validate_python(raw))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"item {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConstraintError(f"{source}: {problems}") from exc
+
+
+def dump_constraints(constraints: list[ConstraintBase]) -> list[dict[str, Any]]:
+    return [c.model_dump(mode="json", exclude_none=True) for c in constraints]

@@ -1,0 +1,103 @@
+"""Conditional sampling: exactly n rows meeting the conditions, or a clear error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fedsynth.schema import TableSchema
+from fedsynth.synth import (
+    ConditionError,
+    GaussianCopula,
+    MultivariateNormal,
+    SamplingError,
+    SequentialCART,
+    Synthesizer,
+)
+from fedsynth.synth.cli import parse_condition_args
+from fedsynth.synth.conditions import parse_conditions
+
+Make = Callable[..., pd.DataFrame]
+
+
+@pytest.mark.parametrize("model", [GaussianCopula, SequentialCART])
+def test_rare_category_of_half_a_percent_comes_back_exactly_n_times(
+    model: type[Synthesizer], schema: TableSchema, make_patients: Make
+) -> None:
+    real = make_patients(4000)
+    assert (real["diagnosis"] == "rare_x").mean() == pytest.approx(0.005)
+    out = model().fit(real, schema).sample(500, seed=9, conditions={"diagnosis": "rare_x"})
+    assert len(out) == 500
+    assert (out["diagnosis"] == "rare_x").all()
+
+
+def test_numerical_range_and_category_together(fitted_copula) -> None:
+    model, _ = fitted_copula
+    out = model.sample(300, seed=1, conditions={"age": (60, 70), "sex": "F"})
+    assert len(out) == 300
+    assert out["age"].between(60, 70).all() and (out["sex"] == "F").all()
+
+
+def test_conditioned_column_is_never_null(fitted_copula) -> None:
+    out = fitted_copula[0].sample(300, seed=2, conditions={"income": (1000, 50000)})
+    assert out["income"].notna().all() and out["income"].between(1000, 50000).all()
+
+
+def test_value_outside_the_domain_is_refused(fitted_copula) -> None:
+    with pytest.raises(ConditionError, match="not in the domain"):
+        fitted_copula[0].sample(5, conditions={"diagnosis": "plague"})
+
+
+def test_range_outside_the_bounds_is_refused(fitted_copula) -> None:
+    with pytest.raises(ConditionError, match="outside the bounds"):
+        fitted_copula[0].sample(5, conditions={"age": (200, 300)})
+
+
+def test_value_the_model_never_saw_is_impossible(schema: TableSchema, make_patients: Make) -> None:
+    real = make_patients(1000)
+    real = real[real["diagnosis"] != "rare_x"]
+    model = GaussianCopula().fit(real, schema)
+    with pytest.raises(ConditionError, match="impossible under the model"):
+        model.sample(5, conditions={"diagnosis": "rare_x"})
+    cart = SequentialCART().fit(real, schema)
+    with pytest.raises(SamplingError, match="diagnosis='rare_x'"):
+        cart.sample(5, conditions={"diagnosis": "rare_x"})
+
+
+def test_conditions_on_unmodelled_or_unknown_columns_are_refused(schema: TableSchema) -> None:
+    with pytest.raises(ConditionError, match="not modelled"):
+        parse_conditions({"record": "r1"}, schema)
+    with pytest.raises(ConditionError, match="no such column"):
+        parse_conditions({"weight": 3}, schema)
+    with pytest.raises(ConditionError, match="give a range"):
+        parse_conditions({"bmi": 25.0}, schema)
+
+
+def test_mvn_meets_a_common_condition(schema: TableSchema, make_patients: Make) -> None:
+    model = MultivariateNormal().fit(make_patients(1000), schema)
+    out = model.sample(200, seed=1, conditions={"smoker": "yes"})
+    assert len(out) == 200 and out["smoker"].all()
+
+
+@given(
+    column=st.sampled_from(["age", "income"]),
+    low=st.integers(0, 100),
+    width=st.integers(0, 100),
+)
+def test_cli_range_conditions_parse_to_the_same_interval(column: str, low: int, width: int) -> None:
+    schema = TableSchema.from_dict(
+        {
+            "name": "t",
+            "columns": [
+                {"name": "age", "kind": "numerical", "dtype": "int", "min": 0, "max": 200},
+                {"name": "income", "kind": "numerical", "min": 0, "max": 500},
+            ],
+        }
+    )
+    parsed = parse_condition_args([f"{column}={low}..{low + width}"])
+    (condition,) = parse_conditions(parsed, schema)
+    assert (condition.low, condition.high) == (low, low + width)
