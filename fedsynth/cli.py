@@ -177,6 +177,32 @@ def _details(column: object) -> str:
     return ", ".join(parts)
 
 
+def _mount_stages() -> None:
+    """Attach the commands of every later stage: prep, synthesis, audit, PKI, operations."""
+    from fedsynth.audit.cli import audit
+    from fedsynth.operator.cli import app as operator_app
+    from fedsynth.prep.cli import app as prep_app
+    from fedsynth.prep.cli import link
+    from fedsynth.privacy.cli import app as privacy_app
+    from fedsynth.security.cli import app as pki_app
+    from fedsynth.simulation.cli import hybrid, simulate, simulation_json_schema
+    from fedsynth.synth.cli import app as synth_app
+
+    app.add_typer(prep_app, name="prep")
+    app.command("link")(link)
+    app.add_typer(synth_app, name="synth")
+    app.command("simulate")(simulate)
+    app.command("hybrid")(hybrid)
+    app.command("simulation-schema")(simulation_json_schema)
+    app.command("audit")(audit)
+    app.add_typer(pki_app, name="pki")
+    app.add_typer(operator_app, name="operator")
+    app.add_typer(privacy_app, name="privacy")
+
+
+_mount_stages()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

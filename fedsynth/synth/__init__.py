@@ -1,6 +1,7 @@
 """Synthesizers: models that learn from prepared real rows and sample new, synthetic ones.
 
-Importing this package registers every model (`copula`, `mvn`, `cart`) in `REGISTRY`.
+Importing this package registers every model (`copula`, `mvn`, `cart`, `dp-marginal`,
+`dp-copula`, `tvae`) in `REGISTRY`.
 """
 
 from fedsynth.synth.artifact import Artifact, ArtifactError
@@ -9,9 +10,12 @@ from fedsynth.synth.cart import SequentialCART
 from fedsynth.synth.conditions import ConditionError
 from fedsynth.synth.constraints import ConstraintError, parse_constraints
 from fedsynth.synth.copula import GaussianCopula
+from fedsynth.synth.dp_copula import DPGaussianCopula
+from fedsynth.synth.dp_marginal import DPMarginalSynthesizer
 from fedsynth.synth.mvn import MultivariateNormal
 from fedsynth.synth.sampling import SamplingError
 from fedsynth.synth.stats import StatsError, SufficientStats
+from fedsynth.synth.tvae import TVAESynthesizer
 
 __all__ = [
     "REGISTRY",
@@ -19,6 +23,8 @@ __all__ = [
     "ArtifactError",
     "ConditionError",
     "ConstraintError",
+    "DPGaussianCopula",
+    "DPMarginalSynthesizer",
     "GaussianCopula",
     "MultivariateNormal",
     "NotFittedError",
@@ -27,6 +33,7 @@ __all__ = [
     "StatsError",
     "SufficientStats",
     "Synthesizer",
+    "TVAESynthesizer",
     "parse_constraints",
     "synthesizer_class",
 ]

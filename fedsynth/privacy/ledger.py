@@ -1,0 +1,229 @@
+"""A supplier's persisted privacy ledger: per-source budget caps, charged before anything leaves.
+
+The ledger is one SQLite file the supplier agent owns. `charge` checks the cap and records the
+charge in one write transaction (BEGIN IMMEDIATE), so concurrent requests from threads or
+processes are serialised and can never jointly overspend; the charge is durable (synchronous
+FULL) before `charge` returns, so the caller releases only what is already paid for. A charge is
+keyed by its release id: retrying a release after a crash finds the charge already made instead
+of paying twice, and a crash before the commit leaves no charge at all.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fedsynth.privacy.accountant import PrivacyCost, compose
+from fedsynth.privacy.spec import BudgetCap
+
+_TOLERANCE = 1e-9
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS charges (
+    release_id TEXT PRIMARY KEY,
+    supplier TEXT NOT NULL,
+    source TEXT NOT NULL,
+    label TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    delta REAL NOT NULL,
+    rdp TEXT,
+    charged_at TEXT NOT NULL
+)
+"""
+
+
+class LedgerError(ValueError):
+    """A ledger request that cannot be served as asked (bad input, conflicting retry)."""
+
+
+class BudgetExceeded(LedgerError):
+    """The charge would take a source past its cap; nothing was recorded."""
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One recorded release: its cost, its own (epsilon, delta), and the source's total after it."""
+
+    release_id: str
+    source: str
+    cost: PrivacyCost
+    epsilon: float
+    delta: float
+    total_epsilon: float
+    total_delta: float
+
+
+@dataclass(frozen=True)
+class Spent:
+    """Budget a source has used, in (epsilon, delta) at the cap's delta."""
+
+    epsilon: float
+    delta: float
+
+
+class PrivacyLedger:
+    """The (epsilon, delta) charged per source of one supplier, against per-source caps."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        supplier: str,
+        cap: BudgetCap,
+        source_caps: Mapping[str, BudgetCap] | None = None,
+    ) -> None:
+        if not supplier:
+            raise LedgerError("a ledger belongs to a supplier: give its name")
+        self.path = Path(path)
+        self.supplier = supplier
+        self.cap = cap
+        self.source_caps = dict(source_caps or {})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._open() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+
+    def cap_for(self, source: str) -> BudgetCap:
+        """The cap of `source` (its own, else the ledger-wide one)."""
+        return self.source_caps.get(source, self.cap)
+
+    def charge(self, source: str, release_id: str, cost: PrivacyCost) -> Charge:
+        """Record `cost` for `source` if the cap allows it, else raise BudgetExceeded.
+
+        Call before the release leaves. The same release id charged again with the same cost
+        returns the recorded charge (a retry after a crash); with another cost it is refused.
+        """
+        if not source or not release_id:
+            raise LedgerError("a charge needs a source name and a release id")
+        if not isinstance(cost, PrivacyCost):
+            raise LedgerError(f"a charge needs a PrivacyCost, got {type(cost).__name__}")
+        cap = self.cap_for(source)
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT source, label, epsilon, delta, rdp FROM charges WHERE release_id = ?",
+                (release_id,),
+            ).fetchone()
+            history = self._costs(db, source)
+            if row is not None:
+                if row[0] != source or _row_cost(row[1:]) != cost:
+                    raise LedgerError(
+                        f"release {release_id!r} was already charged with another cost or source;"
+                        " a release id names one release only"
+                    )
+                return _charge(release_id, source, cost, history, cap)
+            result = _charge(release_id, source, cost, [*history, cost], cap)
+            if (
+                result.total_epsilon > cap.epsilon + _TOLERANCE
+                or result.total_delta > cap.delta + _TOLERANCE
+            ):
+                raise BudgetExceeded(
+                    f"supplier {self.supplier!r}, source {source!r}: release {release_id!r} "
+                    f"would bring the spend to epsilon {result.total_epsilon:.4g}, delta "
+                    f"{result.total_delta:.3g}, over the cap ({cap.epsilon}, {cap.delta}); "
+                    "ask for less or raise the cap in the agent's config"
+                )
+            db.execute(
+                "INSERT INTO charges VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    release_id,
+                    self.supplier,
+                    source,
+                    cost.label,
+                    cost.epsilon,
+                    cost.delta,
+                    None if cost.rdp is None else json.dumps(list(cost.rdp)),
+                    datetime.now(UTC).isoformat(),
+                ),
+            )
+            return result
+
+    def spent(self, source: str) -> Spent:
+        """What `source` has spent so far."""
+        with self._open() as db:
+            total = compose(self._costs(db, source))
+        return _spent(total, self.cap_for(source))
+
+    def remaining_epsilon(self, source: str) -> float:
+        """Epsilon still available to `source` at its cap's delta."""
+        return max(0.0, self.cap_for(source).epsilon - self.spent(source).epsilon)
+
+    def sources(self) -> list[str]:
+        """Every source of this supplier that has been charged, sorted."""
+        with self._open() as db:
+            rows = db.execute(
+                "SELECT DISTINCT source FROM charges WHERE supplier = ? ORDER BY source",
+                (self.supplier,),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def history(self, source: str) -> list[PrivacyCost]:
+        """Every cost charged to `source`, oldest first."""
+        with self._open() as db:
+            return self._costs(db, source)
+
+    def _costs(self, db: sqlite3.Connection, source: str) -> list[PrivacyCost]:
+        rows = db.execute(
+            "SELECT label, epsilon, delta, rdp FROM charges WHERE supplier = ? AND source = ? "
+            "ORDER BY rowid",
+            (self.supplier, source),
+        ).fetchall()
+        return [_row_cost(row) for row in rows]
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
+        db.execute("PRAGMA synchronous=FULL")
+        return db
+
+    @contextmanager
+    def _open(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+
+def _row_cost(row: tuple[str, float, float, str | None]) -> PrivacyCost:
+    label, epsilon, delta, rdp = row
+    curve = None if rdp is None else tuple(float(v) for v in json.loads(rdp))
+    return PrivacyCost(rdp=curve, epsilon=epsilon, delta=delta, label=label)
+
+
+def _spent(total: PrivacyCost, cap: BudgetCap) -> Spent:
+    if total.rdp is None:
+        return Spent(total.epsilon, total.delta)
+    return Spent(total.epsilon_at(cap.delta), cap.delta)
+
+
+def _charge(
+    release_id: str, source: str, cost: PrivacyCost, history: list[PrivacyCost], cap: BudgetCap
+) -> Charge:
+    own = _spent(cost, cap)
+    total = _spent(compose(history), cap)
+    return Charge(
+        release_id=release_id,
+        source=source,
+        cost=cost,
+        epsilon=own.epsilon,
+        delta=own.delta,
+        total_epsilon=total.epsilon,
+        total_delta=total.delta,
+    )

@@ -1,0 +1,53 @@
+"""What a DP model may know without spending budget: only what the public schema says.
+
+The generic `Synthesizer.fit` reads output rounding and learned constraints from the real rows;
+a DP model must not, so DP models take both from here instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedsynth.schema import DatetimeColumn, NumericalColumn, TableSchema
+from fedsynth.synth.constraints import ConstraintBase, ConstraintError, parse_constraints
+from fedsynth.synth.encoding import MAX_DECIMALS
+
+DEFAULT_FLOAT_DECIMALS = MAX_DECIMALS
+
+
+def public_rounding(schema: TableSchema) -> dict[str, float]:
+    """Output rounding per modelled column from the schema alone.
+
+    Numerical: the declared `decimals` (0 for integers, MAX_DECIMALS when undeclared).
+    Datetime: whole seconds. Discrete columns: 0.
+    """
+    out = {}
+    for column in schema.modelled_columns:
+        if isinstance(column, NumericalColumn):
+            if column.dtype == "int":
+                out[column.name] = 0.0
+            else:
+                decimals = column.decimals
+                out[column.name] = float(DEFAULT_FLOAT_DECIMALS if decimals is None else decimals)
+        elif isinstance(column, DatetimeColumn):
+            out[column.name] = 1.0
+        else:
+            out[column.name] = 0.0
+    return out
+
+
+def public_constraints(items: list[Any], schema: TableSchema) -> list[ConstraintBase]:
+    """Constraints checked against the schema; any that would learn from real rows is refused."""
+    bound = []
+    for constraint in parse_constraints(items):
+        constraint.check_schema(schema)
+        if (
+            type(constraint).learn is not ConstraintBase.learn
+            and getattr(constraint, "combinations", None) is None
+        ):
+            raise ConstraintError(
+                f"{constraint.label}: learns from real rows, which a DP model must not read "
+                "outside its privacy budget; declare what it would learn (e.g. 'combinations')"
+            )
+        bound.append(constraint)
+    return bound

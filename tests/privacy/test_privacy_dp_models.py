@@ -1,0 +1,170 @@
+"""DP marginal and DP copula: stated noise variances, federated sums, public-only preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from fedsynth.privacy.secagg import FixedPoint, SecAggParty, SecAggRound, secure_sum
+from fedsynth.schema import SchemaError, TableSchema
+from fedsynth.synth.base import Synthesizer
+from fedsynth.synth.constraints import ConstraintError
+from fedsynth.synth.dp_copula import DPGaussianCopula
+from fedsynth.synth.dp_marginal import DPMarginalSynthesizer
+from fedsynth.synth.stats import StatsError
+
+SCHEMA = TableSchema.from_dict(
+    {
+        "name": "people",
+        "columns": [
+            {"name": "age", "kind": "numerical", "dtype": "int", "min": 18, "max": 40},
+            {"name": "income", "kind": "numerical", "min": 0, "max": 100, "nullable": True},
+            {"name": "sex", "kind": "categorical", "domain": ["F", "M"], "nullable": False},
+            {"name": "smoker", "kind": "boolean", "nullable": False},
+        ],
+    }
+)
+MODELS = [DPMarginalSynthesizer, DPGaussianCopula]
+
+
+def _people(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    age = rng.integers(18, 41, n)
+    income = np.clip(age * 2 + rng.normal(0, 5, n), 0, 100).round(2)
+    income[rng.random(n) < 0.1] = np.nan
+    return pd.DataFrame(
+        {
+            "age": age,
+            "income": income,
+            "sex": np.where(age > 30, "M", rng.choice(["F", "M"], n)),
+            "smoker": rng.random(n) < 0.3,
+        }
+    )
+
+
+def _normalised_noise(model: DPMarginalSynthesizer | DPGaussianCopula, df: pd.DataFrame) -> float:
+    exact = model.counts(df)
+    variances = model.noise_variances()
+    draws = [
+        (model.measure(df, rng=np.random.default_rng(seed)) - exact) ** 2 / variances
+        for seed in range(40)
+    ]
+    return float(np.mean(draws))
+
+
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_both_rounds_carry_noise_of_the_stated_variance(model_cls: type) -> None:
+    df = _people()
+    model = model_cls(epsilon=1.0)
+    model.start(SCHEMA)
+    assert _normalised_noise(model, df) == pytest.approx(1.0, abs=0.06)
+    model.absorb(model.measure(df, rng=np.random.default_rng(1)))
+    assert _normalised_noise(model, df) == pytest.approx(1.0, abs=0.06)
+
+
+@pytest.mark.parametrize("model_cls", MODELS)
+@pytest.mark.parametrize("epsilon", [0.5, 2.0])
+def test_the_fit_spends_exactly_its_epsilon(model_cls: type, epsilon: float) -> None:
+    model = model_cls(epsilon=epsilon, delta=1e-6).fit(_people(), SCHEMA)
+    assert model.privacy_cost_.epsilon_at(1e-6) == pytest.approx(epsilon, rel=1e-6)
+    assert model.privacy_cost_.epsilon_at(1e-6) <= epsilon
+
+
+def _thirds(df: pd.DataFrame) -> list[pd.DataFrame]:
+    third = len(df) // 3
+    return [df.iloc[i * third : (i + 1) * third] for i in range(3)]
+
+
+def _signing() -> tuple[dict, dict]:
+    keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("a", "b", "c")}
+    return {n: SecAggParty(n, k) for n, k in keys.items()}, {
+        n: k.public_key() for n, k in keys.items()
+    }
+
+
+def test_federated_dp_marginal_under_secure_aggregation_has_central_noise() -> None:
+    df = _people(900)
+    parts = dict(zip("abc", _thirds(df), strict=True))
+    parties, verify = _signing()
+    model = DPMarginalSynthesizer(epsilon=1.0)
+    model.start(SCHEMA)
+    exact = model.counts(df)
+    variances = model.noise_variances()
+    fixed = FixedPoint(bound=1e7, parties=3)
+    with_secagg, without = [], []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        shares = {n: model.measure(p, share=1 / 3, rng=rng) for n, p in parts.items()}
+        total = secure_sum(SecAggRound(f"r{seed}", ("a", "b", "c")), parties, shares, fixed, verify)
+        with_secagg.append((total - exact) ** 2 / variances)
+        alone = sum(model.measure(p, rng=rng) for p in parts.values())
+        without.append((alone - exact) ** 2 / variances)
+    assert np.mean(with_secagg) == pytest.approx(1.0, abs=0.08)
+    assert np.mean(without) == pytest.approx(3.0, abs=0.25)
+
+
+def test_federated_fit_from_summed_rounds_samples_like_a_model() -> None:
+    df = _people(900)
+    parts = _thirds(df)
+    model = DPMarginalSynthesizer(epsilon=4.0)
+    model.start(SCHEMA)
+    for _ in range(2):
+        model.absorb(sum(model.measure(p, share=1 / 3) for p in parts))
+    rows = model.sample(200, seed=3)
+    assert list(rows.columns) == SCHEMA.names
+    assert rows["age"].between(18, 40).all()
+
+
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_a_column_without_public_bounds_is_refused(model_cls: type) -> None:
+    open_schema = TableSchema.from_dict(
+        {"name": "t", "columns": [{"name": "x", "kind": "numerical"}]}
+    )
+    with pytest.raises((SchemaError, StatsError), match="min"):
+        model_cls().fit(pd.DataFrame({"x": [1.0, 2.0]}), open_schema)
+
+
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_constraints_that_learn_from_rows_are_refused(model_cls: type) -> None:
+    model = model_cls(constraints=[{"kind": "fixed_combinations", "columns": ["sex", "smoker"]}])
+    with pytest.raises(ConstraintError, match="real rows"):
+        model.fit(_people(), SCHEMA)
+
+
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_rounding_comes_from_the_schema_not_the_rows(model_cls: type) -> None:
+    coarse = _people()
+    coarse["income"] = coarse["income"].round(0)
+    a = model_cls().fit(_people(), SCHEMA)
+    b = model_cls().fit(coarse, SCHEMA)
+    assert a.rounding_ == b.rounding_
+
+
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_model_file_round_trip_keeps_the_samples(model_cls: type, tmp_path) -> None:
+    model = model_cls(epsilon=2.0).fit(_people(), SCHEMA)
+    model.save(tmp_path / "m.fsynth")
+    loaded = Synthesizer.load(tmp_path / "m.fsynth")
+    assert isinstance(loaded, model_cls)
+    assert loaded.privacy_cost_ == model.privacy_cost_
+    pd.testing.assert_frame_equal(loaded.sample(50, seed=4), model.sample(50, seed=4))
+
+
+def test_dp_marginal_keeps_strong_dependence_at_generous_epsilon() -> None:
+    df = _people(3000)
+    model = DPMarginalSynthesizer(epsilon=8.0).fit(df, SCHEMA)
+    rows = model.sample(3000, seed=0)
+    real = pd.crosstab(df["sex"], df["age"] > 30, normalize=True).to_numpy()
+    synth = pd.crosstab(rows["sex"], rows["age"] > 30, normalize=True).to_numpy()
+    assert np.abs(real - synth).sum() < 0.15
+
+
+@pytest.mark.parametrize("model_cls", MODELS)
+def test_a_third_round_or_a_round_before_start_is_refused(model_cls: type) -> None:
+    with pytest.raises(ValueError, match="start"):
+        model_cls().absorb(np.zeros(3))
+    model = model_cls(epsilon=2.0).fit(_people(), SCHEMA)
+    with pytest.raises(ValueError, match="start"):
+        model.absorb(np.zeros(3))

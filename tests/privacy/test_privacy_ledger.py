@@ -1,0 +1,153 @@
+"""The privacy ledger: caps hold under concurrency, charges are durable and never doubled."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from fedsynth.privacy.accountant import PrivacyCost, approximate_cost, gaussian_cost
+from fedsynth.privacy.ledger import BudgetExceeded, LedgerError, PrivacyLedger
+from fedsynth.privacy.spec import BudgetCap
+
+CAP = BudgetCap(epsilon=1.0, delta=1e-5)
+
+
+def _ledger(path: Path) -> PrivacyLedger:
+    return PrivacyLedger(path / "ledger.sqlite", supplier="hospital-a", cap=CAP)
+
+
+def test_a_charge_over_the_cap_is_refused_and_not_recorded(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.charge("visits", "r1", approximate_cost(0.7))
+    with pytest.raises(BudgetExceeded, match="over the cap"):
+        ledger.charge("visits", "r2", approximate_cost(0.4))
+    assert ledger.spent("visits").epsilon == pytest.approx(0.7)
+    assert len(ledger.history("visits")) == 1
+
+
+def test_sources_have_separate_budgets_and_their_own_caps(tmp_path: Path) -> None:
+    ledger = PrivacyLedger(
+        tmp_path / "l.sqlite",
+        supplier="s",
+        cap=CAP,
+        source_caps={"claims": BudgetCap(epsilon=0.2, delta=1e-5)},
+    )
+    ledger.charge("visits", "r1", approximate_cost(0.9))
+    with pytest.raises(BudgetExceeded):
+        ledger.charge("claims", "r2", approximate_cost(0.3))
+    ledger.charge("claims", "r3", approximate_cost(0.2))
+    assert ledger.remaining_epsilon("visits") == pytest.approx(0.1)
+
+
+def test_rdp_charges_compose_below_the_sum_of_their_epsilons(tmp_path: Path) -> None:
+    ledger = PrivacyLedger(tmp_path / "l.sqlite", supplier="s", cap=BudgetCap(epsilon=10.0))
+    cost = gaussian_cost(sigma=5.0)
+    for i in range(4):
+        ledger.charge("t", f"r{i}", cost)
+    assert ledger.spent("t").epsilon < 4 * cost.epsilon_at(1e-6)
+
+
+def _charge_in_thread(ledger: PrivacyLedger, barrier: threading.Barrier, i: int, out: list) -> None:
+    barrier.wait()
+    try:
+        ledger.charge("visits", f"t{i}", approximate_cost(0.1))
+        out.append(True)
+    except BudgetExceeded:
+        out.append(False)
+
+
+def test_twenty_concurrent_threads_never_overspend(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    barrier = threading.Barrier(20)
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=_charge_in_thread, args=(ledger, barrier, i, results))
+        for i in range(20)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(results) == 10
+    assert ledger.spent("visits").epsilon == pytest.approx(1.0)
+
+
+def _charge_in_process(path: str, barrier: multiprocessing.synchronize.Barrier, i: int) -> None:
+    ledger = PrivacyLedger(path, supplier="hospital-a", cap=CAP)
+    barrier.wait()
+    try:
+        ledger.charge("visits", f"p{i}", approximate_cost(0.15))
+    except BudgetExceeded:
+        os._exit(3)
+    os._exit(0)
+
+
+def test_twenty_concurrent_processes_never_overspend(tmp_path: Path) -> None:
+    path = str(tmp_path / "ledger.sqlite")
+    PrivacyLedger(path, supplier="hospital-a", cap=CAP)
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(20)
+    procs = [context.Process(target=_charge_in_process, args=(path, barrier, i)) for i in range(20)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    codes = [p.exitcode for p in procs]
+    assert codes.count(0) == 6 and codes.count(3) == 14
+    ledger = PrivacyLedger(path, supplier="hospital-a", cap=CAP)
+    assert ledger.spent("visits").epsilon == pytest.approx(0.9)
+
+
+def test_a_retried_release_is_not_charged_twice(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    first = ledger.charge("visits", "release-7", approximate_cost(0.6))
+    reopened = _ledger(tmp_path)
+    again = reopened.charge("visits", "release-7", approximate_cost(0.6))
+    assert again.total_epsilon == first.total_epsilon == pytest.approx(0.6)
+    with pytest.raises(LedgerError, match="already charged"):
+        reopened.charge("visits", "release-7", approximate_cost(0.1))
+
+
+def test_a_charge_is_durable_across_a_reopen(tmp_path: Path) -> None:
+    _ledger(tmp_path).charge("visits", "r1", gaussian_cost(sigma=8.0))
+    assert _ledger(tmp_path).history("visits") == [gaussian_cost(sigma=8.0)]
+
+
+def _crash_inside_a_charge(path: str) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")
+    db.execute(
+        "INSERT INTO charges VALUES ('half', 'hospital-a', 'visits', '', 0.9, 0, NULL, 'now')"
+    )
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_crash_before_commit_leaves_no_charge_and_no_lock(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    proc = multiprocessing.get_context("fork").Process(
+        target=_crash_inside_a_charge, args=(str(ledger.path),)
+    )
+    proc.start()
+    proc.join()
+    assert proc.exitcode == -signal.SIGKILL
+    assert ledger.spent("visits").epsilon == 0.0
+    ledger.charge("visits", "r1", approximate_cost(1.0))
+
+
+@pytest.mark.parametrize("bad", [-0.1, math.nan, math.inf])
+def test_negative_nan_and_infinite_costs_never_reach_the_ledger(tmp_path: Path, bad: float) -> None:
+    ledger = _ledger(tmp_path)
+    with pytest.raises(ValueError):
+        ledger.charge("visits", "r", PrivacyCost(epsilon=bad))
+    with pytest.raises(ValueError):
+        ledger.charge("visits", "r", PrivacyCost(epsilon=0.1, delta=bad))
+    with pytest.raises(ValueError):
+        BudgetCap(epsilon=bad)
+    assert ledger.history("visits") == []
