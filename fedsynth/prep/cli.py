@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fedsynth.files import atomic_path, atomic_write_text
-from fedsynth.prep.expressions import ExpressionError
+from fedsynth.expressions import ExpressionError
 from fedsynth.prep.linker import (
     LinkageError,
     Linker,

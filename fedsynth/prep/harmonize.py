@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fedsynth.prep.expressions import Expression, parse
+from fedsynth.expressions import Expression, parse
 from fedsynth.prep.spec import PrepSpec, PrepSpecError
 from fedsynth.schema import TableSchema
 

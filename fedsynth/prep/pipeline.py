@@ -14,7 +14,7 @@ import pandas as pd
 
 from fedsynth.frame import conform
 from fedsynth.prep.cleanse import apply_range, duplicates, schema_violations
-from fedsynth.prep.expressions import ExpressionError
+from fedsynth.expressions import ExpressionError
 from fedsynth.prep.harmonize import check_plan, rename_and_drop
 from fedsynth.prep.report import REDACTED, Ledger, PrepReport, QuarantineEntry
 from fedsynth.prep.spec import ColumnSpec, PrepSpec, PrepSpecError, RangeAction, ValueType

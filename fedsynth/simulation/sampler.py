@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.frame import conform
-from fedsynth.prep.expressions import Expression, ExpressionError
+from fedsynth.expressions import Expression, ExpressionError
 from fedsynth.prep.population import FEMALE_NAMES, MALE_NAMES, SURNAMES
 from fedsynth.simulation.distributions import Distribution
 from fedsynth.simulation.spec import (

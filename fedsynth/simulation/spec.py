@@ -3,7 +3,7 @@
 An analyst declares variables, each with a distribution or a dependency on earlier variables:
 conditional probability tables, linear structural equations with (bounded) noise, logistic
 equations for yes/no outcomes, dates as offsets from other dates, names and record numbers,
-and missingness. Equations use the safe expression language of `fedsynth.prep.expressions`
+and missingness. Equations use the safe expression language of `fedsynth.expressions`
 (parsed into an allow-list, never evaluated as Python). The spec is written as YAML, exported as
 JSON Schema, and every problem of a refused spec is listed at once.
 """
@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fedsynth.prep.expressions import Expression, ExpressionError, parse
+from fedsynth.expressions import Expression, ExpressionError, parse
 from fedsynth.schema import (
     BooleanColumn,
     CategoricalColumn,

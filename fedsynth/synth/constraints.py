@@ -9,7 +9,6 @@ combinations, where null is one of the values.
 
 from __future__ import annotations
 
-import ast
 from abc import ABC, abstractmethod
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -18,13 +17,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from fedsynth.expressions import Expression, ExpressionError, parse
 from fedsynth.schema import (
     BooleanColumn,
     DatetimeColumn,
     NumericalColumn,
     TableSchema,
 )
-from fedsynth.synth.expression import ExpressionError, evaluate_predicate, parse_predicate
 
 
 class ConstraintError(ValueError):
@@ -251,17 +250,36 @@ class Predicate(ConstraintBase):
     kind: Literal["predicate"] = "predicate"
     expression: str = Field(min_length=1)
 
-    def _tree(self, columns: list[str]) -> ast.Expression:
+    def _parsed(self, columns: list[str]) -> Expression:
         try:
-            return parse_predicate(self.expression, columns)
+            parsed = parse(self.expression)
         except ExpressionError as exc:
             raise ConstraintError(f"{self.label}: {exc}") from exc
+        unknown = sorted(parsed.columns - set(columns))
+        if unknown:
+            raise ConstraintError(
+                f"{self.label}: predicate {self.expression!r} names {unknown}, which are not "
+                f"modelled columns; columns: {columns}"
+            )
+        return parsed
 
     def check_schema(self, schema: TableSchema) -> None:
-        self._tree([c.name for c in schema.modelled_columns])
+        self._parsed([c.name for c in schema.modelled_columns])
 
     def holds(self, df: pd.DataFrame) -> np.ndarray:
-        return evaluate_predicate(self._tree(list(df.columns)), df)
+        """Rows where the predicate is true; a null result counts as not holding."""
+        parsed = self._parsed(list(df.columns))
+        frame = {
+            name: df[name].astype("object")
+            if isinstance(df[name].dtype, pd.CategoricalDtype)
+            else df[name]
+            for name in parsed.columns
+        }
+        try:
+            result = parsed.evaluate(pd.DataFrame(frame, index=df.index))
+        except ExpressionError as exc:
+            raise ConstraintError(f"{self.label}: {exc}") from exc
+        return result.astype("boolean").fillna(False).to_numpy(dtype=bool)
 
 
 Constraint = Annotated[

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedsynth.prep.expressions import ExpressionError, parse
+from fedsynth.expressions import ExpressionError, parse
 
 FRAME = pd.DataFrame(
     {

@@ -1,10 +1,13 @@
-"""A small, safe expression language for derived columns, parsed with `ast` into an allow-list.
+"""The one safe expression language of fedsynth, parsed with `ast` into an allow-list.
+
+Used for derived columns (prep), structural equations (simulation) and row predicates
+(synthesizer constraints).
 
 Expressions read like Python (`weight / (height / 100) ** 2`, `age(birth_date, "2024-01-01")`,
-`"adult" if age >= 18 else "minor"`) but only the node types and functions listed here exist:
-no attributes, subscripts, lambdas, comprehensions or imports, and nothing is ever `eval`-ed.
-Evaluation is vectorized over pandas Series; arithmetic is numeric only (so `"a" * 10**9` and
-`2 ** 10 ** 10` cannot exhaust memory or time).
+`"adult" if age >= 18 else "minor"`, `sex in ["F", "M"]`) but only the node types and functions
+listed here exist: no attributes, subscripts, lambdas, comprehensions or imports, and nothing is
+ever `eval`-ed. Evaluation is vectorized over pandas Series; arithmetic is numeric only (so
+`"a" * 10**9` and `2 ** 10 ** 10` cannot exhaust memory or time).
 """
 
 from __future__ import annotations
@@ -118,6 +121,25 @@ class Comparison(Node):
 
     def columns(self) -> set[str]:
         return self.left.columns() | self.right.columns()
+
+
+@dataclass(frozen=True)
+class Membership(Node):
+    """`value in [constants]` (or `not in`): null where the value is null."""
+
+    value: Node
+    choices: tuple[Value, ...]
+    negated: bool
+
+    def evaluate(self, env: Mapping[str, pd.Series]) -> Value:
+        value = self.value.evaluate(env)
+        if not isinstance(value, pd.Series):
+            return (value in self.choices) != self.negated
+        hit = value.astype("object").isin(self.choices)
+        return (hit != self.negated).astype("boolean").mask(value.isna())
+
+    def columns(self) -> set[str]:
+        return self.value.columns()
 
 
 @dataclass(frozen=True)
@@ -249,12 +271,25 @@ class _Builder:
         parts: list[Node] = []
         left = self.build(node.left)
         for op, comparator in zip(node.ops, node.comparators, strict=True):
+            if isinstance(op, ast.In | ast.NotIn):
+                parts.append(self.membership(node, left, comparator, isinstance(op, ast.NotIn)))
+                continue
             if type(op) not in _COMPARE:
                 raise self.fail(node, f"comparison {type(op).__name__} is not allowed")
             right = self.build(comparator)
             parts.append(Comparison(_COMPARE[type(op)], left, right))
             left = right
         return parts[0] if len(parts) == 1 else Logical("and", tuple(parts))
+
+    def membership(
+        self, node: ast.Compare, value: Node, choices: ast.expr, negated: bool
+    ) -> Membership:
+        if not isinstance(choices, ast.List | ast.Tuple) or not all(
+            isinstance(e, ast.Constant) and isinstance(e.value, bool | int | float | str)
+            for e in choices.elts
+        ):
+            raise self.fail(node, "'in' takes a list of constants, e.g. x in ['a', 'b']")
+        return Membership(value, tuple(e.value for e in choices.elts), negated)
 
     def call(self, node: ast.Call) -> Node:
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
