@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fedsynth.documents import describe_problems
 from fedsynth.files import atomic_write_text
 
 SCHEMA_FORMAT_VERSION = 1
@@ -244,7 +245,7 @@ class TableSchema(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SchemaError(_describe_validation_error(source, exc)) from exc
+            raise SchemaError(describe_problems(source, exc, "schema")) from exc
 
     @classmethod
     def load(cls, path: str | Path) -> TableSchema:
@@ -283,14 +284,6 @@ _Dumper.add_representer(str, _represent_str)
 
 class SchemaError(ValueError):
     """A schema document that cannot be used; the message names the file and every problem."""
-
-
-def _describe_validation_error(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: {exc.error_count()} problem(s) in the schema:"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {err['msg']}")
-    return "\n".join(lines)
 
 
 def _scalar_text(value: Any) -> Any:

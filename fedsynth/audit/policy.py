@@ -13,6 +13,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fedsynth.documents import describe_problems
+
 
 class AuditPolicy(BaseModel):
     """Thresholds (documented defaults) and the bounded sample sizes that keep an audit fast."""
@@ -94,15 +96,9 @@ class AuditPolicy(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            problems = [
-                f"  - {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-                for e in exc.errors()
-            ]
             known = ", ".join(cls.model_fields)
             raise PolicyError(
-                f"{source}: {exc.error_count()} problem(s) in the audit policy:\n"
-                + "\n".join(problems)
-                + f"\nKnown fields: {known}"
+                describe_problems(source, exc, "audit policy") + f"\nKnown fields: {known}"
             ) from exc
 
     @classmethod

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fedsynth.audit.policy import AuditPolicy
+from fedsynth.documents import describe_problems
 
 REPORT_FORMAT_VERSION = 1
 
@@ -269,14 +270,7 @@ class AuditReport(_Model):
         try:
             return cls.model_validate_json(text)
         except ValidationError as exc:
-            problems = [
-                f"  - {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
-                for e in exc.errors()
-            ]
-            raise ReportError(
-                f"{source}: not a valid audit report ({exc.error_count()} problem(s)):\n"
-                + "\n".join(problems)
-            ) from exc
+            raise ReportError(describe_problems(source, exc, "audit report")) from exc
 
 
 class ReportError(ValueError):

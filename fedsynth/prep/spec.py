@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fedsynth.documents import describe_problems
+
 PREP_FORMAT_VERSION = 1
 DEFAULT_MISSING_TOKENS = ("", "NA", "N/A", "NULL", "null", "?", "-999")
 
@@ -254,11 +256,7 @@ class PrepSpec(_Model):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            lines = [f"{source}: {exc.error_count()} problem(s) in the prep spec:"]
-            for err in exc.errors():
-                where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-                lines.append(f"  - {where}: {err['msg']}")
-            raise PrepSpecError("\n".join(lines)) from exc
+            raise PrepSpecError(describe_problems(source, exc, "prep spec")) from exc
 
     @classmethod
     def load(cls, path: str | Path) -> PrepSpec:

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fedsynth.documents import describe_problems
 from fedsynth.schema import CategoricalColumn
 from fedsynth.simulation.spec import SpecLoader
 from fedsynth.synth.base import Synthesizer
@@ -70,11 +71,7 @@ class HybridSpec(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            lines = [f"{path}: {exc.error_count()} problem(s) in the overrides:"]
-            for err in exc.errors():
-                where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-                lines.append(f"  - {where}: {err['msg']}")
-            raise HybridError("\n".join(lines)) from exc
+            raise HybridError(describe_problems(str(path), exc, "overrides")) from exc
 
 
 class HybridSampler:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from fedsynth.frame import conform
 from fedsynth.expressions import Expression, ExpressionError
+from fedsynth.frame import conform
 from fedsynth.prep.population import FEMALE_NAMES, MALE_NAMES, SURNAMES
 from fedsynth.simulation.distributions import Distribution
 from fedsynth.simulation.spec import (

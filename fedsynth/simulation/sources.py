@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fedsynth.documents import describe_problems
 from fedsynth.prep.population import Corruption, corrupt
 from fedsynth.simulation.spec import SpecLoader, value_text
 
@@ -118,11 +119,7 @@ class SourceSpec(_Model):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            lines = [f"{path}: {exc.error_count()} problem(s) in the source spec:"]
-            for err in exc.errors():
-                where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-                lines.append(f"  - {where}: {err['msg']}")
-            raise SourceSpecError("\n".join(lines)) from exc
+            raise SourceSpecError(describe_problems(str(path), exc, "source spec")) from exc
 
 
 @dataclass(frozen=True)
