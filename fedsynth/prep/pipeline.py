@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from fedsynth.expressions import ExpressionError
 from fedsynth.frame import conform
 from fedsynth.prep.cleanse import apply_range, duplicates, schema_violations
-from fedsynth.expressions import ExpressionError
 from fedsynth.prep.harmonize import check_plan, rename_and_drop
 from fedsynth.prep.report import REDACTED, Ledger, PrepReport, QuarantineEntry
 from fedsynth.prep.spec import ColumnSpec, PrepSpec, PrepSpecError, RangeAction, ValueType
@@ -113,6 +113,7 @@ def prepare(
         except ExpressionError as exc:
             raise PrepSpecError(f"source {spec.source!r}: derivation {name!r}: {exc}") from exc
         ledger.changed("derive", name, int(work[name].notna().sum()))
+    _round_to_declared_decimals(work, schema, ledger)
     for column in schema.columns:
         cells = failed.get(column.name, pd.Series(False, index=frame.index))
         for v in schema_violations(work[column.name], column):
@@ -143,6 +144,25 @@ def prepare(
         token_columns=token_columns(spec.linkage) if spec.linkage else [],
     )
     return PrepResult(prepared, report, ledger.entries)
+
+
+def _round_to_declared_decimals(work: pd.DataFrame, schema: TableSchema, ledger: Ledger) -> None:
+    """Round numbers to the common schema's declared decimals (after unit conversions).
+
+    Without it a converted source (168.91 cm where the schema keeps whole centimetres) would
+    stand out from the others in every pooled model and audit.
+    """
+    for column in schema.columns:
+        if not isinstance(column, NumericalColumn) or column.decimals is None:
+            continue
+        if column.name not in work or not pd.api.types.is_float_dtype(work[column.name].dtype):
+            continue
+        before = work[column.name]
+        after = before.round(column.decimals)
+        changed = int((after != before).sum() - (before.isna() & after.isna()).sum())
+        if changed:
+            work[column.name] = after
+            ledger.changed("round", column.name, changed)
 
 
 @dataclass(frozen=True)

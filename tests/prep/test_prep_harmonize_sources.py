@@ -155,3 +155,22 @@ def test_derivation_reading_an_unknown_column_is_a_spec_error(patients: TableSch
     spec = PrepSpec.from_yaml(SPEC_A.replace("age(birth_date", "age(birthday"))
     with pytest.raises(PrepSpecError, match="birthday"):
         run(SOURCE_A, spec, patients)
+
+
+def test_converted_numbers_are_rounded_to_the_schema_decimals() -> None:
+    schema = TableSchema.from_yaml(
+        "name: t\ncolumns:\n  - {name: height_cm, kind: numerical, decimals: 0}\n"
+        "  - {name: weight_kg, kind: numerical, decimals: 1}\n"
+    )
+    spec = PrepSpec.from_yaml(
+        "source: s\nrename: {h: height_cm, w: weight_kg}\n"
+        "columns:\n  height_cm: {unit: {from: in, to: cm}}\n"
+        "  weight_kg: {unit: {from: lb, to: kg}}\n"
+    )
+    prepared, report = run(pd.DataFrame({"h": ["66.5", ""], "w": ["154.3", "200"]}), spec, schema)
+    assert prepared["height_cm"].tolist()[0] == 169.0 and pd.isna(prepared["height_cm"][1])
+    assert prepared["weight_kg"].tolist() == [70.0, 90.7]
+    assert {(r.rule, r.column, r.count) for r in report.rules if r.rule == "round"} == {
+        ("round", "height_cm", 1),
+        ("round", "weight_kg", 2),
+    }
