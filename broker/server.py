@@ -14,6 +14,7 @@ from broker.consumer_service import ConsumerService
 from broker.health import HealthServicer
 from broker.interceptor import AuthInterceptor
 from broker.operator_service import OperatorService
+from broker.orchestrator import Orchestrator
 from broker.state import BrokerState
 from broker.supplier_service import SupplierService
 from broker.tls import RevocationList, RotatingCredentials
@@ -53,9 +54,11 @@ class RunningBroker:
     health_server: grpc.Server | None
     health: HealthServicer
     port: int
+    orchestrator: Orchestrator
 
     def stop(self, grace: float = GRACE_S) -> None:
         self.health.set_serving(False)
+        self.orchestrator.stop()
         events = [self.server.stop(grace)]
         if self.health_server is not None:
             events.append(self.health_server.stop(grace))
@@ -101,11 +104,13 @@ def start(config: BrokerConfig) -> RunningBroker:
         _bind(health_server, config.health_listen, None)
         health_server.start()
     server.start()
+    orchestrator = Orchestrator(state)
+    orchestrator.start()
     state.audit.append(
         f"spiffe://{config.federation}/broker/{config.name}", "broker.started", config.listen
     )
     log.info("broker %s serving on %s", config.name, config.listen)
-    return RunningBroker(state, server, health_server, health, port)
+    return RunningBroker(state, server, health_server, health, port, orchestrator)
 
 
 def serve(config: BrokerConfig, stop: threading.Event) -> None:

@@ -80,6 +80,9 @@ class TaskRow:
     payload_json: bytes
     state: str
     artifacts: tuple[str, ...]
+    result_json: bytes | None = None
+    error: str = ""
+    created_at: str = ""
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,14 @@ class Store:
             row["payload_json"],
             row["state"],
             tuple(s["sha256"] for s in shas),
+            row["result_json"],
+            row["error"] or "",
+            row["created_at"],
         )
+
+    def tasks_of_job(self, job_id: str) -> list[TaskRow]:
+        rows = self.db.query("SELECT * FROM tasks WHERE job_id = ? ORDER BY created_at", (job_id,))
+        return [self._task(r) for r in rows]
 
     def finish_task(self, task_id: str, ok: bool, result_json: bytes, error: str) -> bool:
         """Record a result once; a repeated report of a finished task changes nothing."""

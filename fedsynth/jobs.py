@@ -15,6 +15,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fedsynth.audit.policy import AuditPolicy
+from fedsynth.prep.pipeline import output_schema
+from fedsynth.prep.spec import PrepSpec
 from fedsynth.schema import TableSchema
 
 
@@ -48,6 +51,11 @@ class SupplierSource(BaseModel):
 
     supplier: str = Field(min_length=1)
     source: str = Field(min_length=1, description="Source name in the supplier agent's config.")
+    columns: list[str] | None = Field(
+        None,
+        description="Schema columns this source holds when sources are split by column "
+        "(vertical partitions, linked on tokens); default: every column.",
+    )
 
 
 class SynthesizerSpec(BaseModel):
@@ -80,7 +88,18 @@ class JobSpec(BaseModel):
     synthesizer: SynthesizerSpec
     rows: int = Field(ge=1, description="Rows to sample for the released dataset.")
     target: str | None = Field(None, description="Column used for utility (TSTR) audits.")
-    audit_policy: dict[str, Any] = Field(default_factory=dict)
+    audit_policy: AuditPolicy = Field(default_factory=AuditPolicy)
+    prep: dict[str, PrepSpec] = Field(
+        default_factory=dict,
+        description="Preparation spec per supplier name; a supplier left out gets the default.",
+    )
+    merge_source_column: bool = Field(
+        False, description="In `local` jobs, add a `source` column naming each row's supplier."
+    )
+    holdout_share: float = Field(
+        0.2, gt=0, lt=1, description="Share of real rows held out for the audit's baselines."
+    )
+    seed: int = Field(0, ge=0, description="Seed for splits and sampling: reruns give the same.")
     quorum: int | None = Field(
         None, ge=1, description="Suppliers that must finish; default all of them."
     )
@@ -103,7 +122,60 @@ class JobSpec(BaseModel):
             )
         if self.target is not None and self.target not in self.table_schema.names:
             raise ValueError(f"target {self.target!r} is not a schema column")
+        if self.topology is Topology.FEDERATED and self.synthesizer.name != "copula":
+            raise ValueError(
+                f"federated jobs fit from merged statistics; synthesizer {self.synthesizer.name!r}"
+                " is not mergeable, use 'copula'"
+            )
+        for s in self.suppliers:
+            unknown = sorted(set(s.columns or []) - set(self.table_schema.names))
+            if unknown:
+                raise ValueError(
+                    f"supplier {s.supplier!r} lists columns {unknown} not in the schema"
+                )
+        if self.vertical:
+            if self.topology is not Topology.PREPARED:
+                raise ValueError(
+                    "sources split by column are linked on tokens made at the sites with their "
+                    "shared secret, which the broker never holds: use topology 'prepared'"
+                )
+            unlinked = [s.supplier for s in self.suppliers if not self.prep_for_has_linkage(s)]
+            if unlinked:
+                raise ValueError(f"suppliers {unlinked} need a prep spec with a 'linkage' section")
+        strangers = sorted(set(self.prep) - {s.supplier for s in self.suppliers})
+        if strangers:
+            raise ValueError(f"prep specs given for suppliers not in the job: {strangers}")
         return self
+
+    def prep_for(self, supplier: str, source: str) -> PrepSpec:
+        """The preparation `supplier` applies to `source`: its own spec, or the default one."""
+        return self.prep.get(supplier) or PrepSpec(source=source)
+
+    def source_of(self, supplier: str) -> str:
+        return next(s.source for s in self.suppliers if s.supplier == supplier)
+
+    def model_schema(self) -> TableSchema:
+        """What is synthesized and released: the common schema without direct identifiers."""
+        return output_schema(self.table_schema, PrepSpec(source=self.name))
+
+    @property
+    def vertical(self) -> bool:
+        """Whether the sources hold different columns of the same people."""
+        return any(s.columns is not None for s in self.suppliers)
+
+    def prep_for_has_linkage(self, source: SupplierSource) -> bool:
+        prep = self.prep.get(source.supplier)
+        return prep is not None and prep.linkage is not None
+
+    def schema_for(self, supplier: str) -> TableSchema:
+        """The part of the common schema `supplier` holds (its columns and the identifiers)."""
+        listed = next(s.columns for s in self.suppliers if s.supplier == supplier)
+        if listed is None:
+            return self.table_schema
+        keep = set(listed)
+        columns = [c for c in self.table_schema.columns if c.name in keep or c.kind == "identifier"]
+        schema = self.table_schema
+        return TableSchema(name=schema.name, description=schema.description, columns=columns)
 
     def canonical_json(self) -> bytes:
         """Sorted, compact JSON: the bytes that `spec_hash` covers."""

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import signal
 from importlib.metadata import version
+from pathlib import Path
+from types import FrameType
 
 import typer
+
+from supplier_agent.agent import SupplierAgent
+from supplier_agent.config import AgentConfig, AgentConfigError
 
 app = typer.Typer(
     name="fedsynth-supplier",
@@ -20,6 +27,35 @@ def show_version() -> None:
     typer.echo(version("fedsynth"))
 
 
+@app.command("run")
+def run(
+    config: Path = typer.Option(..., "--config", help="The agent's YAML config (agent.yaml)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every task."),
+) -> None:
+    """Dial out to the broker and serve its tasks until interrupted (SIGINT/SIGTERM)."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        agent_config = AgentConfig.load(config)
+    except AgentConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    agent = SupplierAgent(agent_config)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        agent.stop()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    agent.run()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -115,6 +115,14 @@ class AgentConfig(_Strict):
     sources: dict[str, Source] = Field(min_length=1)
     egress: EgressPolicy = Field(default_factory=EgressPolicy)
     reconnect: Reconnect = Field(default_factory=Reconnect)
+    chunk_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Upload chunk size; keep it under the broker's limit."
+    )
+    linkage_secret: Path | None = Field(
+        None,
+        description="File (mode 0600) with the linkage secret shared by the suppliers; it "
+        "never leaves the site and the broker never holds it.",
+    )
 
     @field_validator("broker")
     @classmethod
@@ -164,8 +172,14 @@ class AgentConfig(_Strict):
             for name, s in self.sources.items()
         }
         tls = TlsFiles(ca=fix(self.tls.ca), cert=fix(self.tls.cert), key=fix(self.tls.key))
+        secret = fix(self.linkage_secret) if self.linkage_secret is not None else None
         return self.model_copy(
-            update={"sources": sources, "tls": tls, "state_dir": fix(self.state_dir)}
+            update={
+                "sources": sources,
+                "tls": tls,
+                "state_dir": fix(self.state_dir),
+                "linkage_secret": secret,
+            }
         )
 
 

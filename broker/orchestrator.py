@@ -1,0 +1,215 @@
+"""The orchestrator: runs every job as a persisted state machine over its topology's plan.
+
+A job's finished steps and their results are rows of `job_steps`; each pass over a running job
+starts at the first unfinished step, so a broker restarted mid-job carries on from there.
+Supplier steps become one task per participating supplier (deterministic task ids, so queuing
+again after a restart changes nothing); they finish when every supplier reported, or when the
+task timeout passes and the spec's quorum is met. Whatever ends a job, its pending tasks are
+closed and its raw and prepared rows deleted, with the deletion in the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from broker.state import BrokerState
+from broker.steps import ACTIONS, JobContext, StepFailed
+from broker.store import JobRow, TaskRow, now_iso
+from fedsynth.jobs import JobSpec, JobState
+from fedsynth.plans import Party, Step, TaskOutcome, plan_for
+from fedsynth.synth import REGISTRY
+
+log = logging.getLogger(__name__)
+
+STEPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS job_steps (
+    job_id TEXT NOT NULL REFERENCES jobs(job_id), step INTEGER NOT NULL, name TEXT NOT NULL,
+    result_json TEXT NOT NULL, finished_at TEXT NOT NULL, PRIMARY KEY (job_id, step));
+"""
+POLL_S = 0.5
+
+
+class Orchestrator:
+    """Advances every submitted or running job, on a background thread or one `tick` at a time."""
+
+    def __init__(self, state: BrokerState, poll_s: float = POLL_S) -> None:
+        self.state = state
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
+        state.db.create_tables(STEPS_SCHEMA)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.state.notify_tasks()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.tick()
+            with self.state.tasks_changed:
+                self.state.tasks_changed.wait(timeout=self.poll_s)
+
+    def tick(self) -> None:
+        """One pass over the unfinished jobs."""
+        store = self.state.store
+        for job in store.jobs(JobState.SUBMITTED) + store.jobs(JobState.RUNNING):
+            if self._stop.is_set():
+                return
+            try:
+                self.advance(job)
+            except StepFailed as exc:
+                self._finish(job.job_id, JobState.FAILED, str(exc))
+            except Exception as exc:
+                log.exception("job %s: unexpected error", job.job_id)
+                self._finish(job.job_id, JobState.FAILED, f"broker error: {exc}")
+
+    def steps_done(self, job_id: str) -> dict[int, dict[str, Any]]:
+        rows = self.state.db.query(
+            "SELECT step, result_json FROM job_steps WHERE job_id = ? ORDER BY step", (job_id,)
+        )
+        return {int(r["step"]): json.loads(r["result_json"]) for r in rows}
+
+    def advance(self, job: JobRow) -> None:
+        """Run the job's steps from the first unfinished one until one must wait."""
+        spec = JobSpec.from_json(job.spec_json, source=f"job {job.job_id}")
+        if spec.synthesizer.name not in REGISTRY:
+            reason = (
+                f"not started: no synthesizer called {spec.synthesizer.name!r}; "
+                f"known: {sorted(REGISTRY)}"
+            )
+            if job.reason != reason:
+                self.state.store.set_job_state(job.job_id, job.state, reason)
+            return
+        if job.state == JobState.SUBMITTED:
+            job = self.state.store.set_job_state(job.job_id, JobState.RUNNING)
+            self.state.audit.append(self._uri, "job.started", job.job_id)
+        if _age_s(job.created_at) > spec.timeouts.job_s:
+            raise StepFailed(f"the job did not finish within timeouts.job_s={spec.timeouts.job_s}")
+        plan = plan_for(spec.topology)
+        done = self.steps_done(job.job_id)
+        results = {plan[i].name: r for i, r in done.items()}
+        participants = [s.supplier for s in spec.suppliers]
+        for i, step in enumerate(plan):
+            if i in done:
+                if step.party is Party.SUPPLIERS:
+                    participants = sorted(done[i]["suppliers"])
+                continue
+            if self._stop.is_set() or not self._running(job.job_id):
+                return
+            ctx = JobContext(self.state, job, spec, results, participants)
+            if step.party is Party.BROKER:
+                result = ACTIONS[step.action](ctx)
+            else:
+                waited = self._supplier_step(ctx, i, step)
+                if waited is None:
+                    return
+                result = waited
+                participants = sorted(result["suppliers"])
+            self._record(job.job_id, i, step, result)
+            results[step.name] = result
+        self._finish(job.job_id, JobState.SUCCEEDED, "")
+
+    def _supplier_step(self, ctx: JobContext, index: int, step: Step) -> dict[str, Any] | None:
+        """Queue the step's tasks once; its result when finished, None while it must wait."""
+        store, spec, job_id = self.state.store, ctx.spec, ctx.job.job_id
+        prefix = f"{job_id}.{index}."
+        tasks = {t.supplier: t for t in store.tasks_of_job(job_id) if t.task_id.startswith(prefix)}
+        if not tasks:
+            inputs = {name: ctx.artifact(name) for name in step.inputs}
+            shares = _row_shares(spec.rows, ctx.participants)
+            job = spec.model_dump(mode="json", by_alias=True)
+            for supplier in ctx.participants:
+                payload = {"job": job, "rows": shares[supplier], "inputs": inputs}
+                store.add_task(
+                    job_id,
+                    supplier,
+                    step.action,
+                    payload,
+                    artifacts=tuple(inputs.values()),
+                    task_id=prefix + supplier,
+                )
+            self.state.notify_tasks()
+            return None
+        return _settle(step, tasks, spec)
+
+    def _record(self, job_id: str, index: int, step: Step, result: dict[str, Any]) -> None:
+        with self.state.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO job_steps VALUES (?, ?, ?, ?, ?)",
+                (job_id, index, step.name, json.dumps(result, sort_keys=True), now_iso()),
+            )
+        self.state.audit.append(self._uri, "job.step", job_id, step=step.name)
+
+    def _running(self, job_id: str) -> bool:
+        return self.state.store.job(job_id).state == JobState.RUNNING
+
+    def _finish(self, job_id: str, outcome: JobState, reason: str) -> None:
+        store = self.state.store
+        if JobState(store.job(job_id).state).finished:
+            return
+        store.set_job_state(job_id, outcome, reason)
+        self.state.audit.append(self._uri, f"job.{outcome.value}", job_id, reason=reason)
+        for task in store.tasks_of_job(job_id):
+            if task.state == "pending":
+                store.finish_task(task.task_id, False, b"", f"job {outcome.value}")
+        self.state.uploads.purge_job(job_id, self._uri)
+        self.state.notify_tasks()
+        log.info("job %s %s %s", job_id, outcome.value, reason)
+
+    @property
+    def _uri(self) -> str:
+        config = self.state.config
+        return f"spiffe://{config.federation}/broker/{config.name}"
+
+
+def _settle(step: Step, tasks: dict[str, TaskRow], spec: JobSpec) -> dict[str, Any] | None:
+    """The finished step's results per supplier, None to wait, StepFailed when it cannot end."""
+    required = spec.quorum or len(spec.suppliers)
+    done, failed = {}, {s: t.error for s, t in tasks.items() if t.state == "failed"}
+    for supplier, task in tasks.items():
+        if task.state != "done":
+            continue
+        try:
+            outcome = TaskOutcome.model_validate_json(task.result_json or b"{}")
+        except ValidationError as exc:
+            failed[supplier] = f"sent an invalid result for {task.task_id}: {exc}"
+            continue
+        done[supplier] = outcome.model_dump(mode="json")
+    pending = sorted(s for s, t in tasks.items() if t.state == "pending")
+    if len(done) + len(pending) < required:
+        reasons = "; ".join(f"{s}: {e}" for s, e in sorted(failed.items()))
+        raise StepFailed(
+            f"step {step.name!r} cannot reach the quorum of {required} supplier(s): {reasons}"
+        )
+    if pending:
+        started = min(t.created_at for t in tasks.values())
+        if _age_s(started) <= spec.timeouts.task_s:
+            return None
+        if len(done) < required:
+            raise StepFailed(
+                f"step {step.name!r}: supplier(s) {pending} did not answer within "
+                f"timeouts.task_s={spec.timeouts.task_s}"
+            )
+    return {"suppliers": done, "missing": pending, "refused": failed}
+
+
+def _row_shares(rows: int, suppliers: list[str]) -> dict[str, int]:
+    """Split `rows` over the suppliers as evenly as whole rows allow."""
+    base, extra = divmod(rows, len(suppliers))
+    return {s: base + (1 if i < extra else 0) for i, s in enumerate(suppliers)}
+
+
+def _age_s(stamp: str) -> float:
+    then = datetime.fromisoformat(stamp)
+    return (datetime.now(UTC) - then) / timedelta(seconds=1)

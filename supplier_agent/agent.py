@@ -1,0 +1,248 @@
+"""The agent's run loop: dial out with mutual TLS, subscribe to tasks, run each one once.
+
+The site allows outbound connections only, so the agent keeps one long-lived task stream open
+and reconnects with exponential backoff and full jitter when it drops. Every task goes through
+the egress gate before any data is read; a task id seen before is answered from the journal
+(tasks are idempotent); outputs are kept in an outbox until delivered, so an agent restarted
+mid-upload resumes the same bytes; every artifact that leaves is logged with its hash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import threading
+from importlib.metadata import version
+from pathlib import Path
+
+import grpc
+from pydantic import ValidationError
+
+from fedsynth.plans import TaskKind
+from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.transfer import TransferError, download_file, upload_file
+from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
+from supplier_agent.config import AgentConfig, ArtifactKind, Reconnect
+from supplier_agent.egress import EgressLog, EgressRefused, check_egress
+from supplier_agent.journal import TaskJournal
+from supplier_agent.tasks import (
+    EGRESS,
+    HANDLERS,
+    Outgoing,
+    TaskContext,
+    TaskPayload,
+    TaskRefused,
+    load_outgoing,
+    save_outgoing,
+)
+
+log = logging.getLogger(__name__)
+
+UPLOAD_KINDS = {
+    ArtifactKind.RAW: supplier_pb2.UPLOAD_KIND_RAW,
+    ArtifactKind.PREPARED: supplier_pb2.UPLOAD_KIND_PREPARED,
+    ArtifactKind.SYNTHETIC: supplier_pb2.UPLOAD_KIND_SYNTHETIC,
+    ArtifactKind.STATISTICS: supplier_pb2.UPLOAD_KIND_STATISTICS,
+}
+
+
+TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+    }
+)
+
+
+def backoff_delay(attempt: int, reconnect: Reconnect, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(max_s, initial_s * 2**attempt)]."""
+    return rng.uniform(0.0, min(reconnect.max_s, reconnect.initial_s * 2.0**attempt))
+
+
+class SupplierAgent:
+    """A supplier site's daemon; `run` serves tasks until `stop` is called."""
+
+    def __init__(self, config: AgentConfig, *, seed: int | None = None) -> None:
+        self.config = config
+        self.journal = TaskJournal(config.state_dir / "journal.sqlite3")
+        self.egress_log = EgressLog(config.state_dir / "egress.jsonl")
+        self._rng = random.Random(seed)
+        self._stop = threading.Event()
+        self._call: grpc.Future | None = None
+
+    def stop(self) -> None:
+        """Leave the run loop: cancel the open task stream and stop reconnecting."""
+        self._stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def run(self) -> None:
+        """Subscribe and serve tasks; reconnect with backoff whenever the stream drops."""
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                attempt = self._serve(attempt)
+            except (grpc.RpcError, TransferError) as exc:
+                if self._stop.is_set():
+                    break
+                log.warning("broker %s: %s; reconnecting", self.config.broker, _describe(exc))
+            delay = backoff_delay(attempt, self.config.reconnect, self._rng)
+            attempt += 1
+            self._stop.wait(delay)
+        self.journal.close()
+
+    def _serve(self, attempt: int) -> int:
+        tls = self.config.tls
+        with secure_channel(self.config.broker, ca=tls.ca, cert=tls.cert, key=tls.key) as channel:
+            stub = supplier_pb2_grpc.SupplierServiceStub(channel)
+            request = supplier_pb2.SubscribeRequest(
+                supplier=self.config.name, agent_version=version("fedsynth")
+            )
+            self._call = stub.Subscribe(request)
+            try:
+                for task in self._call:
+                    attempt = 0
+                    self.handle(stub, task)
+            finally:
+                self._call = None
+        return attempt
+
+    def handle(self, stub: supplier_pb2_grpc.SupplierServiceStub, task: supplier_pb2.Task) -> None:
+        """Run `task` once (or replay its recorded outcome) and report the result."""
+        recorded = self.journal.result(task.task_id)
+        if recorded is None:
+            ok, body = self._execute(stub, task)
+            recorded = self.journal.record(task.task_id, task.job_id, ok, body)
+            shutil.rmtree(self._outbox(task.task_id), ignore_errors=True)
+        ok, body = recorded
+        outcome = json.loads(body)
+        stub.ReportResult(
+            supplier_pb2.TaskResult(
+                supplier=self.config.name,
+                task_id=task.task_id,
+                ok=ok,
+                result_json=json.dumps(outcome.get("result", {})).encode(),
+                error=outcome.get("error", ""),
+                uploads=outcome.get("uploads", []),
+            ),
+            timeout=60,
+        )
+        log.info("task %s (%s): %s", task.task_id, task.kind, "done" if ok else outcome["error"])
+
+    def _execute(
+        self, stub: supplier_pb2_grpc.SupplierServiceStub, task: supplier_pb2.Task
+    ) -> tuple[bool, bytes]:
+        """(ok, outcome JSON). Refusals and data errors are outcomes; network errors raise."""
+        try:
+            kind = TaskKind(task.kind)
+        except ValueError:
+            return _failure(f"this agent has no handler for task kind {task.kind!r}")
+        try:
+            payload = TaskPayload.model_validate_json(task.payload_json)
+        except ValidationError as exc:
+            return _failure(f"the task payload is invalid: {exc}")
+        try:
+            check_egress(self.config.egress, payload.job.topology, EGRESS[kind])
+        except EgressRefused as exc:
+            return _failure(f"supplier {self.config.name!r} refused: {exc}")
+        workdir = self._outbox(task.task_id)
+        workdir.mkdir(parents=True, exist_ok=True)
+        ready = workdir / "outgoing.json"
+        if ready.exists():
+            outgoing = load_outgoing(ready)
+        else:
+            context = TaskContext(
+                self.config,
+                task.job_id,
+                task.task_id,
+                payload,
+                workdir,
+                lambda sha, path: self._fetch(stub, sha, path),
+            )
+            try:
+                outgoing = HANDLERS[kind](context)
+            except TaskRefused as exc:
+                return _failure(f"supplier {self.config.name!r} refused: {exc}")
+            except grpc.RpcError as exc:
+                return _broker_refusal(exc)
+            except TransferError:
+                raise
+            except Exception as exc:
+                log.exception("task %s (%s) failed", task.task_id, task.kind)
+                return _failure(
+                    f"supplier {self.config.name!r} failed: {type(exc).__name__}: {exc}"
+                )
+            save_outgoing(ready, outgoing)
+        try:
+            hashes, upload_ids = self._deliver(stub, task, outgoing)
+        except grpc.RpcError as exc:
+            return _broker_refusal(exc)
+        body = {"result": {**outgoing.result, "uploads": hashes}, "uploads": upload_ids}
+        return True, json.dumps(body).encode()
+
+    def _outbox(self, task_id: str) -> Path:
+        """Outputs of a task until they are delivered; removed once its outcome is recorded."""
+        return self.config.state_dir / "outbox" / task_id
+
+    def _deliver(
+        self, stub: supplier_pb2_grpc.SupplierServiceStub, task: supplier_pb2.Task, out: Outgoing
+    ) -> tuple[dict[str, str], list[str]]:
+        """Upload each file (resuming where the broker left off): name -> SHA-256, upload ids."""
+        sent, upload_ids = {}, []
+        for item in out.files:
+            header = supplier_pb2.UploadHeader(
+                supplier=self.config.name,
+                job_id=task.job_id,
+                task_id=task.task_id,
+                name=f"{task.task_id}/{item.name}",
+                kind=UPLOAD_KINDS[item.kind],
+                media_type="application/octet-stream",
+            )
+            status = upload_file(
+                stub, header, item.path, chunk_bytes=self.config.chunk_bytes, timeout=600
+            )
+            self.egress_log.record(
+                job=task.job_id,
+                task=task.task_id,
+                artifact=item.kind,
+                sha256=status.sha256,
+                size=item.path.stat().st_size,
+                to=self.config.broker,
+            )
+            sent[item.name] = status.sha256
+            upload_ids.append(status.upload_id)
+        return sent, upload_ids
+
+    def _fetch(self, stub: supplier_pb2_grpc.SupplierServiceStub, sha256: str, path: Path) -> Path:
+        def open_stream(offset: int) -> grpc.Future:
+            request = supplier_pb2.FetchArtifactRequest(
+                supplier=self.config.name, sha256=sha256, offset=offset
+            )
+            return stub.FetchArtifact(request, timeout=600)
+
+        download_file(open_stream, path, expected_sha256=sha256)
+        return path
+
+
+def _broker_refusal(exc: grpc.RpcError) -> tuple[bool, bytes]:
+    """A broker that refuses (job ended, not allowed) ends the task; a dropped link raises."""
+    if not isinstance(exc, grpc.Call) or exc.code() in TRANSIENT:
+        raise exc
+    return _failure(f"the broker refused: {exc.code().name}: {exc.details()}")
+
+
+def _failure(reason: str) -> tuple[bool, bytes]:
+    return False, json.dumps({"error": reason}).encode()
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, grpc.Call):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc)

@@ -1,0 +1,296 @@
+"""One handler per task kind: what the agent computes at the site for a step of a plan.
+
+A handler gets the validated task payload and returns what should leave the site: a small JSON
+result for the broker and the files to upload. The agent checks the egress policy before a
+handler runs, so no handler ever reads data for a task the site refuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from fedsynth import audit
+from fedsynth.audit.html import render_html
+from fedsynth.files import atomic_path, atomic_write_bytes, atomic_write_text
+from fedsynth.jobs import JobSpec
+from fedsynth.plans import TaskKind
+from fedsynth.prep import run as prepare
+from fedsynth.prep.tokens import LinkageSecret
+from fedsynth.schema import TableSchema
+from fedsynth.security.attestation import SignedDocument, sign_document
+from fedsynth.security.certificates import load_cert, load_key
+from fedsynth.splits import holdout_split
+from fedsynth.synth import GaussianCopula, SufficientStats, synthesizer_class
+from supplier_agent.audit_bar import site_policy
+from supplier_agent.config import AgentConfig, ArtifactKind
+from supplier_agent.sources import read_source
+
+VERDICT_FORMAT = "fedsynth.supplier-verdict/v1"
+
+EGRESS: dict[TaskKind, ArtifactKind] = {
+    TaskKind.MARGINAL_STATS: ArtifactKind.STATISTICS,
+    TaskKind.DEPENDENCE_STATS: ArtifactKind.STATISTICS,
+    TaskKind.AUDIT_CANDIDATE: ArtifactKind.STATISTICS,
+    TaskKind.SYNTHESIZE_LOCALLY: ArtifactKind.SYNTHETIC,
+    TaskKind.UPLOAD_PREPARED: ArtifactKind.PREPARED,
+    TaskKind.UPLOAD_RAW: ArtifactKind.RAW,
+}
+
+
+class TaskPayload(BaseModel):
+    """What the broker sends with a task: the job, this supplier's row share, fetchable inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: JobSpec
+    rows: int = Field(ge=0, description="Rows this supplier samples in a `local` job.")
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="Input name -> SHA-256 of an artifact to fetch."
+    )
+
+
+class TaskRefused(Exception):
+    """The site declines the task; the message is the reason the operator reads."""
+
+
+@dataclass(frozen=True)
+class OutFile:
+    """A file produced for the broker, and what kind of artifact it is for the egress policy."""
+
+    name: str
+    kind: ArtifactKind
+    path: Path
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A handler's output: the JSON result and the files that go with it."""
+
+    result: dict[str, Any]
+    files: tuple[OutFile, ...] = ()
+
+
+@dataclass
+class TaskContext:
+    """Everything a handler may use: the agent's config, the task, and artifact fetching."""
+
+    config: AgentConfig
+    job_id: str
+    task_id: str
+    payload: TaskPayload
+    workdir: Path
+    fetch: Callable[[str, Path], Path]
+
+    @property
+    def reports(self) -> Path:
+        """Where the site keeps its own audit reports of this task (they stay at the site)."""
+        return self.config.state_dir / "reports" / self.task_id
+
+    @property
+    def source(self) -> str:
+        return self.payload.job.source_of(self.config.name)
+
+    def schema(self) -> TableSchema:
+        """The schema that is modelled: the common one without direct identifiers or tokens."""
+        return self.payload.job.model_schema()
+
+    def model_rows(self) -> pd.DataFrame:
+        """This site's prepared rows in the modelled schema (linkage tokens left out)."""
+        return self.prepared_rows()[self.schema().names]
+
+    def split(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(train, holdout) of this site's rows: the model learns only from train, and the
+        holdout gives the audit's privacy checks their baseline. Seeded, so every task of
+        the job splits the same way."""
+        job = self.payload.job
+        return holdout_split(self.model_rows(), job.holdout_share, job.seed)
+
+    def raw_rows(self) -> pd.DataFrame:
+        return read_source(self.config.source(self.source))
+
+    def prepared_rows(self) -> pd.DataFrame:
+        """This site's rows of the source, prepared with the job's prep spec for this site."""
+        job = self.payload.job
+        spec = job.prep_for(self.config.name, self.source)
+        secret = None
+        if spec.linkage is not None:
+            if self.config.linkage_secret is None:
+                raise TaskRefused(
+                    "the job links records, but this agent's config names no linkage_secret"
+                )
+            secret = LinkageSecret.from_file(self.config.linkage_secret)
+        schema = job.schema_for(self.config.name)
+        prepared, report = prepare(self.raw_rows(), spec, schema, secret=secret)
+        if report.rows_out == 0:
+            raise TaskRefused(
+                f"source {self.source!r}: no row survived preparation "
+                f"({report.rows_quarantined} quarantined, {report.duplicates_removed} duplicates)"
+            )
+        return prepared
+
+    def input(self, name: str, suffix: str) -> Path:
+        try:
+            sha256 = self.payload.inputs[name]
+        except KeyError:
+            raise TaskRefused(f"the task carries no {name!r} input") from None
+        return self.fetch(sha256, self.workdir / f"{name}{suffix}")
+
+    def sign(self, document: dict[str, Any]) -> SignedDocument:
+        tls = self.config.tls
+        return sign_document(document, load_key(tls.key), load_cert(tls.cert))
+
+
+def _write_bytes(path: Path, data: bytes) -> Path:
+    atomic_write_bytes(path, data)
+    return path
+
+
+def _write_parquet(path: Path, frame: pd.DataFrame) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def marginal_stats(ctx: TaskContext) -> Outgoing:
+    """Round one of the federated copula: counts on the schema's public bins (train rows)."""
+    train, _ = ctx.split()
+    stats = GaussianCopula().stats(train, ctx.schema())
+    path = _write_bytes(ctx.workdir / "marginal-stats.fsa", stats.to_bytes())
+    return Outgoing({}, (OutFile(path.name, ArtifactKind.STATISTICS, path),))
+
+
+def dependence_stats(ctx: TaskContext) -> Outgoing:
+    """Round two: score sums against the marginals fitted from everyone's round one."""
+    merged = SufficientStats.from_bytes(
+        ctx.input("marginal_stats", ".fsa").read_bytes(), source="merged marginal statistics"
+    )
+    if merged.schema != ctx.schema():
+        raise TaskRefused("the merged statistics describe another schema than this job's")
+    model = GaussianCopula(**ctx.payload.job.synthesizer.params)
+    model.fit_marginals(merged)
+    train, _ = ctx.split()
+    stats = model.dependence_stats(train)
+    path = _write_bytes(ctx.workdir / "dependence-stats.fsa", stats.to_bytes())
+    return Outgoing({}, (OutFile(path.name, ArtifactKind.STATISTICS, path),))
+
+
+def _audit(
+    ctx: TaskContext,
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    holdout: pd.DataFrame | None,
+) -> audit.AuditReport:
+    job = ctx.payload.job
+    policy = site_policy(job.audit_policy, ctx.config.egress.min_audit)
+    report = audit.run(
+        real, synthetic, ctx.schema(), holdout=holdout, target=job.target, policy=policy
+    )
+    atomic_write_text(ctx.reports / "audit.json", report.to_json())
+    atomic_write_text(ctx.reports / "audit.html", render_html(report))
+    return report
+
+
+def _verdict(ctx: TaskContext, report: audit.AuditReport, dataset_sha256: str) -> dict[str, str]:
+    document = {
+        "format": VERDICT_FORMAT,
+        "supplier": ctx.config.name,
+        "job_id": ctx.job_id,
+        "task_id": ctx.task_id,
+        "verdict": report.verdict,
+        "dataset_sha256": dataset_sha256,
+        "report_sha256": _sha256(ctx.reports / "audit.json"),
+        "failed_checks": [c.name for c in report.failed_checks],
+        "scores": headline_scores(report),
+    }
+    return ctx.sign(document).to_json()
+
+
+def headline_scores(report: audit.AuditReport) -> dict[str, float | None]:
+    """The few aggregate numbers a verdict carries upstream: no row, no distribution."""
+    return {
+        "fidelity": report.fidelity.overall,
+        "column_shapes": report.fidelity.column_shapes,
+        "pair_trends": report.fidelity.pair_trends,
+        "detection_auc": report.detection.auc,
+        "utility_ratio": report.utility.primary_ratio if report.utility else None,
+    }
+
+
+def audit_candidate(ctx: TaskContext) -> Outgoing:
+    """Audit the broker's candidate against this site's rows (training rows, with the holdout
+    as baseline) and sign the verdict."""
+    path = ctx.input("candidate", ".parquet")
+    synthetic = pd.read_parquet(path)
+    train, holdout = ctx.split()
+    report = _audit(ctx, train, synthetic, holdout)
+    return Outgoing({"verdict": _verdict(ctx, report, _sha256(path))})
+
+
+def synthesize_locally(ctx: TaskContext) -> Outgoing:
+    """Fit, sample and audit here; only output that clears the site's audit bar leaves."""
+    job = ctx.payload.job
+    schema = ctx.schema()
+    train, holdout = ctx.split()
+    model = synthesizer_class(job.synthesizer.name)(**job.synthesizer.params)
+    model.fit(train, schema)
+    synthetic = model.sample(ctx.payload.rows, seed=job.seed)
+    report = _audit(ctx, train, synthetic, holdout)
+    if report.verdict != "pass":
+        failed = ", ".join(c.name for c in report.failed_checks)
+        raise TaskRefused(
+            f"this site's synthetic output failed its own audit ({failed}); nothing was sent"
+        )
+    path = _write_parquet(ctx.workdir / "synthetic.parquet", synthetic)
+    verdict = _verdict(ctx, report, _sha256(path))
+    return Outgoing(
+        {"verdict": verdict, "rows": len(synthetic)},
+        (OutFile(path.name, ArtifactKind.SYNTHETIC, path),),
+    )
+
+
+def upload_prepared(ctx: TaskContext) -> Outgoing:
+    """Prepared rows (identifiers replaced by linkage tokens) for synthesis at the broker."""
+    path = _write_parquet(ctx.workdir / "prepared.parquet", ctx.prepared_rows())
+    return Outgoing({}, (OutFile(path.name, ArtifactKind.PREPARED, path),))
+
+
+def upload_raw(ctx: TaskContext) -> Outgoing:
+    """The source's rows as read, for preparation at the broker."""
+    path = _write_parquet(ctx.workdir / "raw.parquet", ctx.raw_rows())
+    return Outgoing({}, (OutFile(path.name, ArtifactKind.RAW, path),))
+
+
+HANDLERS: dict[TaskKind, Callable[[TaskContext], Outgoing]] = {
+    TaskKind.MARGINAL_STATS: marginal_stats,
+    TaskKind.DEPENDENCE_STATS: dependence_stats,
+    TaskKind.AUDIT_CANDIDATE: audit_candidate,
+    TaskKind.SYNTHESIZE_LOCALLY: synthesize_locally,
+    TaskKind.UPLOAD_PREPARED: upload_prepared,
+    TaskKind.UPLOAD_RAW: upload_raw,
+}
+
+
+def save_outgoing(path: Path, outgoing: Outgoing) -> None:
+    """Persist a finished handler's output so a restarted agent resends the same bytes."""
+    files = [{"name": f.name, "kind": f.kind.value, "path": str(f.path)} for f in outgoing.files]
+    atomic_write_text(path, json.dumps({"result": outgoing.result, "files": files}))
+
+
+def load_outgoing(path: Path) -> Outgoing:
+    data = json.loads(path.read_text("utf-8"))
+    files = tuple(
+        OutFile(f["name"], ArtifactKind(f["kind"]), Path(f["path"])) for f in data["files"]
+    )
+    return Outgoing(data["result"], files)

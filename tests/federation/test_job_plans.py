@@ -1,0 +1,54 @@
+"""Job specs name a topology whose plan the broker runs; specs that cannot run are refused at
+submission with every problem listed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from fedsynth.jobs import JobSpec, JobSpecError, Topology
+from fedsynth.plans import Party, TaskKind, plan_for
+from tests.federation.harness import job
+
+
+@pytest.mark.parametrize("topology", list(Topology))
+def test_every_topology_has_a_plan_that_ends_in_a_broker_release(topology: Topology) -> None:
+    plan = plan_for(topology)
+    assert plan[0].party is Party.SUPPLIERS
+    assert plan[-1].party is Party.BROKER and "release" in plan[-1].action
+    assert {s.action for s in plan if s.party is Party.SUPPLIERS} <= {k.value for k in TaskKind}
+
+
+def test_federated_plan_keeps_rows_at_the_sites() -> None:
+    kinds = {s.action for s in plan_for(Topology.FEDERATED) if s.party is Party.SUPPLIERS}
+    assert kinds == {"marginal_stats", "dependence_stats", "audit_candidate"}
+
+
+def spec_data(topology: str) -> dict[str, Any]:
+    return job("bad", topology).model_dump(mode="json", by_alias=True)
+
+
+def test_a_federated_job_needs_a_mergeable_synthesizer() -> None:
+    data = spec_data("federated")
+    data["synthesizer"] = {"name": "cart"}
+    with pytest.raises(JobSpecError, match="'cart' is not mergeable, use 'copula'"):
+        JobSpec.from_json(json.dumps(data))
+
+
+def test_prep_specs_must_name_suppliers_of_the_job() -> None:
+    data = spec_data("central")
+    data["prep"] = {"nobody": {"source": "patients"}}
+    with pytest.raises(JobSpecError, match=r"suppliers not in the job: \['nobody'\]"):
+        JobSpec.from_json(json.dumps(data))
+
+
+def test_every_field_problem_of_a_spec_is_listed_at_once() -> None:
+    data = spec_data("local")
+    data["rows"] = 0
+    data["holdout_share"] = 2
+    with pytest.raises(JobSpecError) as refused:
+        JobSpec.from_json(json.dumps(data), source="submitted job spec")
+    text = str(refused.value)
+    assert "2 problem(s)" in text and "rows" in text and "holdout_share" in text
