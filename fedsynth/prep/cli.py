@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from fedsynth.files import atomic_path, atomic_write_text
 from fedsynth.expressions import ExpressionError
+from fedsynth.files import atomic_path, atomic_write_text
 from fedsynth.prep.linker import (
     LinkageError,
     Linker,
