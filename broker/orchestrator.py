@@ -23,7 +23,6 @@ from broker.steps import ACTIONS, JobContext, StepFailed
 from broker.store import JobRow, TaskRow, now_iso
 from fedsynth.jobs import JobSpec, JobState
 from fedsynth.plans import Party, Step, TaskOutcome, plan_for
-from fedsynth.synth import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +82,6 @@ class Orchestrator:
     def advance(self, job: JobRow) -> None:
         """Run the job's steps from the first unfinished one until one must wait."""
         spec = JobSpec.from_json(job.spec_json, source=f"job {job.job_id}")
-        if spec.synthesizer.name not in REGISTRY:
-            reason = (
-                f"not started: no synthesizer called {spec.synthesizer.name!r}; "
-                f"known: {sorted(REGISTRY)}"
-            )
-            if job.reason != reason:
-                self.state.store.set_job_state(job.job_id, job.state, reason)
-            return
         if job.state == JobState.SUBMITTED:
             job = self.state.store.set_job_state(job.job_id, JobState.RUNNING)
             self.state.audit.append(self._uri, "job.started", job.job_id)

@@ -66,6 +66,15 @@ class SynthesizerSpec(BaseModel):
     name: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from fedsynth.synth import REGISTRY
+
+        if value not in REGISTRY:
+            raise ValueError(f"no synthesizer called {value!r}; known: {sorted(REGISTRY)}")
+        return value
+
 
 class Timeouts(BaseModel):
     """How long the broker waits, in seconds, before it gives up."""

@@ -52,3 +52,14 @@ def test_every_field_problem_of_a_spec_is_listed_at_once() -> None:
         JobSpec.from_json(json.dumps(data), source="submitted job spec")
     text = str(refused.value)
     assert "2 problem(s)" in text and "rows" in text and "holdout_share" in text
+
+
+def test_unknown_synthesizer_is_refused_in_the_spec() -> None:
+    from fedsynth.jobs import JobSpec, JobSpecError
+
+    with pytest.raises(JobSpecError, match=r"no synthesizer called 'gaussian_copula'.*copula"):
+        JobSpec.from_json(
+            '{"name": "j", "topology": "central", "suppliers": [{"supplier": "a", "source": "s"}],'
+            ' "schema": {"name": "t", "columns": [{"name": "x", "kind": "text"}]},'
+            ' "synthesizer": {"name": "gaussian_copula"}, "rows": 5}'
+        )

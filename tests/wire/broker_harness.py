@@ -126,7 +126,7 @@ def job_spec(name: str = "patients-demo", suppliers: tuple[str, ...] = SUPPLIERS
                     {"name": "sex", "kind": "categorical", "domain": ["F", "M"]},
                 ],
             },
-            "synthesizer": {"name": "gaussian_copula"},
+            "synthesizer": {"name": "copula"},
             "rows": 100,
         }
     )

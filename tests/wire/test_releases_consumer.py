@@ -70,7 +70,7 @@ def publish_candidate(
         audit_html=b"<html><body>audit</body></html>",
         job_spec_hash=job_spec().spec_hash,
         topology="central",
-        synthesizer="gaussian_copula",
+        synthesizer="copula",
         privacy_spent={"epsilon": 1.0, "delta": 1e-6},
         supplier_verdicts=supplier_verdicts or [],
     )
@@ -175,7 +175,7 @@ def test_releases_jobs_and_audit_log_survive_a_broker_restart(
     broker.stop()
     broker.start()
     with OperatorClient(broker.address, **broker.identity(Role.OPERATOR, "ops")) as ops:
-        assert ops.status(job_id).state == "submitted"
+        assert ops.status(job_id).state in ("submitted", "running")
     with consumer(broker) as client:
         assert len(client.pull(published.release_id)) == len(FRAME)
     result = broker.run_cli("audit-log", "verify")
