@@ -44,7 +44,13 @@ def list_command() -> None:
     """List releases."""
     table = Table()
     for column in ("release", "name", "job", "topology", "synthesizer", "bytes", "created"):
-        table.add_column(column, no_wrap=True)
+        identifier = column in ("release", "job", "candidate")
+        table.add_column(
+            column,
+            no_wrap=identifier,
+            min_width=24 if identifier else None,
+            overflow="ellipsis" if identifier else "fold",
+        )
     for r in settings.client.list():
         table.add_row(
             r.release_id,

@@ -59,7 +59,13 @@ def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 def _jobs_table(jobs: list[operator_pb2.Job]) -> Table:
     table = Table()
     for column in ("job", "name", "topology", "state", "updated"):
-        table.add_column(column, no_wrap=True)
+        identifier = column in ("release", "job", "candidate")
+        table.add_column(
+            column,
+            no_wrap=identifier,
+            min_width=24 if identifier else None,
+            overflow="ellipsis" if identifier else "fold",
+        )
     table.add_column("reason")
     for j in jobs:
         table.add_row(j.job_id, j.name, j.topology, j.state, j.updated_at, j.reason)
@@ -107,7 +113,13 @@ def releases(job: str = typer.Option("", help="Only candidates of this job.")) -
     """List candidates with their verdicts and reasons, and the releases they became."""
     table = Table()
     for column in ("candidate", "job", "verdict", "release"):
-        table.add_column(column, no_wrap=True)
+        identifier = column in ("release", "job", "candidate")
+        table.add_column(
+            column,
+            no_wrap=identifier,
+            min_width=24 if identifier else None,
+            overflow="ellipsis" if identifier else "fold",
+        )
     table.add_column("reasons")
     for c in _call(connection.client.candidates, job):
         table.add_row(
