@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fedsynth.documents import describe_problems
 from fedsynth.security.principals import check_name
 
 
@@ -78,11 +79,7 @@ class BrokerConfig(BaseModel):
         try:
             config = cls.model_validate(data)
         except ValidationError as exc:
-            problems = "\n".join(
-                f"  - {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise ConfigError(f"{path}: {exc.error_count()} problem(s):\n{problems}") from exc
+            raise ConfigError(describe_problems(str(path), exc, "broker config")) from exc
         return config.resolved(path.parent)
 
     def resolved(self, base: Path) -> BrokerConfig:

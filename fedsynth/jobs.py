@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedsynth.audit.policy import AuditPolicy
+from fedsynth.documents import describe_problems
 from fedsynth.prep.pipeline import output_schema
 from fedsynth.prep.spec import PrepSpec
 from fedsynth.schema import TableSchema
@@ -200,7 +201,7 @@ class JobSpec(BaseModel):
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            raise JobSpecError(_describe(source, exc)) from exc
+            raise JobSpecError(describe_problems(source, exc, "job spec")) from exc
 
     @classmethod
     def load(cls, path: str | Path) -> JobSpec:
@@ -215,16 +216,8 @@ class JobSpec(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise JobSpecError(_describe(str(path), exc)) from exc
+            raise JobSpecError(describe_problems(str(path), exc, "job spec")) from exc
 
 
 class JobSpecError(ValueError):
     """A job spec that cannot be used; the message names the source and every problem."""
-
-
-def _describe(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: {exc.error_count()} problem(s) in the job spec:"]
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        lines.append(f"  - {where}: {err['msg']}")
-    return "\n".join(lines)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fedsynth.documents import describe_problems
 from fedsynth.jobs import Topology
 
 
@@ -154,11 +155,7 @@ class AgentConfig(_Strict):
         try:
             config = cls.model_validate(data)
         except ValidationError as exc:
-            problems = "\n".join(
-                f"  - {'.'.join(map(str, e['loc'])) or '(top level)'}: {e['msg']}"
-                for e in exc.errors()
-            )
-            raise AgentConfigError(f"{path}: {exc.error_count()} problem(s):\n{problems}") from exc
+            raise AgentConfigError(describe_problems(str(path), exc, "agent config")) from exc
         return config.relative_to(path.parent)
 
     def relative_to(self, base: Path) -> AgentConfig:
