@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedsynth.io import DataFileError, ValidationReport, validate_file
-from fedsynth.progress import file_progress
+from fedsynth.progress import progress_bar
 from fedsynth.schema import SchemaError, TableSchema
 from fedsynth.schema_inference import infer_schema
 
@@ -122,7 +122,7 @@ def validate(
     """Validate DATA against a schema; exit 3 when rows were quarantined, 2 when refused."""
     schema = load_schema(schema_path)
     try:
-        with file_progress(f"validating {data.name}", console=errors) as progress:
+        with progress_bar(f"validating {data.name}", console=errors, unit="bytes") as progress:
             report = validate_file(
                 data,
                 schema,

@@ -9,22 +9,24 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 
 
 @contextlib.contextmanager
-def file_progress(description: str, *, console: Console) -> Iterator[Callable[[int, int], None]]:
-    """A bar fed by callbacks of (done, total) units; hidden when stderr is not a terminal."""
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
+def progress_bar(
+    description: str, *, console: Console, unit: str = "steps"
+) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar fed by callbacks of (done, total); `unit` "bytes" shows sizes and speed."""
+    if unit == "bytes":
+        counters = (DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    else:
+        counters = (MofNCompleteColumn(), TimeElapsedColumn())
+    columns = ("[progress.description]{task.description}", BarColumn(), *counters)
     with Progress(*columns, console=console, transient=True) as bar:
         task = bar.add_task(description, total=None)
 

@@ -5,18 +5,16 @@ under the same names for use on their own.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from fedsynth.files import atomic_path, atomic_write_text
+from fedsynth.progress import progress_bar
 from fedsynth.simulation.hybrid import HybridError, HybridSampler, HybridSpec
 from fedsynth.simulation.sampler import SimulationError, Simulator
 from fedsynth.simulation.spec import SimulationSpec, SimulationSpecError
@@ -54,7 +52,7 @@ def simulate(
     _check_output(out)
     try:
         simulation = SimulationSpec.load(spec)
-        with _bar(f"simulating {simulation.name}") as progress:
+        with progress_bar(f"simulating {simulation.name}", console=errors) as progress:
             df = Simulator(simulation).sample(rows, seed=seed, progress=progress)
         write_table(df, out)
         if schema_out is not None:
@@ -78,7 +76,7 @@ def hybrid(
     try:
         spec = HybridSpec.load(overrides)
         model = Synthesizer.load(model_file)
-        with _bar("sampling") as progress:
+        with progress_bar("sampling", console=errors) as progress:
             df = HybridSampler.from_spec(model, spec).sample(rows, seed=seed, progress=progress)
         write_table(df, out)
     except _EXPECTED as exc:
@@ -109,19 +107,6 @@ def write_table(df: pd.DataFrame, path: Path) -> None:
 def _check_output(out: Path) -> None:
     if out.suffix.lower() not in OUTPUT_FORMATS:
         raise _fail(ValueError(f"--out {out}: use a name ending in {' or '.join(OUTPUT_FORMATS)}"))
-
-
-@contextlib.contextmanager
-def _bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=errors, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _fail(exc: BaseException) -> typer.Exit:

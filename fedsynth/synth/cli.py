@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,10 +9,10 @@ import pandas as pd
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from fedsynth.files import atomic_path
 from fedsynth.io import DataFileError, read_table
+from fedsynth.progress import progress_bar
 from fedsynth.schema import SchemaError, TableSchema
 from fedsynth.synth.artifact import ArtifactError
 from fedsynth.synth.base import REGISTRY, Synthesizer, synthesizer_class
@@ -46,19 +44,6 @@ _EXPECTED = (
     ValueError,
     TypeError,
 )
-
-
-@contextlib.contextmanager
-def _bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    columns = (
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=errors, transient=True) as bar:
-        task = bar.add_task(description, total=None)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -127,7 +112,7 @@ def fit(
                 "left out of the fit (run `fedsynth validate` for details)",
                 highlight=False,
             )
-        with _bar(f"fitting {model}") as progress:
+        with progress_bar(f"fitting {model}", console=errors) as progress:
             synthesizer.fit(df, table_schema, progress=progress)
         synthesizer.save(out)
     except _EXPECTED as exc:
@@ -152,7 +137,7 @@ def sample(
     try:
         synthesizer = Synthesizer.load(model_file)
         conditions = parse_condition_args(condition or [])
-        with _bar("sampling") as progress:
+        with progress_bar("sampling", console=errors) as progress:
             df = synthesizer.sample(rows, seed=seed, conditions=conditions, progress=progress)
         write_table(df, out)
     except _EXPECTED as exc:

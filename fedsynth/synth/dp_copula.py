@@ -20,7 +20,7 @@ the variance and add up under secure aggregation.
 from __future__ import annotations
 
 import math
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,9 +29,9 @@ from fedsynth.frame import conform
 from fedsynth.privacy.accountant import PrivacyCost, rho_for_epsilon, zcdp_cost
 from fedsynth.privacy.mechanisms import gaussian_noise
 from fedsynth.schema import Column, TableSchema
-from fedsynth.synth.base import Progress, register
+from fedsynth.synth.base import register
 from fedsynth.synth.copula import GaussianCopula
-from fedsynth.synth.dp_public import public_constraints, public_rounding
+from fedsynth.synth.dp_public import TwoRoundCentralFit, public_constraints, public_rounding
 from fedsynth.synth.encoding import cardinality
 from fedsynth.synth.stats import (
     ColumnStats,
@@ -43,7 +43,7 @@ from fedsynth.synth.stats import (
 
 
 @register
-class DPGaussianCopula(GaussianCopula):
+class DPGaussianCopula(TwoRoundCentralFit, GaussianCopula):
     """Gaussian copula fitted from noisy, clipped sufficient statistics; (epsilon, delta)-DP."""
 
     name = "dp-copula"
@@ -79,23 +79,6 @@ class DPGaussianCopula(GaussianCopula):
             "clip": self.clip,
             "marginal_share": self.marginal_share,
         }
-
-    def fit(
-        self, df: pd.DataFrame, schema: TableSchema, *, progress: Progress | None = None
-    ) -> Self:
-        """Central fit: both rounds on `df` with the whole noise; rounding from the schema."""
-        df = conform(df, schema).reset_index(drop=True)
-        if len(df) == 0:
-            raise ValueError("cannot fit a synthesizer on a table without rows")
-        self.start(schema)
-        self._fit(df, schema, progress)
-        return self
-
-    def _fit(self, df: pd.DataFrame, schema: TableSchema, progress: Progress | None) -> None:
-        for step in (1, 2):
-            self.absorb(self.measure(df))
-            if progress is not None:
-                progress(step, 2)
 
     def start(self, schema: TableSchema) -> None:
         """The public plan: bins from the schema, the budget split, round one's noise."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,9 +31,9 @@ from fedsynth.frame import conform
 from fedsynth.privacy.accountant import PrivacyCost, rho_for_epsilon, zcdp_cost
 from fedsynth.privacy.mechanisms import gaussian_noise
 from fedsynth.schema import Column, NumericalColumn, SchemaError, TableSchema
-from fedsynth.synth.base import Progress, Synthesizer, register
+from fedsynth.synth.base import Synthesizer, register
 from fedsynth.synth.conditions import Condition
-from fedsynth.synth.dp_public import public_constraints, public_rounding
+from fedsynth.synth.dp_public import TwoRoundCentralFit, public_constraints, public_rounding
 from fedsynth.synth.encoding import bounds, cardinality, encode, is_discrete
 
 DEFAULT_BINS = 32
@@ -144,7 +144,7 @@ def query_shape(query: Query, layout: list[Cells]) -> tuple[int, ...]:
 
 
 @register
-class DPMarginalSynthesizer(Synthesizer):
+class DPMarginalSynthesizer(TwoRoundCentralFit, Synthesizer):
     """Noisy 1- and 2-way marginals over a privately chosen tree; (epsilon, delta)-DP end to end."""
 
     name = "dp-marginal"
@@ -175,26 +175,6 @@ class DPMarginalSynthesizer(Synthesizer):
             "delta": self.delta,
             "bins": self.bins,
         }
-
-    def fit(
-        self, df: pd.DataFrame, schema: TableSchema, *, progress: Progress | None = None
-    ) -> Self:
-        """Central fit: both rounds measured on `df` with the whole noise (one `privacy_cost_`).
-
-        Unlike the generic fit, rounding and constraints come from the schema, not the rows.
-        """
-        df = conform(df, schema).reset_index(drop=True)
-        if len(df) == 0:
-            raise ValueError("cannot fit a synthesizer on a table without rows")
-        self.start(schema)
-        self._fit(df, schema, progress)
-        return self
-
-    def _fit(self, df: pd.DataFrame, schema: TableSchema, progress: Progress | None) -> None:
-        for step in (1, 2):
-            self.absorb(self.measure(df))
-            if progress is not None:
-                progress(step, 2)
 
     def selection_cells(self) -> int:
         """Cells per column of the tables that choose the tree (coarse at small epsilon)."""

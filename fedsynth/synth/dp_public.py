@@ -6,9 +6,13 @@ a DP model must not, so DP models take both from here instead.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
+import pandas as pd
+
+from fedsynth.frame import conform
 from fedsynth.schema import DatetimeColumn, NumericalColumn, TableSchema
+from fedsynth.synth.base import Progress
 from fedsynth.synth.constraints import ConstraintBase, ConstraintError, parse_constraints
 from fedsynth.synth.encoding import MAX_DECIMALS
 
@@ -51,3 +55,28 @@ def public_constraints(items: list[Any], schema: TableSchema) -> list[Constraint
             )
         bound.append(constraint)
     return bound
+
+
+class TwoRoundCentralFit:
+    """Central fit of a two-round DP model: both rounds measured on one table, whole noise.
+
+    Mixed in before the model's base class; the model provides `start`, `measure` and
+    `absorb` (the same protocol federated fitting drives round by round across suppliers).
+    Unlike the generic fit, rounding and constraints come from the schema, not the rows.
+    """
+
+    def fit(
+        self, df: pd.DataFrame, schema: TableSchema, *, progress: Progress | None = None
+    ) -> Self:
+        df = conform(df, schema).reset_index(drop=True)
+        if len(df) == 0:
+            raise ValueError("cannot fit a synthesizer on a table without rows")
+        self.start(schema)  # type: ignore[attr-defined]
+        self._fit(df, schema, progress)
+        return self
+
+    def _fit(self, df: pd.DataFrame, schema: TableSchema, progress: Progress | None) -> None:
+        for step in (1, 2):
+            self.absorb(self.measure(df))  # type: ignore[attr-defined]
+            if progress is not None:
+                progress(step, 2)
