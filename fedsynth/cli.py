@@ -28,7 +28,7 @@ schema_app = typer.Typer(help="Propose, check and export table schemas.", no_arg
 app.add_typer(schema_app, name="schema")
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 DelimiterOption = Annotated[
     str, typer.Option("--delimiter", "-d", help="Field delimiter of CSV input.")

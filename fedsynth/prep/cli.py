@@ -28,7 +28,7 @@ from fedsynth.prep.tokens import SECRET_FILE_ENV, LinkageSecret, SecretError
 from fedsynth.schema import SchemaError, TableSchema
 
 app = typer.Typer(help="Prepare a source's data for the common schema.", no_args_is_help=True)
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)
 _USER_ERRORS = (
     PrepSpecError,
     SchemaError,

@@ -27,7 +27,7 @@ EXIT_FAILED = 2
 OUTPUT_FORMATS = (".parquet", ".csv")
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 _EXPECTED = (
     SimulationSpecError,

@@ -21,7 +21,7 @@ def test_silent_supplier_fails_the_job_after_the_timeout_or_is_left_out_under_a_
             job("all-needed", "federated", members, timeouts={"task_s": 2})
         )
         quorum_job = federation.submit(
-            job("two-of-three", "federated", members, timeouts={"task_s": 10}, quorum=2)
+            job("two-of-three", "federated", members, timeouts={"task_s": 20}, quorum=2)
         )
         failed = federation.wait(strict_job)
         assert failed.state == "failed"
