@@ -16,14 +16,16 @@ DATA = Path(__file__).parent / "data"
 
 # VmHWM, unlike ru_maxrss, starts afresh at exec, so a child never inherits its parent's peak.
 _POSTLUDE = """
-import json as _json, re as _re
+import json as _json, re as _re, resource as _resource
 _hwm = _re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)
-print(_json.dumps({"peak_rss_mib": int(_hwm) / 1024, **globals().get("RESULT", {})}))
+_use = _resource.getrusage(_resource.RUSAGE_SELF)
+print(_json.dumps({"peak_rss_mib": int(_hwm) / 1024, "cpu_seconds": _use.ru_utime + _use.ru_stime,
+                   **globals().get("RESULT", {})}))
 """
 
 
 def measure(code: str, *args: str) -> dict[str, float]:
-    """Run `code` in a fresh Python process; return its wall seconds and its own peak RSS (MiB).
+    """Run `code` in a fresh Python process; return its wall seconds, CPU seconds and own peak RSS.
 
     The code may leave a dict in a global named RESULT; its keys are merged into the result.
     """

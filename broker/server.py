@@ -18,6 +18,7 @@ from broker.orchestrator import Orchestrator
 from broker.state import BrokerState
 from broker.supplier_service import SupplierService
 from broker.tls import RevocationList, RotatingCredentials
+from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.v1 import (
     consumer_pb2_grpc,
     health_pb2_grpc,
@@ -80,6 +81,7 @@ def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials
 
 def start(config: BrokerConfig) -> RunningBroker:
     """Open the state and start serving on `config.listen` (and `config.health_listen`)."""
+    keep_large_buffers()
     state = BrokerState.open(config)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
     interceptor = AuthInterceptor(config.federation, state.store, revocations, state.audit)

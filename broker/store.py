@@ -339,6 +339,14 @@ class Store:
                 (state, now_iso(), upload_id),
             )
 
+    def declare_upload_hash(self, upload_id: str, sha256: str) -> None:
+        """Record the SHA-256 a sender declared after it began (on its final chunk)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE uploads SET sha256 = ?, updated_at = ? WHERE upload_id = ?",
+                (sha256, now_iso(), upload_id),
+            )
+
     def uploads_of_job(self, job_id: str) -> list[UploadRow]:
         ids = self.db.query("SELECT upload_id FROM uploads WHERE job_id = ?", (job_id,))
         return [u for r in ids if (u := self.upload(r["upload_id"])) is not None]

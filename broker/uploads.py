@@ -1,9 +1,11 @@
 """Receiving uploads: resumable from the last acknowledged byte, verified by SHA-256, bounded.
 
-A partial upload lives in `uploads/<id>.part` (encrypted segments for raw and prepared rows).
-Its hash state stays in memory between streams and is rebuilt from disk after a restart. Only a
-complete object whose SHA-256 matches the declared one is moved into the artifact store; on a
-mismatch the partial file is deleted and nothing is stored.
+An upload is named by (supplier, job, task, name, size); its SHA-256 is declared in the header
+or, when the sender hashes while it streams, on the final chunk. A partial upload lives in
+`uploads/<id>.part` (encrypted segments for raw and prepared rows, whose hash must come first:
+each segment is bound to it). Its hash state stays in memory between streams and is rebuilt
+from disk after a restart. Only a complete object whose SHA-256 matches the declared one is
+moved into the artifact store; on a mismatch the partial file is deleted and nothing is stored.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,13 +71,24 @@ class UploadReceiver:
         """Open or resume the upload `header` describes; reply with the bytes already held."""
         self._check_header(principal, header)
         upload_id = hashlib.sha256(
-            "\0".join([principal.name, header.job_id, header.name, header.sha256]).encode()
+            "\0".join(
+                [principal.name, header.job_id, header.task_id, header.name, str(header.size)]
+            ).encode()
         ).hexdigest()[:32]
         row = self.store.upload(upload_id)
         if row is not None and row.state == "complete" and self._stored(row):
             return supplier_pb2.UploadStatus(
                 upload_id=upload_id, received=row.size, complete=True, sha256=row.sha256
             )
+        if row is not None and row.state == "receiving" and header.sha256:
+            if not row.sha256:
+                self.store.declare_upload_hash(upload_id, header.sha256)
+                row = replace(row, sha256=header.sha256)
+                with self._guard:
+                    if upload_id in self._partials:
+                        self._partials[upload_id].row = row
+            elif row.sha256 != header.sha256:
+                row = None  # the sender's object changed: its partial bytes are of another one
         if row is None or row.state != "receiving":
             row = UploadRow(
                 upload_id=upload_id,
@@ -108,7 +121,7 @@ class UploadReceiver:
                 grpc.StatusCode.ABORTED, "the previous stream of this upload is still open"
             )
         try:
-            if partial.received == row.size:
+            if partial.received == row.size and partial.row.sha256:
                 return self._seal_and_complete(principal, partial)
         finally:
             partial.lock.release()
@@ -168,6 +181,12 @@ class UploadReceiver:
                     os.fsync(fh.fileno())
         if partial.received < row.size:
             return supplier_pb2.UploadStatus(upload_id=row.upload_id, received=partial.received)
+        if not partial.row.sha256:
+            raise Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"all {row.size} bytes of upload {row.upload_id} arrived but no SHA-256 was "
+                "declared: send it on the final chunk (or in the header of a new BeginUpload)",
+            )
         return self._seal_and_complete(principal, partial)
 
     def _seal_and_complete(
@@ -198,6 +217,8 @@ class UploadReceiver:
                 f"chunk at offset {chunk.offset}; the broker holds {partial.received} "
                 "bytes, resume from there",
             )
+        if chunk.sha256:
+            self._declare(partial, chunk.sha256)
         data = chunk.data  # each access to a bytes field copies it; take it once
         if not data:
             return
@@ -210,6 +231,20 @@ class UploadReceiver:
         if partial.row.encrypted:
             partial.segments += 1
         partial.received += len(data)
+
+    def _declare(self, partial: _Partial, sha256: str) -> None:
+        """Take the hash declared on a chunk; it may not contradict one declared before."""
+        if partial.row.sha256 == sha256:
+            return
+        if partial.row.sha256:
+            raise Refusal(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"upload {partial.row.upload_id} was declared with SHA-256 {partial.row.sha256};"
+                f" a chunk declares {sha256}",
+            )
+        _check_sha256(sha256)
+        self.store.declare_upload_hash(partial.row.upload_id, sha256)
+        partial.row = replace(partial.row, sha256=sha256)
 
     def _complete(
         self, principal: Principal, partial: _Partial, path: Path
@@ -294,9 +329,13 @@ class UploadReceiver:
                 f"upload of {header.size} bytes exceeds the broker limit of "
                 f"{self.max_upload_bytes} bytes (limits.max_upload_bytes)",
             )
-        if len(header.sha256) != 64 or any(c not in "0123456789abcdef" for c in header.sha256):
+        if header.sha256:
+            _check_sha256(header.sha256)
+        elif header.kind in ENCRYPTED_KINDS:
             raise Refusal(
-                grpc.StatusCode.INVALID_ARGUMENT, "sha256 must be 64 lowercase hex digits"
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "raw and prepared rows are encrypted at rest under their SHA-256 as they arrive: "
+                "declare sha256 in the upload header",
             )
         if not header.name or header.kind == supplier_pb2.UPLOAD_KIND_UNSPECIFIED:
             raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "an upload needs a name and a kind")
@@ -328,3 +367,8 @@ class UploadReceiver:
         if purged:
             self.audit.append(actor, "rows.purged", job_id, uploads=purged)
         return purged
+
+
+def _check_sha256(value: str) -> None:
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, "sha256 must be 64 lowercase hex digits")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import grpc
 
+from fedsynth.wire.allocator import keep_large_buffers
+
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
@@ -45,6 +47,7 @@ def secure_channel(
         private_key=paths["--key"].read_bytes(),
         certificate_chain=paths["--cert"].read_bytes(),
     )
+    keep_large_buffers()
     options: list[tuple[str, int | str]] = list(channel_options(max_message_bytes))
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))

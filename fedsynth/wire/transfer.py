@@ -71,12 +71,15 @@ def upload_file(
 ) -> supplier_pb2.UploadStatus:
     """Upload `path` through a SupplierService stub, resuming after retryable failures.
 
-    `header.size` and `header.sha256` are filled from the file when left empty. `on_progress`
-    gets the number of bytes the broker holds after each chunk sent.
+    `header.size` is filled from the file when left empty. When `header.sha256` is empty too,
+    the file is hashed while it streams and the hash declared on the final chunk, so the file
+    is read once; raw and prepared rows are hashed first, as the broker encrypts them under
+    their hash. `on_progress` gets the number of bytes the broker holds after each chunk sent.
     """
-    if not header.sha256:
-        digest = file_digest(path, chunk_bytes)
-        header.sha256, header.size = digest.sha256, digest.size
+    if not header.size:
+        header.size = Path(path).stat().st_size
+    if not header.sha256 and header.kind in HASH_FIRST_KINDS:
+        header.sha256 = file_digest(path, chunk_bytes).sha256
     last_error: grpc.RpcError | None = None
     for _ in range(attempts):
         try:
@@ -84,10 +87,9 @@ def upload_file(
             if on_progress:
                 on_progress(status.received)
             if status.complete:
+                _check_stored(header, status, path, chunk_bytes)
                 return status
-            chunks = _upload_messages(
-                status.upload_id, path, status.received, chunk_bytes, on_progress
-            )
+            chunks = _upload_messages(header, status, path, chunk_bytes, on_progress)
             status = stub.Upload(chunks, timeout=timeout)
             if status.complete:
                 return status
@@ -100,13 +102,62 @@ def upload_file(
     )
 
 
+HASH_FIRST_KINDS = frozenset({supplier_pb2.UPLOAD_KIND_RAW, supplier_pb2.UPLOAD_KIND_PREPARED})
+
+
 def _upload_messages(
-    upload_id: str, path: str | Path, offset: int, chunk_bytes: int, on_progress: Progress | None
+    header: supplier_pb2.UploadHeader,
+    status: supplier_pb2.UploadStatus,
+    path: str | Path,
+    chunk_bytes: int,
+    on_progress: Progress | None,
 ) -> Iterator[supplier_pb2.UploadChunk]:
-    for at, block in read_chunks(path, offset, chunk_bytes):
-        yield supplier_pb2.UploadChunk(upload_id=upload_id, offset=at, data=block)
+    """Chunks from the broker's offset; without a declared hash, the last one carries it."""
+    hasher = None if header.sha256 else _prefix_hasher(path, status.received, chunk_bytes)
+    for at, block in read_chunks(path, status.received, chunk_bytes):
+        block = block[: max(0, header.size - at)]
+        end = at + len(block)
+        message = supplier_pb2.UploadChunk(upload_id=status.upload_id, offset=at, data=block)
+        if hasher is not None:
+            hasher.update(block)
+            if end == header.size:
+                message.sha256 = hasher.hexdigest()
+        yield message
         if on_progress:
-            on_progress(at + len(block))
+            on_progress(end)
+        if end >= header.size:
+            return
+    if hasher is not None and status.received == header.size:
+        yield supplier_pb2.UploadChunk(
+            upload_id=status.upload_id, offset=header.size, sha256=hasher.hexdigest()
+        )
+
+
+def _prefix_hasher(path: str | Path, length: int, chunk_bytes: int) -> hashlib._Hash:
+    """SHA-256 state over the first `length` bytes of a file (to resume hashing mid-upload)."""
+    hasher = hashlib.sha256()
+    if length == 0:
+        return hasher
+    for at, block in read_chunks(path, 0, chunk_bytes):
+        hasher.update(block[: max(0, length - at)])
+        if at + len(block) >= length:
+            break
+    return hasher
+
+
+def _check_stored(
+    header: supplier_pb2.UploadHeader,
+    status: supplier_pb2.UploadStatus,
+    path: str | Path,
+    chunk_bytes: int,
+) -> None:
+    """An upload completed earlier must hold this file's bytes, not another's of the same name."""
+    expected = header.sha256 or file_digest(path, chunk_bytes).sha256
+    if status.sha256 != expected:
+        raise TransferError(
+            f"the broker holds {header.name!r} with SHA-256 {status.sha256}, but {path} hashes "
+            f"to {expected}: another object was uploaded under this name; rename the upload"
+        )
 
 
 OpenStream = Callable[[int], Iterable[common_pb2.DownloadMessage]]

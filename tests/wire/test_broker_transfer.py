@@ -13,6 +13,7 @@ import pytest
 from broker.artifacts import ArtifactStore
 from fedsynth.security.atrest import load_key_file
 from fedsynth.security.principals import Role
+from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.transfer import (
     TransferError,
     download_file,
@@ -271,3 +272,115 @@ def test_empty_upload_completes_at_begin_and_decrypts_to_nothing(
     status = supplier_stub(broker).BeginUpload(request, timeout=TIMEOUT)
     assert status.complete and status.sha256 == hashlib.sha256(b"").hexdigest()
     assert b"".join(stored_plaintext(broker, request.sha256)) == b""
+
+
+def undeclared(request: supplier_pb2.UploadHeader) -> supplier_pb2.UploadHeader:
+    """The same header without the hash: the sender declares it on its final chunk."""
+    copy = supplier_pb2.UploadHeader()
+    copy.CopyFrom(request)
+    copy.sha256 = ""
+    return copy
+
+
+def test_upload_without_a_declared_hash_reads_the_file_once_and_stores_it_verified(
+    broker: BrokerProcess, job_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = random_file(tmp_path / "streamed.parquet", 7 * CHUNK + 5)
+    expected = file_digest(source).sha256
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file: object, *args: object, **kwargs: object) -> object:
+        if str(file) == str(source):
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
+
+    request = undeclared(header(job_id, source))
+    monkeypatch.setattr("builtins.open", counting_open)
+    final = upload_file(supplier_stub(broker), request, source, chunk_bytes=CHUNK)
+    monkeypatch.undo()
+    assert final.complete and final.sha256 == expected
+    assert len(opened) == 1
+    assert hashlib.sha256(artifact(broker, expected).read_bytes()).hexdigest() == expected
+
+
+def test_upload_without_a_declared_hash_resumes_mid_stream_to_an_identical_hash(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "resumed-undeclared.parquet", 9 * CHUNK + 77)
+    stub = supplier_stub(broker)
+    request = undeclared(header(job_id, source))
+    status = stub.BeginUpload(request, timeout=TIMEOUT)
+    with pytest.raises(grpc.RpcError):
+        stub.Upload(killed_after(chunk_messages(status.upload_id, source, 0, 5)), timeout=TIMEOUT)
+    resumed = stub.BeginUpload(request, timeout=TIMEOUT)
+    assert resumed.upload_id == status.upload_id and resumed.received > 0
+    final = upload_file(stub, request, source, chunk_bytes=CHUNK)
+    expected = file_digest(source).sha256
+    assert final.complete and final.sha256 == expected
+    assert hashlib.sha256(artifact(broker, expected).read_bytes()).hexdigest() == expected
+
+
+def test_a_final_chunk_declaring_another_hash_is_rejected_and_nothing_is_stored(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "lying.parquet", 2 * CHUNK)
+    stub = supplier_stub(broker)
+    status = stub.BeginUpload(undeclared(header(job_id, source)), timeout=TIMEOUT)
+    data = source.read_bytes()
+    claimed = hashlib.sha256(b"some other object").hexdigest()
+    messages = [
+        supplier_pb2.UploadChunk(upload_id=status.upload_id, offset=0, data=data[:CHUNK]),
+        supplier_pb2.UploadChunk(
+            upload_id=status.upload_id, offset=CHUNK, data=data[CHUNK:], sha256=claimed
+        ),
+    ]
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Upload(iter(messages), timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.DATA_LOSS
+    assert not artifact(broker, claimed).exists()
+    assert not artifact(broker, file_digest(source).sha256).exists()
+
+
+def test_all_bytes_without_any_declared_hash_are_held_until_one_is_declared(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "silent.parquet", 2 * CHUNK)
+    stub = supplier_stub(broker)
+    request = undeclared(header(job_id, source))
+    status = stub.BeginUpload(request, timeout=TIMEOUT)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Upload(chunk_messages(status.upload_id, source, 0, 2), timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no SHA-256 was declared" in info.value.details()
+    final = upload_file(stub, request, source, chunk_bytes=CHUNK)
+    assert final.complete and final.sha256 == file_digest(source).sha256
+
+
+def test_raw_rows_without_a_declared_hash_are_refused(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "raw-undeclared.csv", CHUNK)
+    request = undeclared(header(job_id, source, kind=supplier_pb2.UPLOAD_KIND_RAW))
+    with pytest.raises(grpc.RpcError) as info:
+        supplier_stub(broker).BeginUpload(request, timeout=TIMEOUT)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "declare sha256" in info.value.details()
+    assert upload_file(supplier_stub(broker), request, source, chunk_bytes=CHUNK).complete
+
+
+def test_another_file_under_a_completed_uploads_name_is_refused_by_the_sender(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    (tmp_path / "first").mkdir()
+    first = random_file(tmp_path / "first" / "same.parquet", CHUNK)
+    stub = supplier_stub(broker)
+    assert upload_file(stub, undeclared(header(job_id, first)), first, chunk_bytes=CHUNK).complete
+    (tmp_path / "second").mkdir()
+    second = random_file(tmp_path / "second" / "same.parquet", CHUNK)
+    with pytest.raises(TransferError, match="another object was uploaded under this name"):
+        upload_file(stub, undeclared(header(job_id, second)), second, chunk_bytes=CHUNK)
+
+
+def test_transfer_processes_keep_megabyte_buffers_in_the_heap() -> None:
+    assert keep_large_buffers() is True

@@ -102,14 +102,16 @@ class UploadStatus(_message.Message):
     def __init__(self, upload_id: _Optional[str] = ..., received: _Optional[int] = ..., complete: _Optional[bool] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class UploadChunk(_message.Message):
-    __slots__ = ("upload_id", "offset", "data")
+    __slots__ = ("upload_id", "offset", "data", "sha256")
     UPLOAD_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     upload_id: str
     offset: int
     data: bytes
-    def __init__(self, upload_id: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    sha256: str
+    def __init__(self, upload_id: _Optional[str] = ..., offset: _Optional[int] = ..., data: _Optional[bytes] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class FetchArtifactRequest(_message.Message):
     __slots__ = ("supplier", "sha256", "offset")

@@ -79,7 +79,9 @@ class SupplierServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BeginUpload(self, request, context):
-        """Open or resume an upload; the reply says how many bytes the broker already holds.
+        """Open or resume an upload; the reply says how many bytes the broker already holds. An upload
+        is named by (supplier, job, task, name, size), so a sender can resume it before it knows the
+        object's hash.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
