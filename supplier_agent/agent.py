@@ -21,6 +21,7 @@ import grpc
 from pydantic import ValidationError
 
 from fedsynth.plans import TaskKind
+from fedsynth.progress import ProgressFactory, no_progress
 from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.transfer import TransferError, download_file, upload_file
 from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
@@ -68,8 +69,15 @@ def backoff_delay(attempt: int, reconnect: Reconnect, rng: random.Random) -> flo
 class SupplierAgent:
     """A supplier site's daemon; `run` serves tasks until `stop` is called."""
 
-    def __init__(self, config: AgentConfig, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        seed: int | None = None,
+        progress: ProgressFactory = no_progress,
+    ) -> None:
         self.config = config
+        self.progress = progress
         self.journal = TaskJournal(config.state_dir / "journal.sqlite3")
         self.egress_log = EgressLog(config.state_dir / "egress.jsonl")
         self._rng = random.Random(seed)
@@ -205,20 +213,38 @@ class SupplierAgent:
                 kind=UPLOAD_KINDS[item.kind],
                 media_type="application/octet-stream",
             )
-            status = upload_file(
-                stub, header, item.path, chunk_bytes=self.config.chunk_bytes, timeout=600
-            )
+            size = item.path.stat().st_size
+            status = self._send(stub, header, item.path, size)
             self.egress_log.record(
                 job=task.job_id,
                 task=task.task_id,
                 artifact=item.kind,
                 sha256=status.sha256,
-                size=item.path.stat().st_size,
+                size=size,
                 to=self.config.broker,
             )
+            log.info("sent %s: %d bytes, sha256 %s", header.name, size, status.sha256)
             sent[item.name] = status.sha256
             upload_ids.append(status.upload_id)
         return sent, upload_ids
+
+    def _send(
+        self,
+        stub: supplier_pb2_grpc.SupplierServiceStub,
+        header: supplier_pb2.UploadHeader,
+        path: Path,
+        size: int,
+    ) -> supplier_pb2.UploadStatus:
+        """One upload, resumed where the broker left off, with a bar while it runs."""
+        with self.progress(f"sending {header.name}", unit="bytes") as update:
+            return upload_file(
+                stub,
+                header,
+                path,
+                chunk_bytes=self.config.chunk_bytes,
+                timeout=600,
+                on_progress=lambda done: update(done, size),
+            )
 
     def _fetch(self, stub: supplier_pb2_grpc.SupplierServiceStub, sha256: str, path: Path) -> Path:
         def open_stream(offset: int) -> grpc.Future:
@@ -227,7 +253,13 @@ class SupplierAgent:
             )
             return stub.FetchArtifact(request, timeout=600)
 
-        download_file(open_stream, path, expected_sha256=sha256)
+        with self.progress(f"fetching {path.name}", unit="bytes") as update:
+            download_file(
+                open_stream,
+                path,
+                expected_sha256=sha256,
+                on_progress=lambda done: update(done, None),
+            )
         return path
 
 

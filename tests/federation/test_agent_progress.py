@@ -1,0 +1,52 @@
+"""The agent drives a progress bar through every transfer it makes for a job."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from fedsynth.progress import Update
+from supplier_agent.agent import SupplierAgent
+from supplier_agent.config import AgentConfig
+from tests.federation.harness import Federation, job
+
+
+@dataclass
+class RecordedBars:
+    """A ProgressFactory that keeps every bar it opened and every update it got."""
+
+    bars: list[tuple[str, str, list[tuple[int, int | None]]]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def __call__(self, description: str, *, unit: str = "steps") -> Iterator[Update]:
+        updates: list[tuple[int, int | None]] = []
+        self.bars.append((description, unit, updates))
+        yield lambda done, total: updates.append((done, total))
+
+
+def test_agent_shows_progress_for_each_upload_and_fetch_of_a_federated_job(
+    federation: Federation,
+) -> None:
+    process = federation.agents["north"]
+    process.stop()
+    bars = RecordedBars()
+    agent = SupplierAgent(AgentConfig.load(process.config_path), progress=bars)
+    runner = threading.Thread(target=agent.run, daemon=True)
+    runner.start()
+    try:
+        finished = federation.wait(federation.submit(job("progress-bars", "federated")))
+    finally:
+        agent.stop()
+        runner.join(timeout=30)
+        process.start()
+    assert finished.state == "succeeded", finished.reason
+    sends = [(d, u) for d, unit, u in bars.bars if d.startswith("sending") and unit == "bytes"]
+    fetches = [(d, u) for d, unit, u in bars.bars if d.startswith("fetching") and unit == "bytes"]
+    assert len(sends) >= 2 and len(fetches) >= 2
+    for description, updates in sends:
+        done, total = updates[-1]
+        assert total is not None and done == total > 0, description
+    for description, updates in fetches:
+        assert updates and updates[-1][0] > 0, description
