@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import signal
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 
 import typer
+from rich.console import Console
 
+from fedsynth.progress import progress_bar
 from supplier_agent.agent import SupplierAgent
 from supplier_agent.config import AgentConfig, AgentConfigError
 
@@ -42,7 +45,9 @@ def run(
     except AgentConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    agent = SupplierAgent(agent_config)
+    # Bars show on a terminal; under systemd or a container runtime the log lines carry it all.
+    bars = partial(progress_bar, console=Console(stderr=True))
+    agent = SupplierAgent(agent_config, progress=bars)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         agent.stop()
