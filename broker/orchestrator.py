@@ -6,6 +6,9 @@ Supplier steps become one task per participating supplier (deterministic task id
 again after a restart changes nothing); they finish when every supplier reported, or when the
 task timeout passes and the spec's quorum is met. Whatever ends a job, its pending tasks are
 closed and its raw and prepared rows deleted, with the deletion in the audit log.
+A DP round whose masked vectors did not all arrive is restarted: its steps' results are dropped,
+the restart (new round id, the remaining participants) is persisted in `job_restarts`, and the
+round's steps run again as a new attempt with task ids of their own.
 """
 
 from __future__ import annotations
@@ -13,16 +16,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
+from broker.dp_steps import DP_ACTIONS, RoundRestart
 from broker.state import BrokerState
 from broker.steps import ACTIONS, JobContext, StepFailed
 from broker.store import JobRow, TaskRow, now_iso
 from fedsynth.jobs import JobSpec, JobState
-from fedsynth.plans import Party, Step, TaskOutcome, plan_for
+from fedsynth.plans import Party, RoundInfo, Step, TaskOutcome, plan_of, round_start
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +35,22 @@ STEPS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS job_steps (
     job_id TEXT NOT NULL REFERENCES jobs(job_id), step INTEGER NOT NULL, name TEXT NOT NULL,
     result_json TEXT NOT NULL, finished_at TEXT NOT NULL, PRIMARY KEY (job_id, step));
+CREATE TABLE IF NOT EXISTS job_restarts (
+    job_id TEXT NOT NULL REFERENCES jobs(job_id), round INTEGER NOT NULL,
+    attempt INTEGER NOT NULL, round_id TEXT NOT NULL, participants_json TEXT NOT NULL,
+    reason TEXT NOT NULL, restarted_at TEXT NOT NULL, PRIMARY KEY (job_id, round, attempt));
 """
 POLL_S = 0.5
+ALL_ACTIONS = ACTIONS | DP_ACTIONS
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The latest restart of a DP round: its attempt number, round id and participants."""
+
+    attempt: int
+    round_id: str
+    participants: tuple[str, ...]
 
 
 class Orchestrator:
@@ -87,22 +106,32 @@ class Orchestrator:
             self.state.audit.append(self._uri, "job.started", job.job_id)
         if _age_s(job.created_at) > spec.timeouts.job_s:
             raise StepFailed(f"the job did not finish within timeouts.job_s={spec.timeouts.job_s}")
-        plan = plan_for(spec.topology)
+        plan = plan_of(spec)
         done = self.steps_done(job.job_id)
+        restarts = self.restarts(job.job_id)
         results = {plan[i].name: r for i, r in done.items()}
         participants = [s.supplier for s in spec.suppliers]
         for i, step in enumerate(plan):
+            again = restarts.get(step.round)
+            if again is not None and i == round_start(plan, step.round):
+                participants = [p for p in participants if p in again.participants]
             if i in done:
                 if step.party is Party.SUPPLIERS:
                     participants = sorted(done[i]["suppliers"])
                 continue
             if self._stop.is_set() or not self._running(job.job_id):
                 return
-            ctx = JobContext(self.state, job, spec, results, participants)
+            dp_round = _round(job, spec, step, restarts, participants)
+            ctx = JobContext(self.state, job, spec, results, participants, dp_round)
             if step.party is Party.BROKER:
-                result = ACTIONS[step.action](ctx)
+                try:
+                    result = ALL_ACTIONS[step.action](ctx)
+                except RoundRestart as restart:
+                    self._restart(job.job_id, plan, restarts, restart)
+                    return
             else:
-                waited = self._supplier_step(ctx, i, step)
+                attempt = again.attempt if again is not None else 0
+                waited = self._supplier_step(ctx, i, step, attempt)
                 if waited is None:
                     return
                 result = waited
@@ -111,10 +140,64 @@ class Orchestrator:
             results[step.name] = result
         self._finish(job.job_id, JobState.SUCCEEDED, "")
 
-    def _supplier_step(self, ctx: JobContext, index: int, step: Step) -> dict[str, Any] | None:
+    def restarts(self, job_id: str) -> dict[int, Attempt]:
+        """The latest restart of each DP round of the job that was restarted."""
+        rows = self.state.db.query(
+            "SELECT round, attempt, round_id, participants_json FROM job_restarts "
+            "WHERE job_id = ? ORDER BY round, attempt",
+            (job_id,),
+        )
+        return {
+            int(r["round"]): Attempt(
+                int(r["attempt"]), r["round_id"], tuple(json.loads(r["participants_json"]))
+            )
+            for r in rows
+        }
+
+    def _restart(
+        self, job_id: str, plan: tuple[Step, ...], restarts: dict[int, Attempt], why: RoundRestart
+    ) -> None:
+        """Run DP round `why.number` again without the suppliers that did not deliver."""
+        first = round_start(plan, why.number)
+        previous = restarts.get(why.number)
+        attempt = (previous.attempt if previous is not None else 0) + 1
+        with self.state.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO job_restarts VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    why.number,
+                    attempt,
+                    why.round_id,
+                    json.dumps(sorted(why.participants)),
+                    why.reason,
+                    now_iso(),
+                ),
+            )
+            conn.execute("DELETE FROM job_steps WHERE job_id = ? AND step >= ?", (job_id, first))
+        store = self.state.store
+        for task in store.tasks_of_job(job_id):
+            if task.state == "pending":
+                store.finish_task(task.task_id, False, b"", f"round restarted: {why.reason}")
+        self.state.audit.append(
+            self._uri,
+            "job.round_restarted",
+            job_id,
+            round=why.number,
+            attempt=attempt,
+            round_id=why.round_id,
+            participants=sorted(why.participants),
+            reason=why.reason,
+        )
+        self.state.notify_tasks()
+        log.info("job %s: round %d restarted: %s", job_id, why.number, why.reason)
+
+    def _supplier_step(
+        self, ctx: JobContext, index: int, step: Step, attempt: int = 0
+    ) -> dict[str, Any] | None:
         """Queue the step's tasks once; its result when finished, None while it must wait."""
         store, spec, job_id = self.state.store, ctx.spec, ctx.job.job_id
-        prefix = f"{job_id}.{index}."
+        prefix = f"{job_id}.{index}." if attempt == 0 else f"{job_id}.{index}~{attempt}."
         tasks = {t.supplier: t for t in store.tasks_of_job(job_id) if t.task_id.startswith(prefix)}
         if not tasks:
             inputs = {name: ctx.artifact(name) for name in step.inputs}
@@ -122,6 +205,8 @@ class Orchestrator:
             job = spec.model_dump(mode="json", by_alias=True)
             for supplier in ctx.participants:
                 payload = {"job": job, "rows": shares[supplier], "inputs": inputs}
+                if ctx.dp_round is not None:
+                    payload["dp_round"] = ctx.dp_round.model_dump(mode="json")
                 store.add_task(
                     job_id,
                     supplier,
@@ -193,6 +278,22 @@ def _settle(step: Step, tasks: dict[str, TaskRow], spec: JobSpec) -> dict[str, A
                 f"timeouts.task_s={spec.timeouts.task_s}"
             )
     return {"suppliers": done, "missing": pending, "refused": failed}
+
+
+def _round(
+    job: JobRow, spec: JobSpec, step: Step, restarts: dict[int, Attempt], participants: list[str]
+) -> RoundInfo | None:
+    """The DP round `step` belongs to (its id changes with each restart), or None."""
+    if not step.round or spec.privacy is None:
+        return None
+    again = restarts.get(step.round)
+    round_id = again.round_id if again is not None else f"{job.job_id}/round-{step.round}"
+    return RoundInfo(
+        number=step.round,
+        round_id=round_id,
+        participants=participants,
+        secure=spec.privacy.secure_aggregation,
+    )
 
 
 def _row_shares(rows: int, suppliers: list[str]) -> dict[str, int]:

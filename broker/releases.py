@@ -9,13 +9,15 @@ for operators, and are never served to consumers.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from broker.state import BrokerState
 from broker.store import ReleaseRow, new_id, now_iso
+from fedsynth.plans import ChargeReport
+from fedsynth.privacy.accountant import compose
 from fedsynth.security.attestation import (
     AttestationError,
     SignedDocument,
@@ -79,6 +81,28 @@ def _supplier_reasons(
     return [v.to_json() for v in verdicts], reasons
 
 
+def charges_spent(charges: Mapping[str, Sequence[ChargeReport]], delta: float) -> dict[str, Any]:
+    """The attestation's privacy section from the suppliers' charges for one job, at `delta`.
+
+    Each supplier's charges compose (RDP curves add), as its ledger composes them; the release
+    as a whole spent what the most-charged supplier spent, since each person's rows sit at one
+    supplier. A malformed reported cost fails the release rather than understating the spend.
+    """
+    suppliers = {}
+    for name, items in sorted(charges.items()):
+        total = compose(c.cost() for c in items)
+        suppliers[name] = {
+            "epsilon": total.epsilon_at(delta),
+            "delta": delta,
+            "releases": [{"release_id": c.release_id, "source": c.source} for c in items],
+        }
+    return {
+        "epsilon": max((s["epsilon"] for s in suppliers.values()), default=0.0),
+        "delta": delta,
+        "suppliers": suppliers,
+    }
+
+
 def publish(
     state: BrokerState,
     *,
@@ -90,12 +114,13 @@ def publish(
     job_spec_hash: str,
     topology: str,
     synthesizer: str,
-    privacy_spent: dict[str, float],
+    privacy_spent: dict[str, Any] | None,
     supplier_verdicts: Sequence[SignedDocument] = (),
 ) -> Published:
     """Record a candidate and release it when every verdict passed; raise ReleaseRefused if not.
 
     `dataset` is Parquet bytes or a path to a Parquet file (streamed, for large outputs).
+    `privacy_spent` is the (epsilon, delta) the release spent, None for a job without DP.
     """
     store, artifacts = state.store, state.artifacts
     data = (

@@ -15,14 +15,16 @@ from functools import reduce
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
-from broker.releases import ReleaseRefused, publish
+from broker.releases import ReleaseRefused, charges_spent, publish
 from broker.state import BrokerState
 from broker.store import JobRow
 from fedsynth import audit
 from fedsynth.audit.html import render_html
 from fedsynth.frame import conform
 from fedsynth.jobs import JobSpec, Topology
+from fedsynth.plans import RoundInfo, TaskOutcome
 from fedsynth.prep import PrepSpec, output_schema
 from fedsynth.prep import run as prepare
 from fedsynth.prep.harmonize import TOKEN_PREFIXES
@@ -48,6 +50,7 @@ class JobContext:
     spec: JobSpec
     results: dict[str, dict[str, Any]]
     participants: list[str]
+    dp_round: RoundInfo | None = None
 
     @property
     def broker_uri(self) -> str:
@@ -98,7 +101,8 @@ class JobContext:
         return self.state.artifacts.path(sha256).read_bytes()
 
 
-def _parquet(frame: pd.DataFrame) -> bytes:
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """A table as Parquet bytes, for the artifact store."""
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)
     return buffer.getvalue()
@@ -134,7 +138,7 @@ def fit_and_sample(ctx: JobContext) -> dict[str, Any]:
     return {
         "artifacts": {
             "model": artifacts.put_bytes(model.to_artifact().to_bytes()).sha256,
-            "candidate": artifacts.put_bytes(_parquet(candidate)).sha256,
+            "candidate": artifacts.put_bytes(parquet_bytes(candidate)).sha256,
         }
     }
 
@@ -181,12 +185,36 @@ def _release(
             job_spec_hash=ctx.job.spec_sha256,
             topology=ctx.spec.topology.value,
             synthesizer=ctx.spec.synthesizer.name,
-            privacy_spent={},
+            privacy_spent=_privacy_spent(ctx),
             supplier_verdicts=verdicts,
         )
     except ReleaseRefused as exc:
         raise StepFailed(f"release refused: {'; '.join(exc.reasons)}") from exc
     return {"release_id": published.release_id, "candidate_id": published.candidate_id}
+
+
+def _privacy_spent(ctx: JobContext) -> dict[str, Any] | None:
+    """What the release spent: the model's cost where the broker fitted it, else the charges
+    the suppliers' ledgers recorded for this job (restarted rounds included); None without DP."""
+    if ctx.spec.privacy is None:
+        return None
+    if ctx.spec.topology in {Topology.CENTRAL, Topology.PREPARED}:
+        return {**ctx.results["synthesize_centrally"]["privacy"], "accounted_by": "broker"}
+    charges: dict[str, list[Any]] = {}
+    for task in ctx.state.store.tasks_of_job(ctx.job.job_id):
+        if task.state != "done":
+            continue
+        try:
+            outcome = TaskOutcome.model_validate_json(task.result_json or b"{}")
+        except ValidationError:
+            continue
+        charges.setdefault(task.supplier, []).extend(outcome.charges)
+    try:
+        return charges_spent({s: c for s, c in charges.items() if c}, ctx.spec.privacy.delta)
+    except ValueError as exc:
+        raise StepFailed(f"a supplier reported a privacy charge that cannot be read: {exc}") from (
+            exc
+        )
 
 
 def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
@@ -247,7 +275,7 @@ def merge_and_release(ctx: JobContext) -> dict[str, Any]:
         "reasons": reasons,
         "supplier_verdicts": summary,
     }
-    return _release(ctx, _parquet(merged), report, verdicts)
+    return _release(ctx, parquet_bytes(merged), report, verdicts)
 
 
 def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
@@ -272,9 +300,13 @@ def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
     else:
         pooled = pd.concat([f[schema.names] for f in frames], ignore_index=True)
     train, holdout = holdout_split(pooled, ctx.spec.holdout_share, ctx.spec.seed)
-    model = synthesizer_class(ctx.spec.synthesizer.name)(**ctx.spec.synthesizer.params)
+    model = synthesizer_class(ctx.spec.synthesizer.name)(**ctx.spec.model_params())
     model.fit(train, schema)
     candidate = model.sample(ctx.spec.rows, seed=ctx.spec.seed)
+    privacy = None
+    if ctx.spec.privacy is not None:
+        delta = ctx.spec.privacy.delta
+        privacy = {"epsilon": model.privacy_cost_.epsilon_at(delta), "delta": delta}
     report = audit.run(
         train,
         candidate,
@@ -287,8 +319,9 @@ def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
     return {
         "verdict": report.verdict,
         "linked_rows": linked,
+        "privacy": privacy,
         "artifacts": {
-            "candidate": artifacts.put_bytes(_parquet(candidate)).sha256,
+            "candidate": artifacts.put_bytes(parquet_bytes(candidate)).sha256,
             "report": artifacts.put_bytes(report.to_json().encode()).sha256,
             "report_html": artifacts.put_bytes(render_html(report).encode()).sha256,
         },

@@ -14,12 +14,23 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from fedsynth.audit.policy import AuditPolicy
 from fedsynth.documents import describe_problems
 from fedsynth.prep.pipeline import output_schema
 from fedsynth.prep.spec import PrepSpec
+from fedsynth.privacy.spec import PrivacySpec
 from fedsynth.schema import TableSchema
+
+DP_SYNTHESIZERS = frozenset({"dp-marginal", "dp-copula"})
+"""Synthesizers that are differentially private by construction: they need a privacy section."""
+DP_CAPABLE = DP_SYNTHESIZERS | {"tvae"}
+"""Synthesizers a privacy section applies to (`tvae` trains with DP-SGD when it has one)."""
+FEDERATED_SYNTHESIZERS = ("copula", "dp-marginal", "dp-copula")
+"""Synthesizers fitted from sums that k suppliers can add up (`federated` jobs)."""
+PRIVACY_PARAMS = frozenset({"epsilon", "delta"})
+"""Synthesizer parameters a job's privacy section owns (and `clip` for dp-copula)."""
 
 
 class Topology(StrEnum):
@@ -114,6 +125,11 @@ class JobSpec(BaseModel):
         None, ge=1, description="Suppliers that must finish; default all of them."
     )
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    privacy: PrivacySpec | None = Field(
+        None,
+        description="The (epsilon, delta) this job may spend; required by a DP synthesizer "
+        "(dp-marginal, dp-copula, or tvae trained with DP-SGD), refused by any other.",
+    )
 
     @field_validator("suppliers")
     @classmethod
@@ -126,36 +142,124 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
+        problems = self._structure_problems() + self._privacy_problems()
+        if problems:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("job_spec", "{message}", {"message": message}),
+                        loc=loc,
+                        input=None,
+                    )
+                    for loc, message in problems
+                ],
+            )
+        return self
+
+    def _structure_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        problems: list[tuple[tuple[str, ...], str]] = []
         if self.quorum is not None and self.quorum > len(self.suppliers):
-            raise ValueError(
-                f"quorum {self.quorum} exceeds the {len(self.suppliers)} supplier(s) listed"
+            problems.append(
+                (
+                    ("quorum",),
+                    f"quorum {self.quorum} exceeds the {len(self.suppliers)} supplier(s) listed",
+                )
             )
         if self.target is not None and self.target not in self.table_schema.names:
-            raise ValueError(f"target {self.target!r} is not a schema column")
-        if self.topology is Topology.FEDERATED and self.synthesizer.name != "copula":
-            raise ValueError(
-                f"federated jobs fit from merged statistics; synthesizer {self.synthesizer.name!r}"
-                " is not mergeable, use 'copula'"
+            problems.append((("target",), f"target {self.target!r} is not a schema column"))
+        name = self.synthesizer.name
+        if self.topology is Topology.FEDERATED and name not in FEDERATED_SYNTHESIZERS:
+            hint = (
+                "; DP-TVAE trained by federated averaging is not supported yet: use 'dp-marginal'"
+                " or 'dp-copula', or topology 'local'"
+                if name == "tvae"
+                else ""
+            )
+            problems.append(
+                (
+                    ("synthesizer", "name"),
+                    f"federated jobs fit from merged statistics; synthesizer {name!r} is not "
+                    f"mergeable, use {', '.join(map(repr, FEDERATED_SYNTHESIZERS))}{hint}",
+                )
             )
         for s in self.suppliers:
             unknown = sorted(set(s.columns or []) - set(self.table_schema.names))
             if unknown:
-                raise ValueError(
-                    f"supplier {s.supplier!r} lists columns {unknown} not in the schema"
+                problems.append(
+                    (
+                        ("suppliers",),
+                        f"supplier {s.supplier!r} lists columns {unknown} not in the schema",
+                    )
                 )
         if self.vertical:
             if self.topology is not Topology.PREPARED:
-                raise ValueError(
-                    "sources split by column are linked on tokens made at the sites with their "
-                    "shared secret, which the broker never holds: use topology 'prepared'"
+                problems.append(
+                    (
+                        ("topology",),
+                        "sources split by column are linked on tokens made at the sites with "
+                        "their shared secret, which the broker never holds: use topology "
+                        "'prepared'",
+                    )
                 )
             unlinked = [s.supplier for s in self.suppliers if not self.prep_for_has_linkage(s)]
             if unlinked:
-                raise ValueError(f"suppliers {unlinked} need a prep spec with a 'linkage' section")
+                problems.append(
+                    (("prep",), f"suppliers {unlinked} need a prep spec with a 'linkage' section")
+                )
         strangers = sorted(set(self.prep) - {s.supplier for s in self.suppliers})
         if strangers:
-            raise ValueError(f"prep specs given for suppliers not in the job: {strangers}")
-        return self
+            problems.append(
+                (("prep",), f"prep specs given for suppliers not in the job: {strangers}")
+            )
+        return problems
+
+    def _privacy_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """A DP synthesizer takes its budget from the privacy section, and only from there."""
+        name = self.synthesizer.name
+        problems: list[tuple[tuple[str, ...], str]] = []
+        if name in DP_SYNTHESIZERS and self.privacy is None:
+            problems.append(
+                (
+                    ("privacy",),
+                    f"synthesizer {name!r} is differentially private: add a 'privacy' section "
+                    "with the epsilon (and delta) this job may spend",
+                )
+            )
+        if self.privacy is not None and name not in DP_CAPABLE:
+            problems.append(
+                (
+                    ("privacy",),
+                    f"synthesizer {name!r} is not differentially private, so a privacy section "
+                    f"would promise what it cannot keep: use one of {sorted(DP_CAPABLE)} or "
+                    "remove the section",
+                )
+            )
+        owned = PRIVACY_PARAMS | ({"clip"} if name == "dp-copula" else set())
+        for param in sorted(owned & set(self.synthesizer.params)):
+            if name in DP_CAPABLE:
+                problems.append(
+                    (
+                        ("synthesizer", "params", param),
+                        f"{param} is set by the job's privacy section (privacy.{param}), not "
+                        "by synthesizer params: move it there",
+                    )
+                )
+        return problems
+
+    def model_params(self) -> dict[str, Any]:
+        """The synthesizer's constructor parameters, with the budget from the privacy section."""
+        params = dict(self.synthesizer.params)
+        if self.privacy is not None:
+            params |= {"epsilon": self.privacy.epsilon, "delta": self.privacy.delta}
+            if self.synthesizer.name == "dp-copula":
+                params["clip"] = self.privacy.clip
+        return params
+
+    @property
+    def differentially_private(self) -> bool:
+        """Whether the job's synthesizer spends a privacy budget."""
+        return self.privacy is not None
 
     def prep_for(self, supplier: str, source: str) -> PrepSpec:
         """The preparation `supplier` applies to `source`: its own spec, or the default one."""

@@ -2,7 +2,8 @@
 
 It names the data sources, the broker and the TLS material, and — enforced here at the site,
 never by the broker — the egress policy: what may leave, for which topologies, and the audit
-bar the site's own synthetic output must clear.
+bar the site's own synthetic output must clear; and the privacy caps: the most (epsilon, delta)
+that DP releases may spend on each source over all jobs (no cap: no DP task is accepted).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fedsynth.documents import describe_problems
 from fedsynth.jobs import Topology
+from fedsynth.privacy.spec import BudgetCap
 
 
 class ArtifactKind(StrEnum):
@@ -39,6 +41,9 @@ class FileSource(_Strict):
     path: Path
     delimiter: str | None = Field(None, description="CSV delimiter; sniffed when omitted.")
     encoding: str = "utf-8"
+    privacy_cap: BudgetCap | None = Field(
+        None, description="This source's own privacy cap; default: the agent's privacy_cap."
+    )
 
 
 class SqlSource(_Strict):
@@ -52,6 +57,9 @@ class SqlSource(_Strict):
     query: str = Field(min_length=1, description="SELECT statement returning the source rows.")
     password_env: str | None = Field(
         None, description="Environment variable holding the password (kept out of the file)."
+    )
+    privacy_cap: BudgetCap | None = Field(
+        None, description="This source's own privacy cap; default: the agent's privacy_cap."
     )
 
     def resolved_url(self) -> str:
@@ -124,6 +132,11 @@ class AgentConfig(_Strict):
         description="File (mode 0600) with the linkage secret shared by the suppliers; it "
         "never leaves the site and the broker never holds it.",
     )
+    privacy_cap: BudgetCap | None = Field(
+        None,
+        description="The most (epsilon, delta) DP releases may spend on each source, over all "
+        "jobs (a source's own privacy_cap overrides it); without any cap, DP tasks are refused.",
+    )
 
     @field_validator("broker")
     @classmethod
@@ -141,6 +154,10 @@ class AgentConfig(_Strict):
             raise AgentConfigError(
                 f"no source {name!r} in this agent's config; configured: {sorted(self.sources)}"
             ) from None
+
+    def privacy_cap_for(self, name: str) -> BudgetCap | None:
+        """The cap on source `name`: its own, else the agent's; None when neither is set."""
+        return self.source(name).privacy_cap or self.privacy_cap
 
     @classmethod
     def load(cls, path: str | Path) -> AgentConfig:

@@ -21,16 +21,19 @@ from fedsynth import audit
 from fedsynth.audit.html import render_html
 from fedsynth.files import atomic_path, atomic_write_bytes, atomic_write_text
 from fedsynth.jobs import JobSpec
-from fedsynth.plans import TaskKind
+from fedsynth.plans import RoundInfo, TaskKind
 from fedsynth.prep import run as prepare
 from fedsynth.prep.tokens import LinkageSecret
+from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import SignedDocument, sign_document
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.splits import holdout_split
-from fedsynth.synth import GaussianCopula, SufficientStats, synthesizer_class
+from fedsynth.synth import GaussianCopula, SufficientStats, Synthesizer, synthesizer_class
 from supplier_agent.audit_bar import site_policy
 from supplier_agent.config import AgentConfig, ArtifactKind
+from supplier_agent.dp_tasks import DP_HANDLERS, charge, local_budget
+from supplier_agent.outgoing import OutFile, Outgoing, TaskRefused
 from supplier_agent.sources import read_source
 
 VERDICT_FORMAT = "fedsynth.supplier-verdict/v1"
@@ -42,6 +45,8 @@ EGRESS: dict[TaskKind, ArtifactKind] = {
     TaskKind.SYNTHESIZE_LOCALLY: ArtifactKind.SYNTHETIC,
     TaskKind.UPLOAD_PREPARED: ArtifactKind.PREPARED,
     TaskKind.UPLOAD_RAW: ArtifactKind.RAW,
+    TaskKind.SECAGG_ANNOUNCE: ArtifactKind.STATISTICS,
+    TaskKind.DP_MEASURE: ArtifactKind.STATISTICS,
 }
 
 
@@ -55,27 +60,7 @@ class TaskPayload(BaseModel):
     inputs: dict[str, str] = Field(
         default_factory=dict, description="Input name -> SHA-256 of an artifact to fetch."
     )
-
-
-class TaskRefused(Exception):
-    """The site declines the task; the message is the reason the operator reads."""
-
-
-@dataclass(frozen=True)
-class OutFile:
-    """A file produced for the broker, and what kind of artifact it is for the egress policy."""
-
-    name: str
-    kind: ArtifactKind
-    path: Path
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A handler's output: the JSON result and the files that go with it."""
-
-    result: dict[str, Any]
-    files: tuple[OutFile, ...] = ()
+    dp_round: RoundInfo | None = Field(None, description="The DP round a round task is part of.")
 
 
 @dataclass
@@ -242,8 +227,9 @@ def synthesize_locally(ctx: TaskContext) -> Outgoing:
     """Fit, sample and audit here; only output that clears the site's audit bar leaves."""
     job = ctx.payload.job
     schema = ctx.schema()
+    book = local_budget(ctx)
     train, holdout = ctx.split()
-    model = synthesizer_class(job.synthesizer.name)(**job.synthesizer.params)
+    model = synthesizer_class(job.synthesizer.name)(**job.model_params())
     model.fit(train, schema)
     synthetic = model.sample(ctx.payload.rows, seed=job.seed)
     report = _audit(ctx, train, synthetic, holdout)
@@ -252,12 +238,23 @@ def synthesize_locally(ctx: TaskContext) -> Outgoing:
         raise TaskRefused(
             f"this site's synthetic output failed its own audit ({failed}); nothing was sent"
         )
+    charges = _charge_local(ctx, book, model)
     path = _write_parquet(ctx.workdir / "synthetic.parquet", synthetic)
     verdict = _verdict(ctx, report, _sha256(path))
     return Outgoing(
-        {"verdict": verdict, "rows": len(synthetic)},
+        {"verdict": verdict, "rows": len(synthetic), "charges": charges},
         (OutFile(path.name, ArtifactKind.SYNTHETIC, path),),
     )
+
+
+def _charge_local(
+    ctx: TaskContext, book: PrivacyLedger | None, model: Synthesizer
+) -> list[dict[str, Any]]:
+    """A DP model's whole cost, charged before its synthetic rows leave; nothing without DP."""
+    if book is None:
+        return []
+    report = charge(ctx, book, model.privacy_cost_)  # type: ignore[attr-defined]
+    return [report.model_dump(mode="json")]
 
 
 def upload_prepared(ctx: TaskContext) -> Outgoing:
@@ -279,6 +276,7 @@ HANDLERS: dict[TaskKind, Callable[[TaskContext], Outgoing]] = {
     TaskKind.SYNTHESIZE_LOCALLY: synthesize_locally,
     TaskKind.UPLOAD_PREPARED: upload_prepared,
     TaskKind.UPLOAD_RAW: upload_raw,
+    **DP_HANDLERS,
 }
 
 

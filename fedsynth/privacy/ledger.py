@@ -141,6 +141,22 @@ class PrivacyLedger:
             )
             return result
 
+    def check(self, source: str, cost: PrivacyCost) -> None:
+        """Raise BudgetExceeded if charging `cost` to `source` now would pass its cap.
+
+        Read-only: lets a site refuse a task before it touches data; `charge` still decides.
+        """
+        cap = self.cap_for(source)
+        with self._open() as db:
+            total = _spent(compose([*self._costs(db, source), cost]), cap)
+        if total.epsilon > cap.epsilon + _TOLERANCE or total.delta > cap.delta + _TOLERANCE:
+            raise BudgetExceeded(
+                f"supplier {self.supplier!r}, source {source!r}: {cost.label or 'this release'} "
+                f"would bring the spend to epsilon {total.epsilon:.4g}, delta {total.delta:.3g}, "
+                f"over the cap ({cap.epsilon}, {cap.delta}); ask for less or raise the cap in the "
+                "agent's config"
+            )
+
     def spent(self, source: str) -> Spent:
         """What `source` has spent so far."""
         with self._open() as db:

@@ -116,6 +116,15 @@ class FixedPoint:
         )
 
 
+FEDERATED_BOUND_BITS = 38
+"""Each party's values stay within +-2^38 / parties, so k parties' sum cannot wrap at 24 bits."""
+
+
+def fixed_point_for(parties: int) -> FixedPoint:
+    """The encoding every party of a federated DP round and the broker agree on."""
+    return FixedPoint(bound=2.0**FEDERATED_BOUND_BITS / max(parties, 1), parties=parties)
+
+
 @dataclass
 class SecAggParty:
     """One supplier's side: announce a signed key, then mask its encoded vector."""
@@ -130,11 +139,12 @@ class SecAggParty:
         ):
             raise SecAggError("the signing key must be the supplier's ECDSA P-256 private key")
 
-    def announce(self, round_: SecAggRound) -> KeyAnnouncement:
-        """A fresh key pair for this round, its public half signed by the certificate key."""
+    def announce(self, round_: SecAggRound, key: X25519PrivateKey | None = None) -> KeyAnnouncement:
+        """A key pair for this round (fresh unless the caller made `key` to keep it across a
+        restart), its public half signed by the certificate key."""
         if self.supplier not in round_.participants:
             raise SecAggError(f"{self.supplier!r} is not a participant of {round_.round_id!r}")
-        key = X25519PrivateKey.generate()
+        key = key if key is not None else X25519PrivateKey.generate()
         self._keys[round_.round_id] = key
         raw = key.public_key().public_bytes(
             serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -148,6 +158,11 @@ class SecAggParty:
             public_key=base64.b64encode(raw).decode(),
             signature=base64.b64encode(signature).decode(),
         )
+
+    def resume(self, round_id: str, key: X25519PrivateKey) -> None:
+        """Take back the key this party announced for `round_id` (kept by an agent that
+        announced in one task and masks in the next)."""
+        self._keys[round_id] = key
 
     def mask(
         self,

@@ -28,6 +28,8 @@ SUPPLIERS = ("north", "south", "east")
 STRICT = "strict"
 ROWS = 300
 ALL_TOPOLOGIES = ["local", "federated", "prepared", "central"]
+PRIVACY_CAP = {"epsilon": 50.0, "delta": 1e-5}
+TINY_PRIVACY_CAP = {"epsilon": 0.5, "delta": 1e-5}
 
 SCHEMA: dict[str, Any] = {
     "name": "patients",
@@ -178,6 +180,7 @@ def _agent_config(
         "egress": {**egress, "topologies": ALL_TOPOLOGIES},
         "reconnect": {"initial_s": 0.2, "max_s": 2.0},
         "linkage_secret": str(root / "linkage.key"),
+        "privacy_cap": TINY_PRIVACY_CAP if strict else PRIVACY_CAP,
     }
     path = root / name / "agent.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +197,7 @@ def make_federation(
     sql_site: str = "east",
 ) -> Federation:
     """PKI, broker config and agent configs; `sql_site` reads from SQLite, the others from CSV;
-    with `strict`, one more site lets only statistics leave."""
+    with `strict`, one more site lets only statistics leave and has a tiny privacy cap."""
     pki = FederationCA.init(root / "pki", FEDERATION)
     pki.issue(Role.BROKER, "broker", dns_names=("localhost",), ip_addresses=("127.0.0.1",))
     names = (*suppliers, STRICT) if strict else suppliers

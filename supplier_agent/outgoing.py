@@ -1,0 +1,30 @@
+"""What a task handler hands back to the agent: its result, its files, or a refusal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supplier_agent.config import ArtifactKind
+
+
+class TaskRefused(Exception):
+    """The site declines the task; the message is the reason the operator reads."""
+
+
+@dataclass(frozen=True)
+class OutFile:
+    """A file produced for the broker, and what kind of artifact it is for the egress policy."""
+
+    name: str
+    kind: ArtifactKind
+    path: Path
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A handler's output: the JSON result and the files that go with it."""
+
+    result: dict[str, Any]
+    files: tuple[OutFile, ...] = ()

@@ -1,0 +1,209 @@
+"""Differential privacy in jobs, end to end with real agents on 127.0.0.1 (the harness gives
+them privacy caps, STRICT a tiny one): federated dp-marginal with and without secure aggregation
+(the broker's sums carry the noise of one central release, or k times it), budgets charged at
+the sites before anything leaves, a cap that refuses a job, a round restarted without a
+supplier that never delivered, and attestations stating the spend."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from consumer_client import Client
+from fedsynth.jobs import JobSpec
+from fedsynth.prep import PrepSpec
+from fedsynth.prep import run as prepare
+from fedsynth.privacy.accountant import PrivacyCost, compose
+from fedsynth.privacy.rounds import start_model, vector_from_bytes
+from fedsynth.privacy.secagg import fixed_point_for
+from fedsynth.schema import TableSchema
+from fedsynth.security.principals import Role
+from fedsynth.splits import holdout_split
+from supplier_agent.config import AgentConfig
+from supplier_agent.dp_tasks import LEDGER_FILE
+from supplier_agent.egress import EgressLog
+from supplier_agent.sources import read_source
+from tests.federation.harness import SCHEMA, STRICT, SUPPLIERS, Federation, job
+from tests.federation.test_topology_federated import (
+    pooled_training_rows,
+    step_result,
+    stored,
+)
+
+EPSILON, DELTA = 1.0, 1e-6
+FINE = {"bins": 1024}
+"""Fine bins: well over a thousand noisy cells per job; their mean z^2 has sd under 4%."""
+
+
+def dp_job(
+    name: str,
+    topology: str = "federated",
+    suppliers: tuple[str, ...] = SUPPLIERS,
+    *,
+    secure: bool = True,
+    synthesizer: str = "dp-marginal",
+    params: dict[str, Any] | None = None,
+    **extra: Any,
+) -> JobSpec:
+    data = job(name, topology, suppliers, **extra).model_dump(mode="json", by_alias=True)
+    data["synthesizer"] = {"name": synthesizer, "params": params or {}}
+    data["privacy"] = {"epsilon": EPSILON, "delta": DELTA, "secure_aggregation": secure}
+    return JobSpec.model_validate(data)
+
+
+def attestation(fed: Federation, job_id: str) -> dict[str, Any]:
+    with Client(fed.broker.address, **fed.broker.identity(Role.CONSUMER, "alice")) as client:
+        (release,) = [r for r in client.list() if r.job_id == job_id]
+        return client.show(release.release_id).attestation
+
+
+def state_dir(fed: Federation, name: str) -> Path:
+    return Path(yaml.safe_load(fed.agents[name].config_path.read_text())["state_dir"])
+
+
+def charged(fed: Federation, name: str, release_ids: list[str]) -> float:
+    """Epsilon, at the job's delta, of what `name`'s own ledger recorded under these releases."""
+    with sqlite3.connect(state_dir(fed, name) / LEDGER_FILE) as db:
+        rows = db.execute("SELECT release_id, rdp FROM charges WHERE source = 'patients'")
+        curves = {release: json.loads(rdp) for release, rdp in rows}
+    assert set(release_ids) <= set(curves)
+    return compose(PrivacyCost(rdp=tuple(curves[r])) for r in release_ids).epsilon_at(DELTA)
+
+
+def site_training_rows(fed: Federation, name: str) -> pd.DataFrame:
+    schema = TableSchema.from_dict(SCHEMA)
+    config = AgentConfig.load(fed.agents[name].config_path)
+    prepared, _ = prepare(
+        read_source(config.source("patients")), PrepSpec(source="patients"), schema
+    )
+    return holdout_split(prepared, 0.2, 0)[0]
+
+
+def standardized_noise(fed: Federation, job_id: str, spec: JobSpec) -> np.ndarray:
+    """(broker's summed noisy counts - exact pooled counts) / central noise sd, both rounds."""
+    pooled, _ = pooled_training_rows(fed)
+    model = start_model(spec)
+    parts = []
+    for number in (1, 2):
+        sha = step_result(fed, job_id, f"sum_{number}")["artifacts"][f"round_{number}_sum"]
+        noisy = vector_from_bytes(stored(fed, sha), masked=False)
+        exact = model.counts(pooled)
+        parts.append((noisy - exact) / np.sqrt(model.noise_variances()))
+        model.absorb(noisy)
+    return np.concatenate(parts)
+
+
+def test_federated_dp_marginal_under_secure_aggregation_releases_and_charges_every_site(
+    federation: Federation,
+) -> None:
+    spec = dp_job("dp-secure", params=FINE)
+    job_id = federation.submit(spec)
+    finished = federation.wait(job_id)
+    assert finished.state == "succeeded", finished.reason
+    spent = attestation(federation, job_id)["privacy_spent"]
+    assert spent["delta"] == DELTA and 0.99 * EPSILON <= spent["epsilon"] <= EPSILON + 1e-9
+    assert sorted(spent["suppliers"]) == sorted(SUPPLIERS)
+    for name in SUPPLIERS:
+        releases = [r["release_id"] for r in spent["suppliers"][name]["releases"]]
+        assert len(releases) == 2
+        assert charged(federation, name, releases) == pytest.approx(
+            spent["suppliers"][name]["epsilon"]
+        )
+
+    z = standardized_noise(federation, job_id, spec)
+    assert z.size > 1000
+    assert 0.85 < float(np.mean(z**2)) < 1.18
+
+    north = step_result(federation, job_id, "measure_1")["suppliers"]["north"]
+    upload = stored(federation, north["uploads"]["measurement.bin"])
+    seen = fixed_point_for(3).decode(vector_from_bytes(upload, masked=True))
+    own = start_model(spec).counts(site_training_rows(federation, "north"))
+    assert seen.shape == own.shape and np.median(np.abs(seen - own)) > 1e6
+
+
+def test_without_secure_aggregation_the_sum_carries_k_times_the_noise(
+    federation: Federation,
+) -> None:
+    spec = dp_job("dp-clear", secure=False, params=FINE)
+    job_id = federation.submit(spec)
+    finished = federation.wait(job_id)
+    assert finished.state == "succeeded", finished.reason
+    z = standardized_noise(federation, job_id, spec)
+    assert z.size > 1000
+    assert 2.55 < float(np.mean(z**2)) < 3.5
+    assert attestation(federation, job_id)["privacy_spent"]["epsilon"] <= EPSILON + 1e-9
+
+
+def test_a_site_whose_cap_is_too_small_refuses_before_anything_leaves(
+    federation: Federation,
+) -> None:
+    job_id = federation.submit(dp_job("dp-over-cap", suppliers=("north", STRICT)))
+    finished = federation.wait(job_id)
+    assert finished.state == "failed"
+    assert STRICT in finished.reason and "over the cap" in finished.reason
+    state = state_dir(federation, STRICT)
+    assert not [e for e in EgressLog(state / "egress.jsonl").entries() if e.job == job_id]
+    if (state / LEDGER_FILE).exists():
+        with sqlite3.connect(state / LEDGER_FILE) as db:
+            assert not db.execute("SELECT * FROM charges").fetchall()
+
+
+def test_local_and_central_dp_jobs_attest_their_spend_and_a_non_dp_job_attests_none(
+    federation: Federation,
+) -> None:
+    local = federation.submit(dp_job("dp-local", "local", ("north", "east")))
+    central = federation.submit(dp_job("dp-central", "central", ("north", "south")))
+    plain = federation.submit(job("plain-local", "local", ("south", "east")))
+    for job_id in (local, central, plain):
+        finished = federation.wait(job_id)
+        assert finished.state == "succeeded", finished.reason
+    spent = attestation(federation, local)["privacy_spent"]
+    assert sorted(spent["suppliers"]) == ["east", "north"]
+    assert 0.99 * EPSILON <= spent["epsilon"] <= EPSILON + 1e-9
+    for name in ("north", "east"):
+        (release,) = spent["suppliers"][name]["releases"]
+        assert charged(federation, name, [release["release_id"]]) == pytest.approx(spent["epsilon"])
+    central_spent = attestation(federation, central)["privacy_spent"]
+    assert central_spent["accounted_by"] == "broker"
+    assert 0.99 * EPSILON <= central_spent["epsilon"] <= EPSILON + 1e-9
+    assert attestation(federation, plain)["privacy_spent"] is None
+
+
+def test_a_supplier_that_never_delivers_its_masked_vector_restarts_the_round_without_it(
+    federation: Federation,
+) -> None:
+    victim = federation.agents["south"]
+    source = victim.config_path.parent / "patients.csv"
+    kept = source.read_bytes()
+    source.unlink()
+    os.mkfifo(source)
+    try:
+        job_id = federation.submit(dp_job("dp-dropout", quorum=2, timeouts={"task_s": 6}))
+        finished = federation.wait(job_id)
+    finally:
+        victim.kill()
+        source.unlink()
+        source.write_bytes(kept)
+        victim.start()
+    assert finished.state == "succeeded", finished.reason
+    with sqlite3.connect(federation.broker.state_dir / "broker.sqlite3") as db:
+        restarts = db.execute(
+            "SELECT round, participants_json FROM job_restarts WHERE job_id = ?", (job_id,)
+        ).fetchall()
+    assert [(n, json.loads(p)) for n, p in restarts] == [(1, ["east", "north"])]
+    spent = attestation(federation, job_id)["privacy_spent"]
+    assert sorted(spent["suppliers"]) == ["east", "north"]
+    for name in ("east", "north"):
+        releases = [r["release_id"] for r in spent["suppliers"][name]["releases"]]
+        assert len(releases) == 3
+        assert spent["suppliers"][name]["epsilon"] > EPSILON
+    summed = step_result(federation, job_id, "sum_1")["summed"]
+    assert summed == ["east", "north"]
