@@ -28,6 +28,7 @@ from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
 from supplier_agent.config import AgentConfig, ArtifactKind, Reconnect
 from supplier_agent.egress import EgressLog, EgressRefused, check_egress
 from supplier_agent.journal import TaskJournal
+from supplier_agent.rows_cache import PreparedRowsCache
 from supplier_agent.tasks import (
     EGRESS,
     HANDLERS,
@@ -78,6 +79,7 @@ class SupplierAgent:
     ) -> None:
         self.config = config
         self.progress = progress
+        self.rows_cache = PreparedRowsCache()
         self.journal = TaskJournal(config.state_dir / "journal.sqlite3")
         self.egress_log = EgressLog(config.state_dir / "egress.jsonl")
         self._rng = random.Random(seed)
@@ -173,6 +175,8 @@ class SupplierAgent:
                 payload,
                 workdir,
                 lambda sha, path: self._fetch(stub, sha, path),
+                self.rows_cache,
+                self.progress,
             )
             try:
                 outgoing = HANDLERS[kind](context)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,11 @@ from fedsynth.audit.html import render_html
 from fedsynth.files import atomic_path, atomic_write_bytes, atomic_write_text
 from fedsynth.jobs import JobSpec
 from fedsynth.plans import RoundInfo, TaskKind
+from fedsynth.prep import PrepSpec
 from fedsynth.prep import run as prepare
 from fedsynth.prep.tokens import LinkageSecret
 from fedsynth.privacy.ledger import PrivacyLedger
+from fedsynth.progress import ProgressFactory, no_progress
 from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import SignedDocument, sign_document
 from fedsynth.security.certificates import load_cert, load_key
@@ -34,6 +36,7 @@ from supplier_agent.audit_bar import site_policy
 from supplier_agent.config import AgentConfig, ArtifactKind
 from supplier_agent.dp_tasks import DP_HANDLERS, charge, local_budget
 from supplier_agent.outgoing import OutFile, Outgoing, TaskRefused
+from supplier_agent.rows_cache import PreparedRowsCache
 from supplier_agent.sources import read_source
 
 VERDICT_FORMAT = "fedsynth.supplier-verdict/v1"
@@ -73,6 +76,8 @@ class TaskContext:
     payload: TaskPayload
     workdir: Path
     fetch: Callable[[str, Path], Path]
+    rows_cache: PreparedRowsCache = field(default_factory=PreparedRowsCache)
+    progress: ProgressFactory = no_progress
 
     @property
     def reports(self) -> Path:
@@ -102,9 +107,15 @@ class TaskContext:
         return read_source(self.config.source(self.source))
 
     def prepared_rows(self) -> pd.DataFrame:
-        """This site's rows of the source, prepared with the job's prep spec for this site."""
+        """This site's rows of the source, prepared with the job's prep spec for this site
+        (once per job: every task of the job works on the same prepared rows)."""
+        spec = self.payload.job.prep_for(self.config.name, self.source)
+        return self.rows_cache.get(
+            self.job_id, self.source, spec.model_dump_json(), lambda: self._prepare(spec)
+        )
+
+    def _prepare(self, spec: PrepSpec) -> pd.DataFrame:
         job = self.payload.job
-        spec = job.prep_for(self.config.name, self.source)
         secret = None
         if spec.linkage is not None:
             if self.config.linkage_secret is None:
@@ -230,7 +241,8 @@ def synthesize_locally(ctx: TaskContext) -> Outgoing:
     book = local_budget(ctx)
     train, holdout = ctx.split()
     model = synthesizer_class(job.synthesizer.name)(**job.model_params())
-    model.fit(train, schema)
+    with ctx.progress(f"fitting {job.synthesizer.name} for job {ctx.job_id}") as update:
+        model.fit(train, schema, progress=update)
     synthetic = model.sample(ctx.payload.rows, seed=job.seed)
     report = _audit(ctx, train, synthetic, holdout)
     if report.verdict != "pass":

@@ -26,7 +26,7 @@ class RecordedBars:
         yield lambda done, total: updates.append((done, total))
 
 
-def test_agent_shows_progress_for_each_upload_and_fetch_of_a_federated_job(
+def test_agent_shows_progress_for_each_transfer_and_fit_it_makes(
     federation: Federation,
 ) -> None:
     process = federation.agents["north"]
@@ -36,12 +36,13 @@ def test_agent_shows_progress_for_each_upload_and_fetch_of_a_federated_job(
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()
     try:
-        finished = federation.wait(federation.submit(job("progress-bars", "federated")))
+        jobs = [federation.submit(job(f"progress-{t}", t)) for t in ("federated", "local")]
+        finished = [federation.wait(j) for j in jobs]
     finally:
         agent.stop()
         runner.join(timeout=30)
         process.start()
-    assert finished.state == "succeeded", finished.reason
+    assert [f.state for f in finished] == ["succeeded"] * 2, [f.reason for f in finished]
     sends = [(d, u) for d, unit, u in bars.bars if d.startswith("sending") and unit == "bytes"]
     fetches = [(d, u) for d, unit, u in bars.bars if d.startswith("fetching") and unit == "bytes"]
     assert len(sends) >= 2 and len(fetches) >= 2
@@ -50,3 +51,7 @@ def test_agent_shows_progress_for_each_upload_and_fetch_of_a_federated_job(
         assert total is not None and done == total > 0, description
     for description, updates in fetches:
         assert updates and updates[-1][0] > 0, description
+    fits = [u for d, unit, u in bars.bars if d.startswith("fitting") and unit == "steps"]
+    assert len(fits) == 1 and fits[0]
+    done, total = fits[0][-1]
+    assert total is not None and done == total > 0
