@@ -347,6 +347,15 @@ class Store:
                 (sha256, now_iso(), upload_id),
             )
 
+    def encrypted_holders(self, sha256: str) -> list[str]:
+        """Ids of live (receiving or complete) encrypted uploads of the object `sha256`."""
+        rows = self.db.query(
+            "SELECT upload_id FROM uploads WHERE sha256 = ? AND encrypted = 1"
+            " AND state IN ('receiving', 'complete')",
+            (sha256,),
+        )
+        return [r["upload_id"] for r in rows]
+
     def uploads_of_job(self, job_id: str) -> list[UploadRow]:
         ids = self.db.query("SELECT upload_id FROM uploads WHERE job_id = ?", (job_id,))
         return [u for r in ids if (u := self.upload(r["upload_id"])) is not None]

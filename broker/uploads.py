@@ -356,13 +356,18 @@ class UploadReceiver:
             )
 
     def purge_job(self, job_id: str, actor: str) -> int:
-        """Delete the encrypted raw and prepared rows of a finished job; return how many."""
+        """Delete the encrypted raw and prepared rows of a finished job; return how many.
+
+        Objects are stored by content, so the same rows uploaded for another job that is still
+        running are one file: it is deleted when the last job holding it ends.
+        """
         purged = 0
         for row in self.store.uploads_of_job(job_id):
             if row.encrypted and row.state in {"complete", "receiving"}:
-                self.artifacts.delete(row.sha256, encrypted=True)
                 self._part_path(row.upload_id).unlink(missing_ok=True)
                 self.store.set_upload_state(row.upload_id, "purged")
+                if not self.store.encrypted_holders(row.sha256):
+                    self.artifacts.delete(row.sha256, encrypted=True)
                 purged += 1
         if purged:
             self.audit.append(actor, "rows.purged", job_id, uploads=purged)

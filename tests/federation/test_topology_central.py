@@ -42,9 +42,12 @@ def test_a_site_allowing_only_statistics_fails_a_central_job_and_sends_no_row(
 def test_central_job_releases_an_audited_dataset_and_deletes_the_raw_rows(
     federation: Federation,
 ) -> None:
-    job_id = federation.submit(job("central-release", "central"))
+    # A twin job running at the same time uploads the very same raw rows (one stored object):
+    # whichever ends first must not delete the rows the other still needs.
+    job_id, twin = (federation.submit(job(n, "central")) for n in ("central-release", "twin"))
     finished = federation.wait(job_id)
     assert finished.state == "succeeded", finished.reason
+    assert federation.wait(twin).state == "succeeded"
     with Client(
         federation.broker.address, **federation.broker.identity(Role.CONSUMER, "alice")
     ) as client:
@@ -56,6 +59,10 @@ def test_central_job_releases_an_audited_dataset_and_deletes_the_raw_rows(
     assert {kind for _, kind, _ in sent} == {"UPLOAD_KIND_RAW"} and len(sent) == 3
     assert {state for _, _, state in sent} == {"purged"}
     assert "rows.purged" in audit_actions(federation, job_id)
+    with sqlite3.connect(federation.broker.state_dir / "broker.sqlite3") as db:
+        stored = {s for (s,) in db.execute("SELECT sha256 FROM uploads WHERE job_id = ?", (twin,))}
+    artifacts = federation.broker.state_dir / "artifacts" / "sha256"
+    assert stored and not [s for s in stored if (artifacts / s[:2] / f"{s}.enc").exists()]
     for name in SUPPLIERS:
         outbox = federation.agents[name].config_path.parent / "state" / "outbox"
         assert not list(outbox.rglob("*.parquet")), f"{name} kept a copy of its raw rows"
