@@ -11,10 +11,13 @@ from types import FrameType
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
+from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.progress import progress_bar
 from supplier_agent.agent import SupplierAgent
 from supplier_agent.config import AgentConfig, AgentConfigError
+from supplier_agent.dp_tasks import LEDGER_FILE
 
 app = typer.Typer(
     name="fedsynth-supplier",
@@ -55,6 +58,36 @@ def run(
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     agent.run()
+
+
+@app.command("budget")
+def budget(
+    config: Path = typer.Option(..., "--config", help="The agent's YAML config (agent.yaml)."),
+) -> None:
+    """Privacy budget of every source: the cap, what DP jobs spent, and what is left."""
+    try:
+        agent_config = AgentConfig.load(config)
+    except AgentConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    path = agent_config.state_dir / LEDGER_FILE
+    table = Table("source", "cap epsilon", "cap delta", "charges", "spent epsilon", "left")
+    for source in sorted(agent_config.sources):
+        cap = agent_config.privacy_cap_for(source)
+        if cap is None:
+            table.add_row(source, "none: DP tasks refused", "", "", "", "")
+            continue
+        book = PrivacyLedger(path, supplier=agent_config.name, cap=cap)
+        spent = book.spent(source)
+        table.add_row(
+            source,
+            f"{cap.epsilon:g}",
+            f"{cap.delta:g}",
+            str(len(book.history(source))),
+            f"{spent.epsilon:.4g}",
+            f"{book.remaining_epsilon(source):.4g}",
+        )
+    Console(soft_wrap=True).print(table)
 
 
 def main() -> None:

@@ -6,12 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from fedsynth.jobs import JobSpec
 from fedsynth.plans import RoundInfo
+from fedsynth.privacy.accountant import approximate_cost
+from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.privacy.spec import BudgetCap
+from supplier_agent.cli import app
 from supplier_agent.config import AgentConfig, AgentConfigError
-from supplier_agent.dp_tasks import dp_measure, secagg_announce
+from supplier_agent.dp_tasks import LEDGER_FILE, dp_measure, secagg_announce
 from supplier_agent.outgoing import TaskRefused
 from supplier_agent.tasks import TaskContext, TaskPayload, synthesize_locally
 
@@ -101,3 +105,21 @@ def test_a_cap_too_small_for_the_whole_fit_refuses_before_any_data_is_read(
             handler(ctx)
     with pytest.raises(TaskRefused, match=r"over the cap \(0.5"):
         synthesize_locally(context(load(tmp_path), tmp_path, "local", "admissions"))
+
+
+def test_budget_command_shows_each_sources_cap_spend_and_remainder(tmp_path: Path) -> None:
+    config = load(tmp_path)
+    book = PrivacyLedger(
+        config.state_dir / LEDGER_FILE, supplier="hospital-a", cap=BudgetCap(epsilon=4.0)
+    )
+    book.charge("registry", "job-1/round-1", approximate_cost(1.5, 0.0))
+    result = CliRunner().invoke(app, ["budget", "--config", str(tmp_path / "agent.yaml")])
+    assert result.exit_code == 0, result.output
+    cells = [
+        [c.strip() for c in line.strip("│ ").split("│")]
+        for line in result.output.splitlines()
+        if line.startswith("│")
+    ]
+    rows = {row[0]: row[1:] for row in cells}
+    assert rows["registry"] == ["4", "1e-05", "1", "1.5", "2.5"]
+    assert rows["admissions"] == ["0.5", "1e-06", "0", "0", "0.5"]
