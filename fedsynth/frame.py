@@ -68,7 +68,7 @@ def _cast(series: pd.Series, column: Column) -> pd.Series:
         return series.astype("Int64")
     if isinstance(column, CategoricalColumn):
         if not isinstance(series.dtype, pd.CategoricalDtype):
-            series = series.map(lambda v: v if pd.isna(v) else _category_text(v))
+            series = category_texts(series)
         values = series.astype("object")
         unknown = set(values.dropna().unique()) - set(column.domain)
         if unknown:
@@ -79,7 +79,16 @@ def _cast(series: pd.Series, column: Column) -> pd.Series:
     return series.astype(dtype)
 
 
-def _category_text(value: object) -> str:
+def category_texts(series: pd.Series) -> pd.Series:
+    """Each value as the text a categorical domain lists (1.0 -> "1", True -> "true"); missing
+    values stay missing. Text columns, the usual case, pass through without a Python loop."""
+    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        return series
+    return series.map(category_text, na_action="ignore")
+
+
+def category_text(value: object) -> str:
+    """One value as domain text."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():

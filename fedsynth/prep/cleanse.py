@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fedsynth.frame import category_texts
 from fedsynth.prep.spec import DedupSpec, RangeAction, RangeRule
 from fedsynth.schema import (
     BooleanColumn,
@@ -51,7 +52,7 @@ def schema_violations(values: pd.Series, column: Column) -> Iterator[Violation]:
     if isinstance(column, NumericalColumn):
         yield from _numeric_violations(values, column, present)
     elif isinstance(column, CategoricalColumn):
-        text = values.map(_category_text, na_action="ignore")
+        text = category_texts(values)
         outside = present & ~text.isin(column.domain)
         yield Violation("domain", outside, f"not one of {column.domain}; map it under 'values'")
     elif isinstance(column, BooleanColumn) and not pd.api.types.is_bool_dtype(values.dtype):
@@ -104,11 +105,3 @@ def duplicates(frame: pd.DataFrame, rule: DedupSpec) -> pd.Series:
     dup = np.zeros(len(frame), dtype=bool)
     dup[complete] = frame.loc[complete, keys].astype(object).duplicated(keep=rule.keep).to_numpy()
     return pd.Series(dup, index=frame.index)
-
-
-def _category_text(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
