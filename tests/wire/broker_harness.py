@@ -57,10 +57,16 @@ class BrokerProcess:
             stdout=subprocess.DEVNULL,
             stderr=open(self.root / "broker.log", "ab"),  # noqa: SIM115
         )
-        with grpc.insecure_channel(self.health_address) as channel:
-            stub = health_pb2_grpc.HealthStub(channel)
-            reply = stub.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=60)
-        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        try:
+            with grpc.insecure_channel(self.health_address) as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                reply = stub.Check(
+                    health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=120
+                )
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        except BaseException:
+            self.stop()  # a broker that never answered must not outlive the test run
+            raise
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
