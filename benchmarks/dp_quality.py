@@ -13,11 +13,14 @@ Then federated against central at epsilon 1: 3 suppliers, each adding 1/3 of the
 summed under secure aggregation, against one central fit, each repeated with fresh noise.
 DP-TVAE's training throughput (rows per second per epoch) is recorded with the device it ran on
 (CUDA when torch sees one).
+`dp-marginal` and MST are fitted REPEATS times with fresh noise (their quality moves by a point
+or two from one noise draw to the next) and compared by their mean; the others once.
 The schemas' bounds come from the whole table, as in the synthesizers benchmark (they stand for a
 public schema). Peers (smartnoise-synth, SDMetrics) are imported here only.
 
     python benchmarks/dp_quality.py                       # everything
     python benchmarks/dp_quality.py --tables wage --epsilons 1 none
+    python benchmarks/dp_quality.py --tables txhousing --epsilons 1 --models dp-marginal mst
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ TARGETS = {"wage": "health_ins", "creditcard": "card", "txhousing": "city"}
 SUPPLIERS = ("north", "south", "west")
 FEDERATED_REPEATS = 5
 """Fresh noise each time: one draw's quality varies by a few points, the mean much less."""
+REPEATS = 3
+MODELS = ("dp-marginal", "dp-copula", "dp-tvae", "mst", "federated")
+REPEATED = ("dp-marginal", "mst")
 
 
 def model_for(name: str, epsilon: float | None) -> Synthesizer:
@@ -65,7 +71,9 @@ def model_for(name: str, epsilon: float | None) -> Synthesizer:
     return TVAESynthesizer(epochs=TVAE_EPOCHS, batch_size=250, epsilon=epsilon, delta=DELTA)
 
 
-def mst_sample(train: pd.DataFrame, schema: TableSchema, epsilon: float, n: int) -> pd.DataFrame:
+def mst_sample(
+    train: pd.DataFrame, schema: TableSchema, epsilon: float, n: int, seed: int = 0
+) -> pd.DataFrame:
     """smartnoise-synth MST on the public bins dp-marginal uses; numbers drawn within bins."""
     from snsynth import Synthesizer as SmartnoiseSynthesizer
 
@@ -79,7 +87,7 @@ def mst_sample(train: pd.DataFrame, schema: TableSchema, epsilon: float, n: int)
     mst = SmartnoiseSynthesizer.create("mst", epsilon=epsilon, delta=DELTA)
     mst.fit(codes, categorical_columns=list(codes.columns), preprocessor_eps=0.0)
     drawn = mst.sample(n)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     out = {}
     for column, cells in zip(schema.modelled_columns, layout, strict=True):
         values = cells.draw(drawn[column.name].to_numpy().astype(np.int64), rng)
@@ -132,54 +140,66 @@ def federated_marginal(train: pd.DataFrame, schema: TableSchema, epsilon: float)
 
 
 def evaluate(
-    key: str, name: str, epsilon: float | None, synthetic: pd.DataFrame, seconds: float, data: dict
+    key: str,
+    name: str,
+    epsilon: float | None,
+    synthetic: pd.DataFrame,
+    seconds: float,
+    data: dict,
+    repeat: int = 0,
 ) -> dict[str, Any]:
     train, test, schema = data["train"], data["test"], data["schema"]
     row = {
         "table": key,
         "model": name,
         "epsilon": "none" if epsilon is None else epsilon,
+        "repeat": repeat,
         "fit_s": seconds,
         **quality(test, synthetic, schema),
         "tstr": tstr(plain(train, schema), plain(test, schema), synthetic, TARGETS[key]),
     }
     print(
-        f"{key:<11} {name:<12} {row['epsilon']!s:>5} {seconds:>7.1f} {row['quality']:>7.3f} "
+        f"{key:<11} {name:<12} {row['epsilon']!s:>5} {repeat:>2} {seconds:>7.1f} "
+        f"{row['quality']:>7.3f} "
         f"{row['tstr']:>6.3f}",
         flush=True,
     )
     return row
 
 
-def run(tables: list[str], epsilons: list[float | None], with_mst: bool) -> dict[str, Any]:
+def run(
+    tables: list[str], epsilons: list[float | None], models: list[str], repeats: int
+) -> dict[str, Any]:
     rows, throughput, federated = [], [], []
     for key in tables:
         df, schema = load_table(key)
         train, test = split(df)
         data = {"train": train, "test": test, "schema": schema}
         for epsilon in epsilons:
-            for name in ("dp-marginal", "dp-copula", "dp-tvae"):
-                model = model_for(name, epsilon)
-                start = time.perf_counter()
-                model.fit(train, schema)
-                seconds = time.perf_counter() - start
-                synthetic = plain(model.sample(len(train), seed=0), schema)
-                rows.append(evaluate(key, name, epsilon, synthetic, seconds, data))
-                if name == "dp-tvae":
-                    throughput.append(
-                        {
-                            "table": key,
-                            "epsilon": "none" if epsilon is None else epsilon,
-                            "device": str(model.device_),
-                            "rows_per_s_per_epoch": len(train) * TVAE_EPOCHS / seconds,
-                        }
-                    )
-            if with_mst and epsilon is not None:
-                start = time.perf_counter()
-                synthetic = mst_sample(train, schema, epsilon, len(train))
-                seconds = time.perf_counter() - start
-                rows.append(evaluate(key, "mst", epsilon, synthetic, seconds, data))
-        for repeat in range(FEDERATED_REPEATS):
+            for name in [m for m in ("dp-marginal", "dp-copula", "dp-tvae") if m in models]:
+                for repeat in range(repeats if name in REPEATED else 1):
+                    model = model_for(name, epsilon)
+                    start = time.perf_counter()
+                    model.fit(train, schema)
+                    seconds = time.perf_counter() - start
+                    synthetic = plain(model.sample(len(train), seed=repeat), schema)
+                    rows.append(evaluate(key, name, epsilon, synthetic, seconds, data, repeat))
+                    if name == "dp-tvae":
+                        throughput.append(
+                            {
+                                "table": key,
+                                "epsilon": "none" if epsilon is None else epsilon,
+                                "device": str(model.device_),
+                                "rows_per_s_per_epoch": len(train) * TVAE_EPOCHS / seconds,
+                            }
+                        )
+            if "mst" in models and epsilon is not None:
+                for repeat in range(repeats):
+                    start = time.perf_counter()
+                    synthetic = mst_sample(train, schema, epsilon, len(train), seed=repeat)
+                    seconds = time.perf_counter() - start
+                    rows.append(evaluate(key, "mst", epsilon, synthetic, seconds, data, repeat))
+        for repeat in range(FEDERATED_REPEATS if "federated" in models else 0):
             for label in ("central", "federated-secagg"):
                 start = time.perf_counter()
                 model = (
@@ -190,25 +210,36 @@ def run(tables: list[str], epsilons: list[float | None], with_mst: bool) -> dict
                 seconds = time.perf_counter() - start
                 synthetic = plain(model.sample(len(train), seed=repeat), schema)
                 name = f"dp-marginal/{label}"
-                federated.append(evaluate(key, name, 1.0, synthetic, seconds, data))
+                federated.append(evaluate(key, name, 1.0, synthetic, seconds, data, repeat))
     return {"rows": rows, "tvae_throughput": throughput, "federated": federated}
 
 
 def summary(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per table and epsilon: dp-marginal minus MST quality; federated minus central (points)."""
+    """Per table and epsilon: dp-marginal minus MST quality (means over repeats, in points);
+    federated minus central."""
     out = []
-    by = {(r["table"], r["model"], r["epsilon"]): r for r in result["rows"]}
-    for table, model, epsilon in sorted({(t, m, e) for t, m, e in by if m == "mst"}, key=str):
-        ours = by.get((table, "dp-marginal", epsilon))
+    runs: dict[tuple[str, str, Any], list[dict[str, Any]]] = {}
+    for r in result["rows"]:
+        runs.setdefault((r["table"], r["model"], r["epsilon"]), []).append(r)
+    for table, _, epsilon in sorted({k for k in runs if k[1] == "mst"}, key=str):
+        ours, mst = runs.get((table, "dp-marginal", epsilon)), runs[table, "mst", epsilon]
         if ours:
-            mst = by[(table, model, epsilon)]
+            q_ours = [r["quality"] for r in ours]
+            q_mst = [r["quality"] for r in mst]
             out.append(
                 {
                     "table": table,
                     "epsilon": epsilon,
+                    "repeats": len(q_ours),
+                    "dp_marginal_quality_mean": float(np.mean(q_ours)),
+                    "dp_marginal_quality_sd": float(np.std(q_ours)),
+                    "mst_quality_mean": float(np.mean(q_mst)),
+                    "mst_quality_sd": float(np.std(q_mst)),
                     "dp_marginal_minus_mst_quality_points": 100
-                    * (ours["quality"] - mst["quality"]),
-                    "dp_marginal_over_mst_tstr": ours["tstr"] / mst["tstr"],
+                    * float(np.mean(q_ours) - np.mean(q_mst)),
+                    "dp_marginal_over_mst_tstr": float(
+                        np.mean([r["tstr"] for r in ours]) / np.mean([r["tstr"] for r in mst])
+                    ),
                 }
             )
     for table in sorted({r["table"] for r in result["federated"]}):
@@ -240,7 +271,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
     parser.add_argument("--epsilons", nargs="+", default=[str(e) for e in EPSILONS])
-    parser.add_argument("--no-mst", action="store_true", help="skip the smartnoise-synth peer")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument(
+        "--repeats", type=int, default=REPEATS, help="fits of dp-marginal and MST per epsilon"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (small CPUs: 1)")
     args = parser.parse_args()
     epsilons = [None if e in ("none", "None") else float(e) for e in args.epsilons]
@@ -252,8 +286,10 @@ def main() -> None:
         f"device: {device} ({platform.processor() or platform.machine()}, torch threads "
         f"{torch.get_num_threads()}); delta {DELTA}"
     )
-    print(f"{'table':<11} {'model':<12} {'eps':>5} {'fit s':>7} {'quality':>7} {'tstr':>6}")
-    result = run(args.tables, epsilons, not args.no_mst)
+    print(
+        f"{'table':<11} {'model':<12} {'eps':>5} {'#':>2} {'fit s':>7} {'quality':>7} {'tstr':>6}"
+    )
+    result = run(args.tables, epsilons, args.models, args.repeats)
     result["summary"] = summary(result)
     for entry in result["summary"]:
         print(json.dumps(entry))
@@ -265,6 +301,7 @@ def main() -> None:
             "torch_threads": torch.get_num_threads(),
             "delta": DELTA,
             "tvae_epochs": TVAE_EPOCHS,
+            "repeats": args.repeats,
             "split": "the 80/20 split of synth_vs_sdv; quality against the 20% holdout",
             **result,
         },

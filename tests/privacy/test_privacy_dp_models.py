@@ -8,11 +8,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from fedsynth.privacy.secagg import FixedPoint, SecAggParty, SecAggRound, secure_sum
-from fedsynth.schema import SchemaError, TableSchema
+from fedsynth.schema import CategoricalColumn, NumericalColumn, SchemaError, TableSchema
 from fedsynth.synth.base import Synthesizer
 from fedsynth.synth.constraints import ConstraintError
 from fedsynth.synth.dp_copula import DPGaussianCopula
-from fedsynth.synth.dp_marginal import DPMarginalSynthesizer
+from fedsynth.synth.dp_marginal import DPMarginalSynthesizer, _groups, column_cells
 from fedsynth.synth.stats import StatsError
 
 SCHEMA = TableSchema.from_dict(
@@ -168,3 +168,16 @@ def test_a_third_round_or_a_round_before_start_is_refused(model_cls: type) -> No
     model = model_cls(epsilon=2.0).fit(_people(), SCHEMA)
     with pytest.raises(ValueError, match="start"):
         model.absorb(np.zeros(3))
+
+
+def test_round_two_pools_rare_categories_and_merges_sparse_neighbouring_bins() -> None:
+    numbers = column_cells(NumericalColumn(name="x", min=0, max=100, nullable=True), bins=8)
+    counts = np.array([50.0, 40.0, 3.0, 4.0, 2.0, 30.0, 1.0, 0.0, 25.0])
+    assert _groups(numbers, counts, threshold=20.0).tolist() == [0, 1, 2, 2, 2, 2, 2, 2, 3]
+    counts[-1] = 5.0
+    assert _groups(numbers, counts, threshold=20.0)[-1] == 2
+    letters = column_cells(
+        CategoricalColumn(name="c", domain=["a", "b", "r1", "r2"], nullable=False), bins=8
+    )
+    labels = _groups(letters, np.array([500.0, 3.0, 400.0, 1.0]), threshold=20.0)
+    assert labels.tolist() == [0, 2, 1, 2]
