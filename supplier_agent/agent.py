@@ -14,6 +14,7 @@ import logging
 import random
 import shutil
 import threading
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -80,6 +81,7 @@ class SupplierAgent:
         self.config = config
         self.progress = progress
         self.rows_cache = PreparedRowsCache()
+        self._after_report: list[Callable[[], None]] = []
         self.journal = TaskJournal(config.state_dir / "journal.sqlite3")
         self.egress_log = EgressLog(config.state_dir / "egress.jsonl")
         self._rng = random.Random(seed)
@@ -145,6 +147,11 @@ class SupplierAgent:
             timeout=60,
         )
         log.info("task %s (%s): %s", task.task_id, task.kind, "done" if ok else outcome["error"])
+        while self._after_report:
+            try:
+                self._after_report.pop(0)()
+            except Exception:
+                log.exception("site-only work after task %s failed", task.task_id)
 
     def _execute(
         self, stub: supplier_pb2_grpc.SupplierServiceStub, task: supplier_pb2.Task
@@ -177,6 +184,7 @@ class SupplierAgent:
                 lambda sha, path: self._fetch(stub, sha, path),
                 self.rows_cache,
                 self.progress,
+                self._after_report,
             )
             try:
                 outgoing = HANDLERS[kind](context)

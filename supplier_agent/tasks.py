@@ -78,6 +78,8 @@ class TaskContext:
     fetch: Callable[[str, Path], Path]
     rows_cache: PreparedRowsCache = field(default_factory=PreparedRowsCache)
     progress: ProgressFactory = no_progress
+    after_report: list[Callable[[], None]] = field(default_factory=list)
+    """Site-only work the agent does once the task's result has reached the broker."""
 
     @property
     def reports(self) -> Path:
@@ -194,7 +196,9 @@ def _audit(
         real, synthetic, ctx.schema(), holdout=holdout, target=job.target, policy=policy
     )
     atomic_write_text(ctx.reports / "audit.json", report.to_json())
-    atomic_write_text(ctx.reports / "audit.html", render_html(report))
+    # The HTML is for the site's own staff: drawing it need not hold up the job.
+    html = ctx.reports / "audit.html"
+    ctx.after_report.append(lambda: atomic_write_text(html, render_html(report)))
     return report
 
 

@@ -26,13 +26,14 @@ class RecordedBars:
         yield lambda done, total: updates.append((done, total))
 
 
-def test_agent_shows_progress_for_each_transfer_and_fit_it_makes(
+def test_agent_shows_progress_for_each_transfer_and_fit_and_keeps_its_html_reports(
     federation: Federation,
 ) -> None:
     process = federation.agents["north"]
     process.stop()
     bars = RecordedBars()
-    agent = SupplierAgent(AgentConfig.load(process.config_path), progress=bars)
+    config = AgentConfig.load(process.config_path)
+    agent = SupplierAgent(config, progress=bars)
     runner = threading.Thread(target=agent.run, daemon=True)
     runner.start()
     try:
@@ -55,3 +56,5 @@ def test_agent_shows_progress_for_each_transfer_and_fit_it_makes(
     assert len(fits) == 1 and fits[0]
     done, total = fits[0][-1]
     assert total is not None and done == total > 0
+    reports = list((config.state_dir / "reports").glob("*/audit.json"))
+    assert reports and all((r.parent / "audit.html").stat().st_size > 0 for r in reports)
