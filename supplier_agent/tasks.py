@@ -7,7 +7,6 @@ handler runs, so no handler ever reads data for a task the site refuses.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from fedsynth.security.attestation import SignedDocument, sign_document
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.splits import holdout_split
 from fedsynth.synth import GaussianCopula, SufficientStats, Synthesizer, synthesizer_class
+from fedsynth.wire.transfer import file_digest
 from supplier_agent.audit_bar import site_policy
 from supplier_agent.config import AgentConfig, ArtifactKind
 from supplier_agent.dp_tasks import DP_HANDLERS, charge, local_budget
@@ -158,7 +158,8 @@ def _write_parquet(path: Path, frame: pd.DataFrame) -> Path:
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Hash a file in chunks: synthetic tables can be larger than the memory to spare."""
+    return file_digest(path).sha256
 
 
 def marginal_stats(ctx: TaskContext) -> Outgoing:
