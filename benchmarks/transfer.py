@@ -23,9 +23,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent import futures
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -254,15 +253,21 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def best_of(
-    repeat: int, code: str, args: Callable[[int], list[str]], server_pid: int | None = None
+    repeat: int,
+    code: str,
+    args: list[str],
+    server_pid: int | None = None,
+    *,
+    numbered: bool = False,
 ) -> dict[str, float]:
     """The fastest of `repeat` runs of a child (the least disturbed by other work on the
     machine), with the peak memory of the hungriest, every run's seconds, and the CPU seconds
-    the child and the serving process spent in the fastest."""
+    the child and the serving process spent in the fastest. `numbered` passes each run its
+    number as a last argument (uploads need a fresh name per run)."""
 
     def once(attempt: int) -> dict[str, float]:
         before = process_cpu_seconds(server_pid) if server_pid else 0.0
-        result = measure(code, *args(attempt))
+        result = measure(code, *args, *([str(attempt)] if numbered else []))
         if server_pid:
             result["server_cpu"] = process_cpu_seconds(server_pid) - before
         return result
@@ -301,10 +306,8 @@ def bare(
     address = f"127.0.0.1:{port}"
     creds = [str(pki.directory / "ca.pem"), str(ccert), str(ckey)]
     try:
-        down = best_of(repeat, BARE_DOWN, lambda _: [address, str(total), mode, *creds], server.pid)
-        up = best_of(
-            repeat, BARE_UP, lambda _: [address, str(total), mode, *creds, str(chunk)], server.pid
-        )
+        down = best_of(repeat, BARE_DOWN, [address, str(total), mode, *creds], server.pid)
+        up = best_of(repeat, BARE_UP, [address, str(total), mode, *creds, str(chunk)], server.pid)
     finally:
         server.terminate()
         server.wait()
@@ -340,7 +343,7 @@ def run(mib: int, small_mib: int, chunk: int, scratch_root: Path, repeat: int) -
         copy_to = root / "copy.parquet"
         ca = str(pki.directory / "ca.pem")
         for sync in ("nosync", "fsync"):
-            copy = best_of(repeat, COPY, partial(lambda s, _: [str(big), str(copy_to), s], sync))
+            copy = best_of(repeat, COPY, [str(big), str(copy_to), sync])
             copy_to.unlink()
             label = "local file copy" + (" + fsync" if sync == "fsync" else "")
             rows.append({"path": label, "direction": "-", "bytes": total, **copy})
@@ -355,13 +358,8 @@ def run(mib: int, small_mib: int, chunk: int, scratch_root: Path, repeat: int) -
             for size, path in sorted(files.items(), reverse=True):
                 nbytes = path.stat().st_size
                 sup = pki.paths_for(Role.SUPPLIER, "site-a")
-                upload_args = [ca, str(sup[0]), str(sup[1]), job_id, str(path), str(chunk)]
-                up = best_of(
-                    repeat,
-                    UPLOAD,
-                    partial(lambda a, attempt: [address, *a, str(attempt)], upload_args),
-                    proc.pid,
-                )
+                upload_args = [address, ca, *map(str, sup), job_id, str(path), str(chunk)]
+                up = best_of(repeat, UPLOAD, upload_args, proc.pid, numbered=True)
                 up["broker_peak_rss_mib"] = peak_rss_mib(proc.pid)
                 rows.append(
                     {
@@ -386,7 +384,7 @@ def run(mib: int, small_mib: int, chunk: int, scratch_root: Path, repeat: int) -
                 reader = pki.paths_for(Role.CONSUMER, "reader")
                 out = root / "pulled.parquet"
                 pull_args = [address, ca, *map(str, reader), published.release_id, str(out)]
-                down = best_of(repeat, PULL, partial(lambda a, _: a, pull_args), proc.pid)
+                down = best_of(repeat, PULL, pull_args, proc.pid)
                 down["broker_peak_rss_mib"] = peak_rss_mib(proc.pid)
                 assert file_digest(out).sha256 == published.attestation["dataset"]["sha256"]
                 out.unlink()

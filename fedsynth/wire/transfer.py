@@ -39,24 +39,33 @@ class ObjectDigest:
 
 def file_digest(path: str | Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> ObjectDigest:
     """SHA-256 and size of a file, read in chunks."""
-    hasher = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk_bytes):
-            hasher.update(block)
-            size += len(block)
+    hasher, size = _hash_chunks(path, None, chunk_bytes)
     return ObjectDigest(hasher.hexdigest(), size)
 
 
 def read_chunks(
-    path: str | Path, offset: int = 0, chunk_bytes: int = DEFAULT_CHUNK_BYTES
+    path: str | Path,
+    offset: int = 0,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    end: int | None = None,
 ) -> Iterator[tuple[int, bytes]]:
-    """Yield (offset, bytes) slices of a file from `offset`."""
+    """Yield (offset, bytes) slices of a file from `offset`, up to `end` when given."""
+    if end is not None and offset >= end:
+        return
     with open(path, "rb") as fh:
         fh.seek(offset)
-        while block := fh.read(chunk_bytes):
+        while block := fh.read(chunk_bytes if end is None else min(chunk_bytes, end - offset)):
             yield offset, block
             offset += len(block)
+
+
+def _hash_chunks(path: str | Path, end: int | None, chunk_bytes: int) -> tuple[hashlib._Hash, int]:
+    """SHA-256 state and length of a file's first `end` bytes (all of it when None)."""
+    hasher, size = hashlib.sha256(), 0
+    for _, block in read_chunks(path, 0, chunk_bytes, end):
+        hasher.update(block)
+        size += len(block)
+    return hasher, size
 
 
 def upload_file(
@@ -113,9 +122,8 @@ def _upload_messages(
     on_progress: Progress | None,
 ) -> Iterator[supplier_pb2.UploadChunk]:
     """Chunks from the broker's offset; without a declared hash, the last one carries it."""
-    hasher = None if header.sha256 else _prefix_hasher(path, status.received, chunk_bytes)
-    for at, block in read_chunks(path, status.received, chunk_bytes):
-        block = block[: max(0, header.size - at)]
+    hasher = None if header.sha256 else _hash_chunks(path, status.received, chunk_bytes)[0]
+    for at, block in read_chunks(path, status.received, chunk_bytes, header.size):
         end = at + len(block)
         message = supplier_pb2.UploadChunk(upload_id=status.upload_id, offset=at, data=block)
         if hasher is not None:
@@ -125,24 +133,12 @@ def _upload_messages(
         yield message
         if on_progress:
             on_progress(end)
-        if end >= header.size:
+        if end == header.size:
             return
     if hasher is not None and status.received == header.size:
         yield supplier_pb2.UploadChunk(
             upload_id=status.upload_id, offset=header.size, sha256=hasher.hexdigest()
         )
-
-
-def _prefix_hasher(path: str | Path, length: int, chunk_bytes: int) -> hashlib._Hash:
-    """SHA-256 state over the first `length` bytes of a file (to resume hashing mid-upload)."""
-    hasher = hashlib.sha256()
-    if length == 0:
-        return hasher
-    for at, block in read_chunks(path, 0, chunk_bytes):
-        hasher.update(block[: max(0, length - at)])
-        if at + len(block) >= length:
-            break
-    return hasher
 
 
 def _check_stored(
