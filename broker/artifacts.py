@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from fedsynth.files import atomic_path
-from fedsynth.security.atrest import MAGIC, SegmentWriter, read_segments
+from fedsynth.security.atrest import MAGIC, Appendable, SegmentWriter, read_segments
 from fedsynth.wire.transfer import ObjectDigest, read_chunks
 
 
@@ -82,7 +82,7 @@ class ArtifactStore:
                 if block:
                     yield block
 
-    def encrypted_writer(self, sha256: str, fh: BinaryIO, next_index: int = 0) -> SegmentWriter:
+    def encrypted_writer(self, sha256: str, fh: Appendable, next_index: int = 0) -> SegmentWriter:
         """A writer that encrypts an object named `sha256` segment by segment into `fh`."""
         return SegmentWriter(self._key, sha256.encode(), fh, next_index=next_index)
 

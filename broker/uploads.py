@@ -16,7 +16,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO
 
 import grpc
 
@@ -27,6 +26,7 @@ from broker.store import Store, UploadRow
 from fedsynth.jobs import JobSpec, JobState
 from fedsynth.security.atrest import SegmentWriter
 from fedsynth.security.principals import Principal
+from fedsynth.wire.direct_file import DirectAppender
 from fedsynth.wire.transfer import PipelinedSink
 from fedsynth.wire.v1 import supplier_pb2
 
@@ -165,7 +165,7 @@ class UploadReceiver:
         chunks: Iterator[supplier_pb2.UploadChunk],
     ) -> supplier_pb2.UploadStatus:
         row = partial.row
-        with open(self._part_path(row.upload_id), "ab") as fh:
+        with DirectAppender(self._part_path(row.upload_id)) as fh:
             writer = self._writer(partial, fh)
             sink = PipelinedSink(fh.write if writer is None else writer.write, partial.hasher)
             try:
@@ -177,8 +177,7 @@ class UploadReceiver:
                 try:
                     sink.close()
                 finally:
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    fh.fsync()
         if partial.received < row.size:
             return supplier_pb2.UploadStatus(upload_id=row.upload_id, received=partial.received)
         if not partial.row.sha256:
@@ -201,7 +200,7 @@ class UploadReceiver:
                 os.fsync(fh.fileno())
         return self._complete(principal, partial, path)
 
-    def _writer(self, partial: _Partial, fh: BinaryIO) -> SegmentWriter | None:
+    def _writer(self, partial: _Partial, fh: DirectAppender) -> SegmentWriter | None:
         if not partial.row.encrypted:
             return None
         return self.artifacts.encrypted_writer(partial.row.sha256, fh, partial.segments)

@@ -12,7 +12,7 @@ import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -24,6 +24,14 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
 _LENGTH = struct.Struct(">I")
+
+
+class Appendable(Protocol):
+    """Where a segment writer appends: an open binary file, or a direct appender."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def tell(self) -> int: ...
 
 
 class DecryptionError(ValueError):
@@ -55,7 +63,7 @@ def _aad(file_id: bytes, index: int, final: bool) -> bytes:
 class SegmentWriter:
     """Append plaintext to an encrypted file one segment per `write`; `close` seals it."""
 
-    def __init__(self, key: bytes, file_id: bytes, fh: BinaryIO, *, next_index: int = 0) -> None:
+    def __init__(self, key: bytes, file_id: bytes, fh: Appendable, *, next_index: int = 0) -> None:
         self._aead = AESGCM(key)
         self._file_id = file_id
         self._fh = fh

@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 
 from fedsynth.files import atomic_path
+from fedsynth.wire.direct_file import DirectAppender
 from fedsynth.wire.v1 import common_pb2, supplier_pb2, supplier_pb2_grpc
 
 DEFAULT_CHUNK_BYTES = 1024 * 1024
@@ -190,7 +191,7 @@ def _receive(
     received = 0
     info: common_pb2.ObjectInfo | None = None
     last_error: grpc.RpcError | None = None
-    with open(partial, "wb") as out, PipelinedSink(out.write, hasher) as sink:
+    with DirectAppender(partial) as out, PipelinedSink(out.write, hasher) as sink:
         for _ in range(attempts):
             try:
                 for message in open_stream(received):

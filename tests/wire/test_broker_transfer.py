@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import resource
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -244,6 +246,24 @@ def test_download_with_wrong_expected_hash_writes_nothing(tmp_path: Path) -> Non
     with pytest.raises(TransferError, match="altered"):
         download_file(lambda o: stream_object(source, digest, o), target, expected_sha256="a" * 64)
     assert not target.exists()
+
+
+def test_a_failed_write_surfaces_from_the_download_and_leaves_no_file(tmp_path: Path) -> None:
+    source = random_file(tmp_path / "object.bin", 12 * 1024 * 1024)
+    digest = file_digest(source)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8 * CHUNK, hard))
+    try:
+        with pytest.raises(OSError) as caught:
+            download_file(
+                lambda o: stream_object(source, digest, o, chunk_bytes=CHUNK), out_dir / "copy.bin"
+            )
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert caught.value.errno == errno.EFBIG
+    assert list(out_dir.iterdir()) == []
 
 
 def test_encrypted_upload_resumes_after_a_broker_restart(
