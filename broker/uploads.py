@@ -27,7 +27,7 @@ from fedsynth.jobs import JobSpec, JobState
 from fedsynth.security.atrest import SegmentWriter
 from fedsynth.security.principals import Principal
 from fedsynth.wire.direct_file import DirectAppender
-from fedsynth.wire.transfer import PipelinedSink
+from fedsynth.wire.pipeline import PipelinedSink
 from fedsynth.wire.v1 import supplier_pb2
 
 ENCRYPTED_KINDS = frozenset({supplier_pb2.UPLOAD_KIND_RAW, supplier_pb2.UPLOAD_KIND_PREPARED})

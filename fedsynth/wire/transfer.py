@@ -9,8 +9,6 @@ stays bounded by the chunk size on both sides.
 from __future__ import annotations
 
 import hashlib
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import grpc
 
 from fedsynth.files import atomic_path
 from fedsynth.wire.direct_file import DirectAppender
+from fedsynth.wire.pipeline import PipelinedSink, ReadAhead
 from fedsynth.wire.v1 import common_pb2, supplier_pb2, supplier_pb2_grpc
 
 DEFAULT_CHUNK_BYTES = 1024 * 1024
@@ -99,8 +98,11 @@ def upload_file(
             if status.complete:
                 _check_stored(header, status, path, chunk_bytes)
                 return status
-            chunks = _upload_messages(header, status, path, chunk_bytes, on_progress)
-            status = stub.Upload(chunks, timeout=timeout)
+            ahead = ReadAhead(_upload_messages(header, status, path, chunk_bytes))
+            try:
+                status = stub.Upload(_reporting(ahead, on_progress), timeout=timeout)
+            finally:
+                ahead.close()
             if status.complete:
                 return status
         except grpc.RpcError as exc:
@@ -120,9 +122,9 @@ def _upload_messages(
     status: supplier_pb2.UploadStatus,
     path: str | Path,
     chunk_bytes: int,
-    on_progress: Progress | None,
-) -> Iterator[supplier_pb2.UploadChunk]:
-    """Chunks from the broker's offset; without a declared hash, the last one carries it."""
+) -> Iterator[tuple[int, supplier_pb2.UploadChunk]]:
+    """(end offset, chunk) from the broker's offset; without a declared hash, the last chunk
+    carries it."""
     hasher = None if header.sha256 else _hash_chunks(path, status.received, chunk_bytes)[0]
     for at, block in read_chunks(path, status.received, chunk_bytes, header.size):
         end = at + len(block)
@@ -131,15 +133,26 @@ def _upload_messages(
             hasher.update(block)
             if end == header.size:
                 message.sha256 = hasher.hexdigest()
-        yield message
-        if on_progress:
-            on_progress(end)
+        yield end, message
         if end == header.size:
             return
     if hasher is not None and status.received == header.size:
-        yield supplier_pb2.UploadChunk(
-            upload_id=status.upload_id, offset=header.size, sha256=hasher.hexdigest()
+        yield (
+            header.size,
+            supplier_pb2.UploadChunk(
+                upload_id=status.upload_id, offset=header.size, sha256=hasher.hexdigest()
+            ),
         )
+
+
+def _reporting(
+    messages: Iterable[tuple[int, supplier_pb2.UploadChunk]], on_progress: Progress | None
+) -> Iterator[supplier_pb2.UploadChunk]:
+    """The chunks to send; `on_progress` learns each one's end offset once gRPC has taken it."""
+    for end, message in messages:
+        yield message
+        if on_progress:
+            on_progress(end)
 
 
 def _check_stored(
@@ -244,50 +257,18 @@ def stream_object(
     yield common_pb2.DownloadMessage(
         info=common_pb2.ObjectInfo(sha256=digest.sha256, size=digest.size, media_type=media_type)
     )
+    ahead = ReadAhead(_chunk_messages(path, offset, chunk_bytes))
+    try:
+        yield from ahead
+    finally:
+        ahead.close()
+
+
+def _chunk_messages(
+    path: str | Path, offset: int, chunk_bytes: int
+) -> Iterator[common_pb2.DownloadMessage]:
     for at, block in read_chunks(path, offset, chunk_bytes):
         message = common_pb2.DownloadMessage()
         message.chunk.offset = at
         message.chunk.data = block  # set in place: building a Chunk first would copy it twice
         yield message
-
-
-class PipelinedSink:
-    """Hashes and writes blocks on a background thread, so receiving the next chunk overlaps
-    with hashing and writing this one (both release the GIL). The queue is bounded, so memory
-    stays at most `depth` chunks; an error in the worker is raised on the next `put` or `close`.
-    """
-
-    def __init__(self, write: Callable[[bytes], object], hasher: hashlib._Hash, depth: int = 4):
-        self._write = write
-        self._hasher = hasher
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, name="transfer-sink", daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while (block := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._hasher.update(block)
-                    self._write(block)
-                except BaseException as exc:  # surfaced to the producer thread
-                    self._error = exc
-
-    def put(self, block: bytes) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(block)
-
-    def close(self) -> None:
-        """Wait until every block is hashed and written; raise the worker's error if any."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def __enter__(self) -> PipelinedSink:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
