@@ -4,9 +4,9 @@ Moves a generated Parquet file (default 1 GiB) up through the real supplier uplo
 (chunking, SHA-256 on both sides, disk writes, resume bookkeeping) and down through the real
 consumer pull path (attestation check, streaming, SHA-256, atomic write), over mutual TLS on
 loopback against a broker process. In the same run it measures the ceiling: a bare gRPC stream
-of the same number of bytes over mutual TLS with no processing, the same over an insecure
-channel, and a plain local file copy. A smaller file is moved too, to show that peak memory
-does not grow with the file size.
+of the same number of bytes, in chunks of the same size, over mutual TLS with no processing, the
+same over an insecure channel, and a plain local file copy. A smaller file is moved too, to show
+that peak memory does not grow with the file size.
 
     python benchmarks/transfer.py [--mib 1024] [--small-mib 128] [--chunk-kib 1024]
         [--repeat 3] [--scratch /dev/shm --name transfer_tmpfs]   # broker state off the disk
@@ -44,6 +44,7 @@ from fedsynth.jobs import JobSpec
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
+from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.channel import channel_options
 from fedsynth.wire.transfer import file_digest
 from fedsynth.wire.v1 import health_pb2, health_pb2_grpc
@@ -89,7 +90,9 @@ with Client(address, ca=ca, cert=cert, key=key, timeout=3600) as client:
 
 BARE_DOWN = """
 import sys, grpc
+from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.channel import channel_options
+keep_large_buffers()
 address, total, mode, ca, cert, key = sys.argv[1:7]
 options = channel_options(16 << 20)
 if mode == "mtls":
@@ -109,7 +112,9 @@ assert received == int(total), received
 
 BARE_UP = """
 import sys, os, grpc
+from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.channel import channel_options
+keep_large_buffers()
 address, total, mode, ca, cert, key, chunk = sys.argv[1:8]
 options = channel_options(16 << 20)
 if mode == "mtls":
@@ -158,7 +163,9 @@ def make_parquet(path: Path, mib: int) -> Path:
 
 
 def serve_bare(port: int, mode: str, ca: str, cert: str, key: str, chunk: int) -> None:
-    """A gRPC server that streams or swallows raw bytes with no processing (the ceiling)."""
+    """A gRPC server that streams or swallows raw bytes with no processing (the ceiling), its
+    allocator tuned as the broker's is."""
+    keep_large_buffers()
     block = os.urandom(chunk)
 
     def pull(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
