@@ -4,7 +4,8 @@ Under secure aggregation the broker sees each supplier's vector only masked; it 
 2^64, and the masks cancel only when every participant's vector is there. A participant that
 did not deliver makes the broker restart the round without it (a new round id, so no mask is
 reused, and fresh keys); the survivors are charged again for the new round. Each round's decoded
-sum is kept as an artifact: round one's is what the suppliers build round two on.
+sum is kept as an artifact: the earlier rounds' sums are what the suppliers plan the next round
+on, and the last round's sum completes the model.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from pydantic import ValidationError
 from broker.steps import JobContext, StepFailed, parquet_bytes
 from fedsynth.plans import RoundInfo
 from fedsynth.privacy.announcements import KeyBundle, SignedKey
-from fedsynth.privacy.rounds import RoundModel, start_model, vector_bytes, vector_from_bytes
+from fedsynth.privacy.rounds import (
+    RoundModel,
+    absorb_earlier,
+    start_model,
+    vector_bytes,
+    vector_from_bytes,
+)
 from fedsynth.privacy.secagg import SecAggError, SecAggRound, fixed_point_for, unmask_sum
 
 ANNOUNCEMENT = "announcement.json"
@@ -75,9 +82,7 @@ def collect_keys(ctx: JobContext) -> dict[str, Any]:
 def round_model(ctx: JobContext, number: int) -> RoundModel:
     """The job's DP model brought to round `number` from the published sums of earlier rounds."""
     model = start_model(ctx.spec)
-    if number == 2:
-        earlier = ctx.stored(ctx.artifact("round_1_sum"))
-        model.absorb(vector_from_bytes(earlier, masked=False))
+    absorb_earlier(model, [ctx.stored(ctx.artifact(f"round_{k}_sum")) for k in range(1, number)])
     return model
 
 
@@ -106,13 +111,14 @@ def sum_round(ctx: JobContext) -> dict[str, Any]:
             raise StepFailed(f"supplier {supplier!r} sent an unreadable vector: {exc}") from exc
     total = _total(info, vectors)
     model = round_model(ctx, info.number)
+    last = info.number == len(model.round_rhos_)
     try:
         model.absorb(total)
     except ValueError as exc:
         raise StepFailed(f"round {info.number}'s sums do not fit the model: {exc}") from exc
     artifacts = ctx.state.artifacts
     outputs = {f"round_{info.number}_sum": artifacts.put_bytes(vector_bytes(total, masked=False))}
-    if info.number == 2:
+    if last:
         candidate = model.sample(ctx.spec.rows, seed=ctx.spec.seed)
         outputs["model"] = artifacts.put_bytes(model.to_artifact().to_bytes())
         outputs["candidate"] = artifacts.put_bytes(parquet_bytes(candidate))

@@ -5,9 +5,10 @@ participating supplier (its `kind` names the agent's handler), a broker step run
 action of that name. A step's `inputs` name artifacts produced by earlier broker steps that the
 suppliers may fetch. A new topology is a new plan here, not new plumbing.
 
-A `federated` job with a DP synthesizer runs two measurement rounds; under secure aggregation
-each round is announce keys -> collect them -> measure and mask -> unmask the sum, and a round
-whose masked vectors do not all arrive is started again without the missing suppliers.
+A `federated` job with a DP synthesizer runs the model's measurement rounds (as many as it plans
+from the public schema); under secure aggregation each round is announce keys -> collect them ->
+measure and mask -> unmask the sum, and a round whose masked vectors do not all arrive is started
+again without the missing suppliers.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fedsynth.jobs import JobSpec, Topology
 from fedsynth.privacy.accountant import PrivacyCost
+
+MAX_DP_ROUNDS = 8
+"""More measurement rounds than any DP model here plans; a larger round number is refused."""
 
 
 class Party(StrEnum):
@@ -50,7 +54,7 @@ class Step:
     action: str
     inputs: tuple[str, ...] = ()
     round: int = 0
-    """The DP measurement round (1 or 2) this step belongs to; 0 outside DP rounds."""
+    """The DP measurement round (from 1) this step belongs to; 0 outside DP rounds."""
 
 
 class ChargeReport(BaseModel):
@@ -89,7 +93,7 @@ class RoundInfo(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    number: int = Field(ge=1, le=2)
+    number: int = Field(ge=1, le=MAX_DP_ROUNDS)
     round_id: str = Field(min_length=1)
     participants: list[str] = Field(min_length=1)
     secure: bool
@@ -147,7 +151,7 @@ PLANS: dict[Topology, tuple[Step, ...]] = {
 
 
 def _dp_round(number: int, secure: bool) -> tuple[Step, ...]:
-    measured = (f"round_{number - 1}_sum",) if number > 1 else ()
+    measured = tuple(f"round_{earlier}_sum" for earlier in range(1, number))
     measure = TaskKind.DP_MEASURE.value
     if not secure:
         return (
@@ -162,11 +166,11 @@ def _dp_round(number: int, secure: bool) -> tuple[Step, ...]:
     )
 
 
-def dp_federated_plan(secure: bool) -> tuple[Step, ...]:
-    """Two DP measurement rounds, then the sites audit the candidate and the broker releases."""
+def dp_federated_plan(rounds: int, secure: bool) -> tuple[Step, ...]:
+    """The model's DP measurement rounds, then the sites audit the candidate and the broker
+    releases it."""
     return (
-        *_dp_round(1, secure),
-        *_dp_round(2, secure),
+        *(step for number in range(1, rounds + 1) for step in _dp_round(number, secure)),
         _suppliers(TaskKind.AUDIT_CANDIDATE, "candidate"),
         _broker("release_audited"),
     )
@@ -180,7 +184,10 @@ def plan_for(topology: Topology) -> tuple[Step, ...]:
 def plan_of(spec: JobSpec) -> tuple[Step, ...]:
     """The steps of `spec`'s job: its topology's plan, or DP rounds for a DP federated fit."""
     if spec.topology is Topology.FEDERATED and spec.privacy is not None:
-        return dp_federated_plan(spec.privacy.secure_aggregation)
+        from fedsynth.privacy.rounds import round_costs, start_model
+
+        rounds = len(round_costs(start_model(spec)))
+        return dp_federated_plan(rounds, spec.privacy.secure_aggregation)
     return plan_for(spec.topology)
 
 

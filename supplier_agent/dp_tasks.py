@@ -27,11 +27,11 @@ from fedsynth.privacy.accountant import PrivacyCost, approximate_cost, compose
 from fedsynth.privacy.announcements import KeyBundle, SignedKey, certificate_keys
 from fedsynth.privacy.ledger import LedgerError, PrivacyLedger
 from fedsynth.privacy.rounds import (
+    absorb_earlier,
     noise_share,
     round_costs,
     start_model,
     vector_bytes,
-    vector_from_bytes,
 )
 from fedsynth.privacy.secagg import (
     SecAggError,
@@ -102,9 +102,11 @@ def _round(ctx: TaskContext) -> RoundInfo:
     return info
 
 
-def _rest_of_fit(costs: tuple[PrivacyCost, PrivacyCost], info: RoundInfo) -> PrivacyCost:
+def _rest_of_fit(costs: list[PrivacyCost], info: RoundInfo) -> PrivacyCost:
     """What this round and the rounds after it spend: a site that cannot afford the whole fit
     refuses at its first round instead of spending budget on a fit it cannot finish."""
+    if info.number > len(costs):
+        raise TaskRefused(f"round {info.number} is past this job's {len(costs)} rounds")
     return compose(costs[info.number - 1 :])
 
 
@@ -174,9 +176,10 @@ def dp_measure(ctx: TaskContext) -> Outgoing:
     costs = round_costs(model)
     cost = costs[info.number - 1]
     book = check_budget(ctx, _rest_of_fit(costs, info))
-    if info.number == 2:
-        earlier = ctx.input("round_1_sum", ".f64").read_bytes()
-        model.absorb(vector_from_bytes(earlier, masked=False))
+    absorb_earlier(
+        model,
+        [ctx.input(f"round_{k}_sum", ".f64").read_bytes() for k in range(1, info.number)],
+    )
     peers = _peers(ctx, info) if info.secure else None
     key_path = _key_path(ctx, info.round_id)
     if peers is not None and not key_path.exists():

@@ -22,10 +22,15 @@ if TYPE_CHECKING:
 
 
 class RoundModel(Protocol):
-    """The federated protocol of a two-round DP synthesizer (dp-marginal, dp-copula)."""
+    """The federated protocol of a DP synthesizer fitted in rounds (dp-marginal, dp-copula).
+
+    `start` fixes the public plan, `round_rhos_` included: one entry per round, set before any
+    data is seen, so every party knows the number of rounds and each round's cost up front.
+    """
 
     privacy_cost_: PrivacyCost
     rho_: float
+    round_rhos_: list[float]
 
     def start(self, schema: TableSchema) -> None: ...
 
@@ -53,26 +58,24 @@ def start_model(spec: JobSpec) -> RoundModel:
     return model
 
 
-def round_costs(model: RoundModel) -> tuple[PrivacyCost, PrivacyCost]:
-    """What round one and round two each spend; together exactly `model.privacy_cost_`.
+def round_costs(model: RoundModel) -> list[PrivacyCost]:
+    """What each round spends (call right after `start`); together exactly `privacy_cost_`.
 
-    Call right after `start`. dp-marginal: every round-one query has L2 sensitivity 1, so round
-    one is the sum of 1 / (2 sigma^2) over its queries; dp-copula: its `marginal_share` of rho.
+    Every query of a round has L2 sensitivity 1 and the round's noise is calibrated to its
+    share of rho, so a round's cost is that share as zCDP.
     """
-    from fedsynth.synth import DPGaussianCopula, DPMarginalSynthesizer
-
-    if isinstance(model, DPMarginalSynthesizer):
-        first = sum(1.0 / (2.0 * q.sigma**2) for q in model.queries_)
-    elif isinstance(model, DPGaussianCopula):
-        first = model.rho_ * model.marginal_share
-    else:
-        raise TypeError(f"{type(model).__name__} is not fitted in federated DP rounds")
-    first = min(first, model.rho_)
     name = getattr(model, "name", "dp")
-    return (
-        zcdp_cost(first, label=f"{name} round 1"),
-        zcdp_cost(max(model.rho_ - first, 0.0), label=f"{name} round 2"),
-    )
+    return [
+        zcdp_cost(rho, label=f"{name} round {number}")
+        for number, rho in enumerate(model.round_rhos_, start=1)
+    ]
+
+
+def absorb_earlier(model: RoundModel, sums: list[bytes]) -> None:
+    """Bring a freshly started model to the round after `sums` (earlier rounds' published
+    float64 sums, in order): post-processing of released noise only."""
+    for data in sums:
+        model.absorb(vector_from_bytes(data, masked=False))
 
 
 def vector_bytes(vector: np.ndarray, *, masked: bool) -> bytes:

@@ -31,7 +31,7 @@ from fedsynth.privacy.mechanisms import gaussian_noise
 from fedsynth.schema import Column, TableSchema
 from fedsynth.synth.base import register
 from fedsynth.synth.copula import GaussianCopula
-from fedsynth.synth.dp_public import TwoRoundCentralFit, public_constraints, public_rounding
+from fedsynth.synth.dp_public import RoundsCentralFit, public_constraints, public_rounding
 from fedsynth.synth.encoding import cardinality
 from fedsynth.synth.stats import (
     ColumnStats,
@@ -43,7 +43,7 @@ from fedsynth.synth.stats import (
 
 
 @register
-class DPGaussianCopula(TwoRoundCentralFit, GaussianCopula):
+class DPGaussianCopula(RoundsCentralFit, GaussianCopula):
     """Gaussian copula fitted from noisy, clipped sufficient statistics; (epsilon, delta)-DP."""
 
     name = "dp-copula"
@@ -87,8 +87,9 @@ class DPGaussianCopula(TwoRoundCentralFit, GaussianCopula):
         self.edges_ = schema_edges(schema)
         self.rho_ = rho_for_epsilon(self.epsilon, self.delta)
         self.privacy_cost_: PrivacyCost = zcdp_cost(self.rho_, label=f"{self.name} fit")
+        self.round_rhos_ = [self.rho_ * self.marginal_share, self.rho_ * (1 - self.marginal_share)]
         d = len(schema.modelled_columns)
-        self.sigma_ = math.sqrt(d / (2 * self.rho_ * self.marginal_share))
+        self.sigma_ = math.sqrt(d / (2 * self.round_rhos_[0]))
         self.round_ = 1
 
     def counts(self, df: pd.DataFrame) -> np.ndarray:

@@ -5,18 +5,22 @@ Where each quantity comes from (end-to-end DP):
   with a small range one cell per value, other numerical and datetime columns `bins` equal-width
   bins between the schema's declared min and max, plus a null cell when the column is nullable;
 - round one, noisy (Gaussian, zCDP): every 1-way marginal (ONE_WAY_SHARE of rho);
-- round two's plan, from round one's noisy counts only: each column's cells grouped so that a
-  group holds at least GROUP_SIGMAS noise sds of estimated rows (rare categories pool,
-  sparse neighbouring bins merge), which keeps the 2-way tables above their noise;
-- round two, noisy: the 2-way marginal of every pair of columns on those groups;
-- the model, post-processing only: 1-way marginals combined with every 2-way table's margins
-  (inverse variance); a maximum spanning tree on the 2-way tables' L1 distance from
-  independence (less the noise's expected share); each tree edge projected onto non-negative
-  tables (Euclidean) and fitted to the 1-way marginals (iterative proportional fitting);
-  sampling walks the tree exactly, draws a cell inside its group by round one's 1-way counts
-  and a number uniformly inside its bin;
+- round two, the private selection: every pair of columns' 2-way marginal (SELECT_SHARE of rho)
+  on cell groups planned from round one's noisy counts alone, so that a group holds at least
+  GROUP_SIGMAS noise sds of estimated rows (rare categories pool with others of like frequency,
+  sparse neighbouring bins merge); the tree is the maximum spanning tree of these tables'
+  distance from independence, debiased cell by cell for the noise (post-processing);
+- round three: the tree's 2-way marginals with the rest of rho, on round two's groups split
+  where they hold TREE_GROUP_SIGMAS of round three's smaller noise sds;
+- the model, post-processing only: every column's cell distribution is the least-squares fit of
+  all three rounds' measurements of it (its 1-way counts and the margins of every 2-way table);
+  each tree edge fuses its round-two and round-three tables (least squares), is projected onto
+  non-negative tables and fitted to its columns' distributions (iterative proportional fitting);
+  sampling walks the tree exactly, draws a cell inside its group by the column's cell
+  distribution and a number uniformly inside its bin;
 - output rounding and constraints: from the schema and the declared constraints only.
-The whole fit is rho-zCDP with rho = `rho_for_epsilon(epsilon, delta)`; `privacy_cost_` is it.
+Two columns skip the selection round; one column has only round one. The whole fit is rho-zCDP
+with rho = `rho_for_epsilon(epsilon, delta)`; `privacy_cost_` is it, `round_rhos_` its split.
 Every measurement is a vector of counts, so k suppliers can each add 1/k of the noise variance
 to their own counts and sum them (under secure aggregation) to get exactly one central release.
 """
@@ -36,14 +40,20 @@ from fedsynth.privacy.mechanisms import gaussian_noise
 from fedsynth.schema import Column, NumericalColumn, SchemaError, TableSchema
 from fedsynth.synth.base import Synthesizer, register
 from fedsynth.synth.conditions import Condition
-from fedsynth.synth.dp_public import TwoRoundCentralFit, public_constraints, public_rounding
+from fedsynth.synth.dp_public import RoundsCentralFit, public_constraints, public_rounding
 from fedsynth.synth.encoding import bounds, cardinality, encode, is_discrete
 
 DEFAULT_BINS = 32
-ONE_WAY_SHARE = 0.25
-"""Share of rho for round one's 1-way marginals; round two's 2-way marginals get the rest."""
+ONE_WAY_SHARE = 0.4
+"""Share of rho for round one's 1-way marginals."""
+SELECT_SHARE = 0.3
+"""Share of rho for round two's tables of every pair; round three's tree tables get the rest."""
 GROUP_SIGMAS = 3.0
-"""A round-two cell group holds at least this many edge-noise sds of estimated count."""
+"""A cell group of a 2-way round holds at least this many of its noise sds of estimated count."""
+TREE_GROUP_SIGMAS = 6.0
+"""Round three splits a round-two group into parts holding this many of its own noise sds."""
+_NOISE_MAGNITUDE = 0.3426
+"""E[sqrt(max(z^2 - 1, 0))] for a standard normal z: what noise alone adds per cell to a score."""
 _IPF_ITERATIONS = 50
 _FLOOR = 1e-9
 _INDEPENDENT = 1e-6
@@ -137,7 +147,7 @@ def count_queries(cells: np.ndarray, queries: list[Query]) -> np.ndarray:
 
 
 @register
-class DPMarginalSynthesizer(TwoRoundCentralFit, Synthesizer):
+class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
     """Noisy 1- and 2-way marginals over a privately chosen tree; (epsilon, delta)-DP end to end."""
 
     name = "dp-marginal"
@@ -179,11 +189,23 @@ class DPMarginalSynthesizer(TwoRoundCentralFit, Synthesizer):
         rho = rho_for_epsilon(self.epsilon, self.delta)
         self.rho_ = rho
         self.privacy_cost_: PrivacyCost = zcdp_cost(rho, label=f"{self.name} fit")
-        self.pair_rho_ = rho * (1.0 - ONE_WAY_SHARE) if d > 1 else 0.0
-        sigma_one = math.sqrt(d / (2 * (rho - self.pair_rho_)))
+        if d == 1:
+            shares = [1.0]
+        elif d == 2:
+            shares = [ONE_WAY_SHARE, 1.0 - SELECT_SHARE - ONE_WAY_SHARE]
+        else:
+            shares = [ONE_WAY_SHARE, SELECT_SHARE, 1.0 - SELECT_SHARE - ONE_WAY_SHARE]
+        self.round_rhos_ = [rho * s / sum(shares) for s in shares]
+        self.stages_ = ["one-way", "select", "tree"] if d > 2 else ["one-way", "tree"][:d]
+        sigma = math.sqrt(d / (2 * self.round_rhos_[0]))
         self.queries_ = [
-            Query((i,), (np.arange(c.size),), sigma_one) for i, c in enumerate(self.layout_)
+            Query((i,), (np.arange(c.size),), sigma) for i, c in enumerate(self.layout_)
         ]
+        self.measured_: list[tuple[int, Query, np.ndarray]] = []
+        self.fine_: list[np.ndarray] = []
+        self.selection_groups_: list[np.ndarray] | None = None
+        self.tree_: list[tuple[int, int]] = []
+        self.groups_ = [np.zeros(c.size, dtype=np.int64) for c in self.layout_]
         self.round_ = 1
 
     def cells(self, df: pd.DataFrame) -> np.ndarray:
@@ -221,82 +243,118 @@ class DPMarginalSynthesizer(TwoRoundCentralFit, Synthesizer):
 
     def absorb(self, noisy: np.ndarray) -> None:
         """Take the (summed) noisy counts of the current round and move to the next."""
-        if getattr(self, "round_", 0) not in (1, 2):
+        if not 1 <= getattr(self, "round_", 0) <= len(getattr(self, "stages_", ())):
             raise ValueError("no measurement round is open: call start(schema) first")
         noisy = np.asarray(noisy, dtype=np.float64)
         expected = sum(q.size for q in self.queries_)
         if noisy.shape != (expected,) or not np.all(np.isfinite(noisy)):
             raise ValueError(f"round {self.round_} needs {expected} finite noisy counts")
-        tables = self._split(noisy)
-        if self.round_ == 1:
-            self._plan(tables)
-            return
-        self._finish(tables)
+        start = 0
+        for query in self.queries_:
+            table = noisy[start : start + query.size].reshape(query.shape)
+            self.measured_.append((self.round_, query, table))
+            start += query.size
+        stage = self.stages_[self.round_ - 1]
+        self.round_ += 1
+        if self.round_ > len(self.stages_):
+            self._finish()
+        elif stage == "one-way":
+            self._after_one_ways()
+        else:
+            self._after_selection()
 
-    def _split(self, noisy: np.ndarray) -> list[np.ndarray]:
-        tables, start = [], 0
-        for q in self.queries_:
-            tables.append(noisy[start : start + q.size].reshape(q.shape))
-            start += q.size
-        return tables
+    def _sigma(self, queries: int) -> float:
+        """Noise sd of each of `queries` sensitivity-1 count queries that share the round's rho."""
+        return math.sqrt(queries / (2 * self.round_rhos_[self.round_ - 1]))
 
-    def _plan(self, tables: list[np.ndarray]) -> None:
-        """Round two's plan from round one's noisy 1-way counts alone (post-processing).
-
-        Each column's cells are grouped so that every group holds enough estimated rows to
-        stand out of round two's noise (rare categories pool, sparse neighbouring bins merge);
-        round two measures every pair of columns on those groups.
-        """
+    def _after_one_ways(self) -> None:
+        """Plan the next round from round one's noisy 1-way counts alone (post-processing)."""
         d = len(self.layout_)
-        self.one_way_noisy_ = tables
-        self.one_way_sigma_ = self.queries_[0].sigma
+        total = self._total()
+        self.fine_ = [_simplex(t, total) for _, _, t in self.measured_]
+        if self.stages_[self.round_ - 1] == "tree":
+            self._plan_tree([(0, 1)], None)
+            return
         pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
-        sigma = math.sqrt(len(pairs) / (2 * self.pair_rho_)) if pairs else 0.0
-        total = _total([(t.sum(), t.size * self.one_way_sigma_**2) for t in tables])
-        self.fine_ = [_simplex(t, total) for t in tables]
-        threshold = GROUP_SIGMAS * sigma if pairs else math.inf
-        self.groups_ = [
-            _groups(cells, fine, threshold)
+        sigma = self._sigma(len(pairs))
+        self.selection_groups_ = [
+            _groups(cells, fine, GROUP_SIGMAS * sigma)
             for cells, fine in zip(self.layout_, self.fine_, strict=True)
         ]
-        self.queries_ = [Query(p, (self.groups_[p[0]], self.groups_[p[1]]), sigma) for p in pairs]
-        self.round_ = 2
-        if not pairs:
-            self._finish([])
+        groups = self.selection_groups_
+        self.queries_ = [Query(p, (groups[p[0]], groups[p[1]]), sigma) for p in pairs]
 
-    def _finish(self, pair_tables: list[np.ndarray]) -> None:
-        """The tree and its consistent, non-negative marginals from both rounds' noisy counts.
-
-        Node marginals combine the 1-way counts with the margins of every 2-way table (inverse
-        variance); the tree is the maximum spanning tree of the 2-way tables' distance from
-        independence; each tree edge is its table made non-negative and fitted to the nodes.
-        """
-        var_one = self.one_way_sigma_**2
-        var_pair = self.queries_[0].sigma ** 2 if self.queries_ else 0.0
-        estimates: list[list[tuple[np.ndarray, np.ndarray]]] = []
-        totals = []
-        for noisy, groups in zip(self.one_way_noisy_, self.groups_, strict=True):
-            width = int(groups.max()) + 1
-            sums = np.bincount(groups, weights=noisy, minlength=width)
-            estimates.append([(sums, np.bincount(groups, minlength=width) * var_one)])
-            totals.append((noisy.sum(), noisy.size * var_one))
-        tables = {q.columns: t for q, t in zip(self.queries_, pair_tables, strict=True)}
-        for (a, b), table in tables.items():
-            rows, cols = table.shape
-            estimates[a].append((table.sum(axis=1), np.full(rows, cols * var_pair)))
-            estimates[b].append((table.sum(axis=0), np.full(cols, rows * var_pair)))
-            totals.append((table.sum(), table.size * var_pair))
-        total = _total(totals)
-        self.one_way_ = [_simplex(_combine(e), total) / total for e in estimates]
-        self.tree_ = _tree(len(self.layout_), tables, self.one_way_, total, math.sqrt(var_pair))
-        oriented = [tables[a, b] if a < b else tables[b, a].T for a, b in self.tree_]
-        self.edges_ = [
-            _ipf(_simplex(table, total) / total, self.one_way_[a], self.one_way_[b])
-            for (a, b), table in zip(self.tree_, oriented, strict=True)
+    def _after_selection(self) -> None:
+        """Choose the tree from every pair's noisy table (post-processing) and plan its round."""
+        total = self._total()
+        pairs = {q.columns: t for r, q, t in self.measured_ if r == 2}
+        nodes = [
+            np.bincount(groups, weights=self._column(j, total), minlength=int(groups.max()) + 1)
+            for j, groups in enumerate(self.selection_groups_)
         ]
-        self.cells_ = [_probabilities(f) for f in self.fine_]
-        self.round_ = 3
-        del self.queries_, self.fine_, self.one_way_noisy_
+        sigma = self.queries_[0].sigma
+        self._plan_tree(
+            _tree(len(self.layout_), pairs, nodes, total, sigma), self.selection_groups_
+        )
+
+    def _plan_tree(self, tree: list[tuple[int, int]], coarse: list[np.ndarray] | None) -> None:
+        """Round three measures the tree's edges on groups fit for its own, smaller noise."""
+        self.tree_ = tree
+        sigma = self._sigma(len(tree))
+        self.groups_ = [
+            _groups(cells, fine, TREE_GROUP_SIGMAS * sigma, None if coarse is None else coarse[j])
+            for j, (cells, fine) in enumerate(zip(self.layout_, self.fine_, strict=True))
+        ]
+        self.queries_ = [Query(e, (self.groups_[e[0]], self.groups_[e[1]]), sigma) for e in tree]
+
+    def _total(self) -> float:
+        return _total([(t.sum(), t.size * q.sigma**2) for _, q, t in self.measured_])
+
+    def _column(self, j: int, total: float) -> np.ndarray:
+        """Column j's cell distribution: least squares over every measurement of it, projected."""
+        measurements = []
+        for _, query, table in self.measured_:
+            if j not in query.columns:
+                continue
+            axis = query.columns.index(j)
+            margin = table.sum(axis=1 - axis) if table.ndim == 2 else table
+            others = table.size // table.shape[axis]
+            measurements.append((query.groups[axis], margin, others * query.sigma**2))
+        return _simplex(_least_squares(self.layout_[j].size, measurements), total) / total
+
+    def _finish(self) -> None:
+        """The model from every round's noisy counts: column distributions, then tree tables."""
+        total = self._total()
+        self.cells_ = [self._column(j, total) for j in range(len(self.layout_))]
+        self.one_way_ = [
+            np.bincount(groups, weights=cells, minlength=int(groups.max()) + 1)
+            for groups, cells in zip(self.groups_, self.cells_, strict=True)
+        ]
+        stage = self.stages_.index("tree") + 1 if "tree" in self.stages_ else 0
+        edges = [t for r, _, t in self.measured_ if r == stage]
+        selected = {q.columns: t for r, q, t in self.measured_ if r == 2 and stage == 3}
+        self.edges_ = []
+        for (a, b), table in zip(self.tree_, edges, strict=True):
+            if selected:
+                table = self._fused_edge(a, b, table, selected)
+            self.edges_.append(
+                _ipf(_simplex(table, total) / total, self.one_way_[a], self.one_way_[b])
+            )
+        del self.queries_, self.fine_, self.measured_, self.selection_groups_
+
+    def _fused_edge(
+        self, a: int, b: int, table: np.ndarray, selected: dict[tuple[int, ...], np.ndarray]
+    ) -> np.ndarray:
+        """Edge (a, b)'s round-three table fused (least squares) with round two's of the pair."""
+        coarse = self.selection_groups_
+        assert coarse is not None
+        up_a, up_b = (_coarser(self.groups_[j], coarse[j]) for j in (a, b))
+        pair = selected[a, b] if a < b else selected[b, a].T
+        labels = (up_a[:, None] * pair.shape[1] + up_b[None, :]).ravel()
+        fine_var = self.queries_[0].sigma ** 2
+        coarse_var = next(q.sigma for r, q, _ in self.measured_ if r == 2) ** 2
+        fused = _fuse(table.ravel(), fine_var, pair.ravel(), coarse_var, labels)
+        return fused.reshape(table.shape)
 
     def _draw(
         self, n: int, rng: np.random.Generator, conditions: list[Condition]
@@ -317,7 +375,7 @@ class DPMarginalSynthesizer(TwoRoundCentralFit, Synthesizer):
 
     def _check_fitted(self) -> None:
         super()._check_fitted()
-        if getattr(self, "round_", 3) != 3:
+        if hasattr(self, "queries_"):
             raise ValueError(f"this model is in measurement round {self.round_}; absorb it first")
 
     def _state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -353,7 +411,6 @@ class DPMarginalSynthesizer(TwoRoundCentralFit, Synthesizer):
         ]
         self.rho_ = float(state["rho"])
         self.privacy_cost_ = zcdp_cost(self.rho_, label=f"{self.name} fit")
-        self.round_ = 3
 
 
 def _tree(
@@ -365,14 +422,15 @@ def _tree(
 ) -> list[tuple[int, int]]:
     """Maximum spanning tree (Kruskal) on each noisy 2-way table's L1 distance from independence.
 
-    The distance is debiased by the noise's expected share, so that big tables gain nothing
-    from noise alone; edges come out oriented away from column 0.
+    Each cell's deviation d is read as sqrt(max(d^2 - sigma^2, 0)) (noise adds sigma^2 to its
+    square), less what noise alone leaves per cell, so that big tables gain nothing from noise
+    and cells far above it count in full; edges come out oriented away from column 0.
     """
     scores = []
     for (i, j), table in tables.items():
         expected = total * np.outer(nodes[i], nodes[j])
-        noise = table.size * sigma * math.sqrt(2 / math.pi)
-        score = float(np.abs(table - expected).sum() - noise)
+        magnitude = np.sqrt(np.maximum((table - expected) ** 2 - sigma**2, 0.0))
+        score = float(magnitude.sum() - table.size * _NOISE_MAGNITUDE * sigma)
         scores.append((score, i, j))
     parent = list(range(d))
 
@@ -403,30 +461,87 @@ def _tree(
     return oriented
 
 
-def _groups(cells: Cells, counts: np.ndarray, threshold: float) -> np.ndarray:
+def _groups(
+    cells: Cells, counts: np.ndarray, threshold: float, within: np.ndarray | None = None
+) -> np.ndarray:
     """Cell-to-group map where each group holds about `threshold` estimated rows or more.
 
     Ordered columns merge runs of neighbouring cells; unordered ones keep each frequent value
-    and pool the rare ones. A rare null cell joins the last group.
+    and pool the rare ones with others of about their frequency (their dependence on other
+    columns tends to be alike); a rare null cell joins the last group. With `within` (a coarser
+    map), each of its groups is split on its own, so the result refines it.
     """
-    labels = np.zeros(cells.size, dtype=np.int64)
-    values = counts[: cells.values]
-    if cells.ordered:
-        group, held = 0, 0.0
-        for cell, count in enumerate(values):
-            labels[cell] = group
-            held += count
-            if held >= threshold:
-                group, held = group + 1, 0.0
-        if held < threshold and group > 0 and labels[cells.values - 1] == group:
-            labels[labels == group] = group - 1
-    else:
-        kept = values >= threshold
-        labels[: cells.values] = np.where(kept, np.cumsum(kept) - 1, kept.sum())
-    width = int(labels[: cells.values].max()) + 1
-    if cells.nullable:
-        labels[cells.values] = width if counts[cells.values] >= threshold else width - 1
+    coarse = np.zeros(cells.size, dtype=np.int64) if within is None else within
+    labels = np.empty(cells.size, dtype=np.int64)
+    label = 0
+    for group in range(int(coarse.max()) + 1):
+        for part in _split(np.flatnonzero(coarse == group), cells, counts, threshold):
+            labels[part] = label
+            label += 1
     return labels
+
+
+def _split(
+    members: np.ndarray, cells: Cells, counts: np.ndarray, threshold: float
+) -> list[list[int]]:
+    values = [int(m) for m in members if m < cells.values]
+    if not cells.ordered:
+        values.sort(key=lambda cell: -counts[cell])
+    parts: list[list[int]] = []
+    held = 0.0
+    for cell in values:
+        if not parts or held >= threshold:
+            parts.append([])
+            held = 0.0
+        parts[-1].append(cell)
+        held += counts[cell]
+    if held < threshold and len(parts) > 1:
+        parts[-2].extend(parts.pop())
+    if cells.nullable and cells.values in members:
+        if counts[cells.values] >= threshold or not parts:
+            parts.append([cells.values])
+        else:
+            parts[-1].append(cells.values)
+    return parts
+
+
+def _coarser(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """For each group of `fine` (a refinement of `coarse`), the coarse group holding it."""
+    up = np.zeros(int(fine.max()) + 1, dtype=np.int64)
+    up[fine] = coarse
+    return up
+
+
+def _least_squares(
+    size: int, measurements: list[tuple[np.ndarray, np.ndarray, float]]
+) -> np.ndarray:
+    """Cell counts that best explain noisy sums over groups of cells (weighted least squares).
+
+    Each measurement is (cell-to-group map, noisy group sums, noise variance of one sum); one
+    of them must measure every cell on its own, so that the solution is unique.
+    """
+    normal = np.zeros((size, size))
+    rhs = np.zeros(size)
+    for labels, sums, variance in measurements:
+        normal += np.equal.outer(labels, labels) / variance
+        rhs += sums[labels] / variance
+    return np.linalg.solve(normal, rhs)
+
+
+def _fuse(
+    fine: np.ndarray, fine_var: float, coarse: np.ndarray, coarse_var: float, labels: np.ndarray
+) -> np.ndarray:
+    """Least-squares counts from a fine measurement and a coarse one of sums over `labels`.
+
+    Each coarse cell's sum becomes the inverse-variance mean of the two measurements of it, and
+    the fine cells under it share the correction equally.
+    """
+    members = np.bincount(labels, minlength=coarse.size).astype(np.float64)
+    sums = np.bincount(labels, weights=fine, minlength=coarse.size)
+    precision_fine = 1.0 / np.maximum(members * fine_var, _FLOOR)
+    fused = (sums * precision_fine + coarse / coarse_var) / (precision_fine + 1.0 / coarse_var)
+    correction = np.where(members > 0, (fused - sums) / np.maximum(members, 1.0), 0.0)
+    return fine + correction[labels]
 
 
 def _within(groups: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -444,12 +559,6 @@ def _total(estimates: list[tuple[float, float]]) -> float:
     weights = np.array([1.0 / v for _, v in estimates])
     values = np.array([t for t, _ in estimates])
     return max(float((weights * values).sum() / weights.sum()), 1.0)
-
-
-def _combine(estimates: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    weights = np.stack([1.0 / v for _, v in estimates])
-    stacked = np.stack([e for e, _ in estimates])
-    return (weights * stacked).sum(axis=0) / weights.sum(axis=0)
 
 
 def _simplex(counts: np.ndarray, total: float) -> np.ndarray:

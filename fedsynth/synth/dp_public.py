@@ -57,11 +57,12 @@ def public_constraints(items: list[Any], schema: TableSchema) -> list[Constraint
     return bound
 
 
-class TwoRoundCentralFit:
-    """Central fit of a two-round DP model: both rounds measured on one table, whole noise.
+class RoundsCentralFit:
+    """Central fit of a DP model measured in rounds: every round on one table, whole noise.
 
-    Mixed in before the model's base class; the model provides `start`, `measure` and
-    `absorb` (the same protocol federated fitting drives round by round across suppliers).
+    Mixed in before the model's base class; the model provides `start` (which sets
+    `round_rhos_`, one entry per round), `measure` and `absorb` (the same protocol federated
+    fitting drives round by round across suppliers).
     Unlike the generic fit, rounding and constraints come from the schema, not the rows.
     """
 
@@ -76,7 +77,8 @@ class TwoRoundCentralFit:
         return self
 
     def _fit(self, df: pd.DataFrame, schema: TableSchema, progress: Progress | None) -> None:
-        for step in (1, 2):
+        rounds = len(self.round_rhos_)  # type: ignore[attr-defined]
+        for step in range(1, rounds + 1):
             self.absorb(self.measure(df))  # type: ignore[attr-defined]
             if progress is not None:
-                progress(step, 2)
+                progress(step, rounds)

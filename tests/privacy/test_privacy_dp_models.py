@@ -6,13 +6,21 @@ import numpy as np
 import pandas as pd
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedsynth.privacy.secagg import FixedPoint, SecAggParty, SecAggRound, secure_sum
 from fedsynth.schema import CategoricalColumn, NumericalColumn, SchemaError, TableSchema
 from fedsynth.synth.base import Synthesizer
 from fedsynth.synth.constraints import ConstraintError
 from fedsynth.synth.dp_copula import DPGaussianCopula
-from fedsynth.synth.dp_marginal import DPMarginalSynthesizer, _groups, column_cells
+from fedsynth.synth.dp_marginal import (
+    DPMarginalSynthesizer,
+    _fuse,
+    _groups,
+    _least_squares,
+    column_cells,
+)
 from fedsynth.synth.stats import StatsError
 
 SCHEMA = TableSchema.from_dict(
@@ -55,13 +63,13 @@ def _normalised_noise(model: DPMarginalSynthesizer | DPGaussianCopula, df: pd.Da
 
 
 @pytest.mark.parametrize("model_cls", MODELS)
-def test_both_rounds_carry_noise_of_the_stated_variance(model_cls: type) -> None:
+def test_every_round_carries_noise_of_the_stated_variance(model_cls: type) -> None:
     df = _people()
     model = model_cls(epsilon=1.0)
     model.start(SCHEMA)
-    assert _normalised_noise(model, df) == pytest.approx(1.0, abs=0.06)
-    model.absorb(model.measure(df, rng=np.random.default_rng(1)))
-    assert _normalised_noise(model, df) == pytest.approx(1.0, abs=0.06)
+    for number in range(1, len(model.round_rhos_) + 1):
+        assert _normalised_noise(model, df) == pytest.approx(1.0, abs=0.06), number
+        model.absorb(model.measure(df, rng=np.random.default_rng(number)))
 
 
 @pytest.mark.parametrize("model_cls", MODELS)
@@ -110,7 +118,7 @@ def test_federated_fit_from_summed_rounds_samples_like_a_model() -> None:
     parts = _thirds(df)
     model = DPMarginalSynthesizer(epsilon=4.0)
     model.start(SCHEMA)
-    for _ in range(2):
+    for _ in model.round_rhos_:
         model.absorb(sum(model.measure(p, share=1 / 3) for p in parts))
     rows = model.sample(200, seed=3)
     assert list(rows.columns) == SCHEMA.names
@@ -177,7 +185,53 @@ def test_round_two_pools_rare_categories_and_merges_sparse_neighbouring_bins() -
     counts[-1] = 5.0
     assert _groups(numbers, counts, threshold=20.0)[-1] == 2
     letters = column_cells(
-        CategoricalColumn(name="c", domain=["a", "b", "r1", "r2"], nullable=False), bins=8
+        CategoricalColumn(name="c", domain=["a", "b", "r1", "r2", "r3", "r4"], nullable=False),
+        bins=8,
     )
-    labels = _groups(letters, np.array([500.0, 3.0, 400.0, 1.0]), threshold=20.0)
-    assert labels.tolist() == [0, 2, 1, 2]
+    counts = np.array([500.0, 15.0, 400.0, 14.0, 12.0, 11.0])
+    assert _groups(letters, counts, threshold=20.0).tolist() == [0, 2, 1, 2, 3, 3]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.lists(st.floats(0, 200), min_size=9, max_size=9),
+    coarse=st.floats(1, 400),
+    fine=st.floats(1, 400),
+    ordered=st.booleans(),
+)
+def test_round_three_groups_split_round_two_groups_and_number_them_from_zero(
+    counts: list[float], coarse: float, fine: float, ordered: bool
+) -> None:
+    column = (
+        NumericalColumn(name="x", min=0, max=100, nullable=True)
+        if ordered
+        else CategoricalColumn(name="x", domain=list("abcdefgh"), nullable=True)
+    )
+    cells = column_cells(column, bins=8)
+    wide = _groups(cells, np.array(counts), coarse)
+    narrow = _groups(cells, np.array(counts), fine, wide)
+    for labels in (wide, narrow):
+        assert sorted(set(labels.tolist())) == list(range(int(labels.max()) + 1))
+    for group in range(int(narrow.max()) + 1):
+        assert len(set(wide[narrow == group].tolist())) == 1
+    if ordered:
+        values = narrow[: cells.values]
+        assert (np.diff(values) >= 0).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    fine=st.lists(st.floats(-50, 50), min_size=6, max_size=6),
+    coarse=st.lists(st.floats(-50, 50), min_size=3, max_size=3),
+    fine_var=st.floats(0.1, 100),
+    coarse_var=st.floats(0.1, 100),
+)
+def test_fusing_a_coarse_table_into_a_fine_one_is_the_least_squares_estimate(
+    fine: list[float], coarse: list[float], fine_var: float, coarse_var: float
+) -> None:
+    labels = np.array([0, 0, 1, 2, 2, 2])
+    fused = _fuse(np.array(fine), fine_var, np.array(coarse), coarse_var, labels)
+    exact = _least_squares(
+        6, [(np.arange(6), np.array(fine), fine_var), (labels, np.array(coarse), coarse_var)]
+    )
+    np.testing.assert_allclose(fused, exact, atol=1e-8)

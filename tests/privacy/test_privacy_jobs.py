@@ -79,32 +79,35 @@ def test_the_model_gets_epsilon_delta_and_clip_from_the_privacy_section() -> Non
 
 
 @pytest.mark.parametrize("secure", [True, False])
-def test_a_federated_dp_job_runs_two_rounds_with_key_announcements_only_when_secure(
-    secure: bool,
+@pytest.mark.parametrize(("name", "rounds"), [("dp-marginal", 3), ("dp-copula", 2)])
+def test_a_federated_dp_job_runs_the_models_rounds_with_key_announcements_only_when_secure(
+    secure: bool, name: str, rounds: int
 ) -> None:
     spec = JobSpec.model_validate(
-        spec_data("dp-marginal", privacy={"epsilon": 1.0, "secure_aggregation": secure})
+        spec_data(name, privacy={"epsilon": 1.0, "secure_aggregation": secure})
     )
     plan = plan_of(spec)
     kinds = [s.action for s in plan if s.party is Party.SUPPLIERS]
     announce = [TaskKind.SECAGG_ANNOUNCE.value] if secure else []
     round_ = [*announce, TaskKind.DP_MEASURE.value]
-    assert kinds == [*round_, *round_, TaskKind.AUDIT_CANDIDATE.value]
+    assert kinds == [*round_ * rounds, TaskKind.AUDIT_CANDIDATE.value]
     assert plan[-1].action == "release_audited"
-    assert {s.round for s in plan} == {0, 1, 2}
+    assert {s.round for s in plan} == set(range(rounds + 1))
+    last = next(s for s in plan if s.name == f"measure_{rounds}")
+    assert {f"round_{k}_sum" for k in range(1, rounds)} <= set(last.inputs)
 
 
 @pytest.mark.parametrize("name", ["dp-marginal", "dp-copula"])
-def test_the_two_rounds_cost_exactly_the_models_whole_cost(name: str) -> None:
+def test_the_rounds_cost_exactly_the_models_whole_cost(name: str) -> None:
     spec = JobSpec.model_validate(spec_data(name, privacy={"epsilon": 1.5, "delta": 1e-6}))
     model = start_model(spec)
-    first, second = round_costs(model)
-    assert first.rdp is not None and second.rdp is not None
+    costs = round_costs(model)
+    assert len(costs) >= 2 and all(c.rdp is not None for c in costs)
     np.testing.assert_allclose(
-        np.asarray(compose([first, second]).rdp), np.asarray(model.privacy_cost_.rdp), rtol=1e-12
+        np.asarray(compose(costs).rdp), np.asarray(model.privacy_cost_.rdp), rtol=1e-12
     )
-    assert 0 < first.rdp[0] < model.privacy_cost_.rdp[0]
-    assert compose([first, second]).epsilon_at(1e-6) == pytest.approx(1.5, rel=1e-6)
+    assert all(0 < c.rdp[0] < model.privacy_cost_.rdp[0] for c in costs)
+    assert compose(costs).epsilon_at(1e-6) == pytest.approx(1.5, rel=1e-6)
 
 
 def test_round_vectors_travel_as_raw_little_endian_values_and_bad_lengths_are_refused() -> None:
