@@ -111,7 +111,7 @@ def sum_round(ctx: JobContext) -> dict[str, Any]:
             raise StepFailed(f"supplier {supplier!r} sent an unreadable vector: {exc}") from exc
     total = _total(info, vectors)
     model = round_model(ctx, info.number)
-    last = info.number == len(model.round_rhos_)
+    last = info.number == model.rounds_
     try:
         model.absorb(total)
     except ValueError as exc:

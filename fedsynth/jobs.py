@@ -169,10 +169,14 @@ class JobSpec(BaseModel):
         if self.target is not None and self.target not in self.table_schema.names:
             problems.append((("target",), f"target {self.target!r} is not a schema column"))
         name = self.synthesizer.name
-        if self.topology is Topology.FEDERATED and name not in FEDERATED_SYNTHESIZERS:
+        fedavg = name == "tvae" and self.privacy is not None
+        if (
+            self.topology is Topology.FEDERATED
+            and name not in FEDERATED_SYNTHESIZERS
+            and not fedavg
+        ):
             hint = (
-                "; DP-TVAE trained by federated averaging is not supported yet: use 'dp-marginal'"
-                " or 'dp-copula', or topology 'local'"
+                "; tvae is trained by federated averaging with DP-SGD only: add a privacy section"
                 if name == "tvae"
                 else ""
             )

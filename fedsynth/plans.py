@@ -184,10 +184,9 @@ def plan_for(topology: Topology) -> tuple[Step, ...]:
 def plan_of(spec: JobSpec) -> tuple[Step, ...]:
     """The steps of `spec`'s job: its topology's plan, or DP rounds for a DP federated fit."""
     if spec.topology is Topology.FEDERATED and spec.privacy is not None:
-        from fedsynth.privacy.rounds import round_costs, start_model
+        from fedsynth.privacy.rounds import start_model
 
-        rounds = len(round_costs(start_model(spec)))
-        return dp_federated_plan(rounds, spec.privacy.secure_aggregation)
+        return dp_federated_plan(start_model(spec).rounds_, spec.privacy.secure_aggregation)
     return plan_for(spec.topology)
 
 

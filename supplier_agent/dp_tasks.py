@@ -27,6 +27,7 @@ from fedsynth.privacy.accountant import PrivacyCost, approximate_cost, compose
 from fedsynth.privacy.announcements import KeyBundle, SignedKey, certificate_keys
 from fedsynth.privacy.ledger import LedgerError, PrivacyLedger
 from fedsynth.privacy.rounds import (
+    RoundModel,
     absorb_earlier,
     noise_share,
     round_costs,
@@ -110,6 +111,13 @@ def _rest_of_fit(costs: list[PrivacyCost], info: RoundInfo) -> PrivacyCost:
     return compose(costs[info.number - 1 :])
 
 
+def _costs(ctx: TaskContext, model: RoundModel) -> list[PrivacyCost]:
+    """Each round's cost at this site. DP-SGD's depends on the site's number of training rows
+    (public, as in opacus); the marginal models' costs depend on nothing the site holds."""
+    rows = len(ctx.split()[0]) if ctx.payload.job.synthesizer.name == "tvae" else None
+    return round_costs(model, rows)
+
+
 def _key_path(ctx: TaskContext, round_id: str) -> Path:
     name = hashlib.sha256(round_id.encode()).hexdigest()[:32]
     return ctx.config.state_dir / "secagg" / f"{name}.key"
@@ -120,7 +128,7 @@ def secagg_announce(ctx: TaskContext) -> Outgoing:
     info = _round(ctx)
     if not info.secure:
         raise TaskRefused("key announcements belong to secure aggregation only")
-    check_budget(ctx, _rest_of_fit(round_costs(start_model(ctx.payload.job)), info))
+    check_budget(ctx, _rest_of_fit(_costs(ctx, start_model(ctx.payload.job)), info))
     key = X25519PrivateKey.generate()
     path = _key_path(ctx, info.round_id)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -173,7 +181,7 @@ def dp_measure(ctx: TaskContext) -> Outgoing:
     info = _round(ctx)
     job = ctx.payload.job
     model = start_model(job)
-    costs = round_costs(model)
+    costs = _costs(ctx, model)
     cost = costs[info.number - 1]
     book = check_budget(ctx, _rest_of_fit(costs, info))
     absorb_earlier(

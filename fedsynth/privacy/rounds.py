@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.jobs import JobSpec
-from fedsynth.privacy.accountant import PrivacyCost, zcdp_cost
+from fedsynth.privacy.accountant import PrivacyCost
 from fedsynth.schema import TableSchema
 
 if TYPE_CHECKING:
@@ -22,25 +22,24 @@ if TYPE_CHECKING:
 
 
 class RoundModel(Protocol):
-    """The federated protocol of a DP synthesizer fitted in rounds (dp-marginal, dp-copula).
+    """The federated protocol of a DP synthesizer fitted in rounds (dp-marginal, dp-copula,
+    DP-TVAE by federated averaging).
 
-    `start` fixes the public plan, `round_rhos_` included: one entry per round, set before any
-    data is seen, so every party knows the number of rounds and each round's cost up front.
+    `start` fixes the public plan before any data is seen, `rounds_` included, so every party
+    knows the number of rounds up front; `round_costs` states what each round spends.
     """
 
-    privacy_cost_: PrivacyCost
-    rho_: float
-    round_rhos_: list[float]
+    rounds_: int
 
     def start(self, schema: TableSchema) -> None: ...
+
+    def round_costs(self, rows: int | None = None) -> list[PrivacyCost]: ...
 
     def measure(
         self, df: pd.DataFrame, share: float = 1.0, rng: np.random.Generator | None = None
     ) -> np.ndarray: ...
 
     def absorb(self, noisy: np.ndarray) -> None: ...
-
-    def noise_variances(self) -> np.ndarray: ...
 
     def sample(
         self, n: int, *, seed: int | None = None, conditions: Any = None
@@ -58,17 +57,13 @@ def start_model(spec: JobSpec) -> RoundModel:
     return model
 
 
-def round_costs(model: RoundModel) -> list[PrivacyCost]:
-    """What each round spends (call right after `start`); together exactly `privacy_cost_`.
+def round_costs(model: RoundModel, rows: int | None = None) -> list[PrivacyCost]:
+    """What each round spends (call right after `start`); together the whole fit's cost.
 
-    Every query of a round has L2 sensitivity 1 and the round's noise is calibrated to its
-    share of rho, so a round's cost is that share as zCDP.
+    dp-marginal and dp-copula: each round's share of rho. DP-TVAE: each round's DP-SGD at a
+    supplier with `rows` training rows (its sampling rate depends on them).
     """
-    name = getattr(model, "name", "dp")
-    return [
-        zcdp_cost(rho, label=f"{name} round {number}")
-        for number, rho in enumerate(model.round_rhos_, start=1)
-    ]
+    return model.round_costs(rows)
 
 
 def absorb_earlier(model: RoundModel, sums: list[bytes]) -> None:

@@ -31,7 +31,12 @@ from fedsynth.privacy.mechanisms import gaussian_noise
 from fedsynth.schema import Column, TableSchema
 from fedsynth.synth.base import register
 from fedsynth.synth.copula import GaussianCopula
-from fedsynth.synth.dp_public import RoundsCentralFit, public_constraints, public_rounding
+from fedsynth.synth.dp_public import (
+    RoundsCentralFit,
+    public_constraints,
+    public_rounding,
+    round_costs_of,
+)
 from fedsynth.synth.encoding import cardinality
 from fedsynth.synth.stats import (
     ColumnStats,
@@ -88,9 +93,14 @@ class DPGaussianCopula(RoundsCentralFit, GaussianCopula):
         self.rho_ = rho_for_epsilon(self.epsilon, self.delta)
         self.privacy_cost_: PrivacyCost = zcdp_cost(self.rho_, label=f"{self.name} fit")
         self.round_rhos_ = [self.rho_ * self.marginal_share, self.rho_ * (1 - self.marginal_share)]
+        self.rounds_ = 2
         d = len(schema.modelled_columns)
         self.sigma_ = math.sqrt(d / (2 * self.round_rhos_[0]))
         self.round_ = 1
+
+    def round_costs(self, rows: int | None = None) -> list[PrivacyCost]:
+        """Each round's cost: its share of rho (the row count does not enter)."""
+        return round_costs_of(self.name, self.round_rhos_)
 
     def counts(self, df: pd.DataFrame) -> np.ndarray:
         """Exact sums of the current round on `df` (a supplier's rows), before noise."""

@@ -40,7 +40,12 @@ from fedsynth.privacy.mechanisms import gaussian_noise
 from fedsynth.schema import Column, NumericalColumn, SchemaError, TableSchema
 from fedsynth.synth.base import Synthesizer, register
 from fedsynth.synth.conditions import Condition
-from fedsynth.synth.dp_public import RoundsCentralFit, public_constraints, public_rounding
+from fedsynth.synth.dp_public import (
+    RoundsCentralFit,
+    public_constraints,
+    public_rounding,
+    round_costs_of,
+)
 from fedsynth.synth.encoding import bounds, cardinality, encode, is_discrete
 
 DEFAULT_BINS = 32
@@ -196,6 +201,7 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         else:
             shares = [ONE_WAY_SHARE, SELECT_SHARE, 1.0 - SELECT_SHARE - ONE_WAY_SHARE]
         self.round_rhos_ = [rho * s / sum(shares) for s in shares]
+        self.rounds_ = len(shares)
         self.stages_ = ["one-way", "select", "tree"] if d > 2 else ["one-way", "tree"][:d]
         sigma = math.sqrt(d / (2 * self.round_rhos_[0]))
         self.queries_ = [
@@ -207,6 +213,10 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         self.tree_: list[tuple[int, int]] = []
         self.groups_ = [np.zeros(c.size, dtype=np.int64) for c in self.layout_]
         self.round_ = 1
+
+    def round_costs(self, rows: int | None = None) -> list[PrivacyCost]:
+        """Each round's cost: its share of rho (the row count does not enter)."""
+        return round_costs_of(self.name, self.round_rhos_)
 
     def cells(self, df: pd.DataFrame) -> np.ndarray:
         """Each row's cell in every modelled column (a supplier computes this on its rows)."""

@@ -11,6 +11,7 @@ from typing import Any, Self
 import pandas as pd
 
 from fedsynth.frame import conform
+from fedsynth.privacy.accountant import PrivacyCost, zcdp_cost
 from fedsynth.schema import DatetimeColumn, NumericalColumn, TableSchema
 from fedsynth.synth.base import Progress
 from fedsynth.synth.constraints import ConstraintBase, ConstraintError, parse_constraints
@@ -57,12 +58,17 @@ def public_constraints(items: list[Any], schema: TableSchema) -> list[Constraint
     return bound
 
 
+def round_costs_of(name: str, rhos: list[float]) -> list[PrivacyCost]:
+    """zCDP costs of rounds whose sensitivity-1 queries share the given rhos."""
+    return [zcdp_cost(rho, label=f"{name} round {n}") for n, rho in enumerate(rhos, start=1)]
+
+
 class RoundsCentralFit:
     """Central fit of a DP model measured in rounds: every round on one table, whole noise.
 
-    Mixed in before the model's base class; the model provides `start` (which sets
-    `round_rhos_`, one entry per round), `measure` and `absorb` (the same protocol federated
-    fitting drives round by round across suppliers).
+    Mixed in before the model's base class; the model provides `start` (which sets `rounds_`),
+    `measure` and `absorb` (the same protocol federated fitting drives round by round across
+    suppliers).
     Unlike the generic fit, rounding and constraints come from the schema, not the rows.
     """
 
@@ -77,7 +83,7 @@ class RoundsCentralFit:
         return self
 
     def _fit(self, df: pd.DataFrame, schema: TableSchema, progress: Progress | None) -> None:
-        rounds = len(self.round_rhos_)  # type: ignore[attr-defined]
+        rounds = self.rounds_  # type: ignore[attr-defined]
         for step in range(1, rounds + 1):
             self.absorb(self.measure(df))  # type: ignore[attr-defined]
             if progress is not None:

@@ -16,6 +16,8 @@ With `epsilon` set, training is DP-SGD (opacus, Poisson sampling, per-sample cli
 - DP-SGD's noise and batches come from a generator reseeded by the OS, never from `seed`.
 `epsilon_` is the RDP accountant's epsilon (the same number opacus's RDP accountant reports).
 Without `epsilon`, modes come from a Bayesian Gaussian mixture fitted to each column (not DP).
+In a `federated` job the network is trained by federated averaging (`start`, then per round
+`measure` at each supplier and `absorb` of the sum), each supplier running DP-SGD on its rows.
 """
 
 from __future__ import annotations
@@ -247,6 +249,8 @@ class TVAESynthesizer(Synthesizer):
         max_grad_norm: float = 1.0,
         modes: int = 8,
         seed: int = 0,
+        fedavg_rounds: int = 5,
+        local_epochs: int = 1,
         constraints: list[Any] | None = None,
     ) -> None:
         super().__init__(constraints=constraints)
@@ -254,8 +258,11 @@ class TVAESynthesizer(Synthesizer):
             raise ValueError(f"epsilon must be positive and finite, or None, got {epsilon!r}")
         if not 0 < delta < 1:
             raise ValueError(f"delta must be in (0, 1), got {delta!r}")
-        if min(epochs, batch_size, hidden, latent, modes) < 1:
-            raise ValueError("epochs, batch_size, hidden, latent and modes must be positive")
+        if min(epochs, batch_size, hidden, latent, modes, fedavg_rounds, local_epochs) < 1:
+            raise ValueError(
+                "epochs, batch_size, hidden, latent, modes, fedavg_rounds and local_epochs must "
+                "be positive"
+            )
         self.epochs = epochs
         self.batch_size = batch_size
         self.hidden = hidden
@@ -266,6 +273,8 @@ class TVAESynthesizer(Synthesizer):
         self.max_grad_norm = max_grad_norm
         self.modes = modes
         self.seed = seed
+        self.fedavg_rounds = fedavg_rounds
+        self.local_epochs = local_epochs
 
     def get_params(self) -> dict[str, Any]:
         return {
@@ -280,6 +289,8 @@ class TVAESynthesizer(Synthesizer):
             "max_grad_norm": self.max_grad_norm,
             "modes": self.modes,
             "seed": self.seed,
+            "fedavg_rounds": self.fedavg_rounds,
+            "local_epochs": self.local_epochs,
         }
 
     def fit(
@@ -323,7 +334,8 @@ class TVAESynthesizer(Synthesizer):
     def start(self, schema: TableSchema) -> None:
         """Federated training (FedAvg): the public plan and the initial global network.
 
-        Codes come from the schema alone (public modes), so every supplier encodes alike.
+        Codes come from the schema alone (public modes), so every supplier encodes alike; the
+        initial weights come from `seed`, so the broker and every supplier build the same ones.
         """
         self.schema_ = schema
         self.constraints_ = public_constraints(self.constraints, schema)
@@ -331,22 +343,45 @@ class TVAESynthesizer(Synthesizer):
         self.codes_ = [public_code(c, self.modes) for c in schema.modelled_columns]
         torch.manual_seed(self.seed)
         self._build()
+        self.rounds_ = self.fedavg_rounds
+        self.round_ = 1
+
+    def round_costs(self, rows: int | None = None) -> list[PrivacyCost]:
+        """Each FedAvg round's DP-SGD cost at a supplier training on `rows` rows.
+
+        The noise is set so that all `fedavg_rounds` rounds together spend `epsilon`; the row
+        count sets the sampling rate and is treated as public, as opacus does.
+        """
+        if self.epsilon is None:
+            raise ValueError("federated TVAE trains with DP-SGD only: set epsilon")
+        if rows is None or rows < 1:
+            raise ValueError("a DP-SGD round's cost needs the supplier's number of rows")
+        sample_rate, steps, sigma = self._dp_plan(rows)
+        return [
+            subsampled_gaussian_cost(sample_rate, sigma, steps, label=f"{self.name} round {n}")
+            for n in range(1, self.fedavg_rounds + 1)
+        ]
+
+    def _dp_plan(self, rows: int) -> tuple[float, int, float]:
+        """Sampling rate, steps per round and noise multiplier of one supplier's DP-SGD."""
+        assert self.epsilon is not None
+        batches = math.ceil(rows / min(self.batch_size, rows))
+        steps = self.local_epochs * batches
+        sample_rate = 1 / batches
+        sigma = _noise_multiplier(self.epsilon, self.delta, sample_rate, self.fedavg_rounds * steps)
+        return sample_rate, steps, sigma
 
     def weights(self) -> dict[str, np.ndarray]:
         """The global network's weights as named arrays (what the broker sends to suppliers)."""
         return {k: v.detach().cpu().numpy().copy() for k, v in self.network_.state_dict().items()}
 
-    def local_update(
-        self, df: pd.DataFrame, *, rounds: int, local_epochs: int = 1
-    ) -> tuple[dict[str, np.ndarray], PrivacyCost | None]:
+    def local_update(self, df: pd.DataFrame) -> tuple[dict[str, np.ndarray], PrivacyCost | None]:
         """A supplier's FedAvg step: train a copy of the global network on `df`; return deltas.
 
-        With `epsilon`, training is DP-SGD whose noise is set so that `rounds` such updates
-        together spend `epsilon`; the returned cost is this update's share, to be charged to the
-        supplier's ledger before the deltas leave.
+        With `epsilon`, training is DP-SGD whose noise is set so that `fedavg_rounds` such
+        updates together spend `epsilon`; the returned cost is this update's share, to be
+        charged to the supplier's ledger before the deltas leave.
         """
-        if rounds < 1 or local_epochs < 1:
-            raise ValueError("rounds and local_epochs must be positive")
         df = conform(df, self.schema_).reset_index(drop=True)
         start = self.weights()
         local = _VAE(self._width(), self.hidden, self.latent).to(self.device_)
@@ -356,19 +391,44 @@ class TVAESynthesizer(Synthesizer):
         module: nn.Module = local
         cost = None
         if self.epsilon is not None:
-            sample_rate = 1 / len(loader)
-            sigma = _noise_multiplier(
-                self.epsilon, self.delta, sample_rate, rounds * local_epochs * len(loader)
-            )
+            sample_rate, steps, sigma = self._dp_plan(len(df))
             _unpredictable_noise()
             module, optimizer, loader = _private(
                 module, optimizer, loader, sigma, self.max_grad_norm
             )
-        steps = self._train(module, optimizer, loader, local_epochs, None)
-        if self.epsilon is not None:
             cost = subsampled_gaussian_cost(sample_rate, sigma, steps, label="tvae FedAvg update")
+        self._train(module, optimizer, loader, self.local_epochs, None)
         after = {k: v.detach().cpu().numpy() for k, v in local.state_dict().items()}
         return {k: after[k] - start[k] for k in start}, cost
+
+    def measure(
+        self, df: pd.DataFrame, share: float = 1.0, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """A supplier's round vector: its flattened weight deltas, then a 1 that counts it.
+
+        DP-SGD noises every step inside local training at the full level, so each update is
+        private on its own and `share` (a split of additive noise) does not apply.
+        """
+        deltas, _ = self.local_update(df)
+        return np.concatenate([*(deltas[k].ravel() for k in deltas), [1.0]]).astype(np.float64)
+
+    def absorb(self, total: np.ndarray) -> None:
+        """Take the sum of the round's vectors: add the suppliers' mean delta to the network."""
+        if not 1 <= getattr(self, "round_", 0) <= getattr(self, "rounds_", 0):
+            raise ValueError("no FedAvg round is open: call start(schema) first")
+        shapes = {k: v.shape for k, v in self.network_.state_dict().items()}
+        sizes = [int(np.prod(shape)) for shape in shapes.values()]
+        total = np.asarray(total, dtype=np.float64)
+        if total.shape != (sum(sizes) + 1,) or not np.all(np.isfinite(total)):
+            raise ValueError(f"a FedAvg round needs {sum(sizes) + 1} finite sums")
+        parties = round(float(total[-1]))
+        if parties < 1:
+            raise ValueError("a FedAvg round's sum counts no supplier")
+        parts = np.split(total[:-1] / parties, np.cumsum(sizes)[:-1])
+        self.apply_updates(
+            [{k: p.reshape(shape) for (k, shape), p in zip(shapes.items(), parts, strict=True)}]
+        )
+        self.round_ += 1
 
     def apply_updates(
         self, deltas: list[dict[str, np.ndarray]], weights: list[float] | None = None
@@ -480,7 +540,7 @@ class TVAESynthesizer(Synthesizer):
             f"weight:{k}": v.detach().cpu().numpy() for k, v in self.network_.state_dict().items()
         }
         state: dict[str, Any] = {"codes": [c.to_dict() for c in self.codes_]}
-        if self.epsilon is not None:
+        if hasattr(self, "noise_multiplier_"):
             state["dp"] = {
                 "noise_multiplier": self.noise_multiplier_,
                 "sample_rate": self.sample_rate_,

@@ -92,7 +92,7 @@ def standardized_noise(fed: Federation, job_id: str, spec: JobSpec) -> np.ndarra
     pooled, _ = pooled_training_rows(fed)
     model = start_model(spec)
     parts = []
-    for number in range(1, len(model.round_rhos_) + 1):
+    for number in range(1, model.rounds_ + 1):
         sha = step_result(fed, job_id, f"sum_{number}")["artifacts"][f"round_{number}_sum"]
         noisy = vector_from_bytes(stored(fed, sha), masked=False)
         exact = model.counts(pooled)
@@ -113,7 +113,7 @@ def test_federated_dp_marginal_under_secure_aggregation_releases_and_charges_eve
     assert sorted(spent["suppliers"]) == sorted(SUPPLIERS)
     for name in SUPPLIERS:
         releases = [r["release_id"] for r in spent["suppliers"][name]["releases"]]
-        assert len(releases) == len(start_model(spec).round_rhos_) == 3
+        assert len(releases) == start_model(spec).rounds_ == 3
         assert charged(federation, name, releases) == pytest.approx(
             spent["suppliers"][name]["epsilon"]
         )
@@ -140,6 +140,35 @@ def test_without_secure_aggregation_the_sum_carries_k_times_the_noise(
     assert z.size > 1000
     assert 2.55 < float(np.mean(z**2)) < 3.5
     assert attestation(federation, job_id)["privacy_spent"]["epsilon"] <= EPSILON + 1e-9
+
+
+def test_federated_dp_tvae_trains_by_fedavg_and_charges_each_site_every_round(
+    federation: Federation,
+) -> None:
+    params = {"fedavg_rounds": 2, "batch_size": 50, "hidden": 16, "latent": 4}
+    spec = dp_job("dp-fedavg", synthesizer="tvae", params=params)
+    job_id = federation.submit(spec)
+    finished = federation.wait(job_id)
+    assert finished.state == "succeeded", finished.reason
+    spent = attestation(federation, job_id)["privacy_spent"]
+    assert sorted(spent["suppliers"]) == sorted(SUPPLIERS)
+    assert 0.97 * EPSILON <= spent["epsilon"] <= EPSILON + 1e-9
+    for name in SUPPLIERS:
+        releases = [r["release_id"] for r in spent["suppliers"][name]["releases"]]
+        assert len(releases) == 2
+        rows = len(site_training_rows(federation, name))
+        expected = compose(start_model(spec).round_costs(rows)).epsilon_at(DELTA)
+        assert charged(federation, name, releases) == pytest.approx(expected)
+    north = step_result(federation, job_id, "measure_2")["suppliers"]["north"]
+    upload = stored(federation, north["uploads"]["measurement.bin"])
+    masked = vector_from_bytes(upload, masked=True)
+    assert masked.size == sum(v.size for v in start_model(spec).weights().values()) + 1
+    identity = federation.broker.identity(Role.CONSUMER, "alice")
+    with Client(federation.broker.address, **identity) as client:
+        (release,) = [r for r in client.list() if r.job_id == job_id]
+        released = client.pull(release.release_id)
+    assert list(released.columns) == TableSchema.from_dict(SCHEMA).names
+    assert len(released) == spec.rows
 
 
 def test_a_site_whose_cap_is_too_small_refuses_before_anything_leaves(
@@ -203,7 +232,7 @@ def test_a_supplier_that_never_delivers_its_masked_vector_restarts_the_round_wit
     assert sorted(spent["suppliers"]) == ["east", "north"]
     for name in ("east", "north"):
         releases = [r["release_id"] for r in spent["suppliers"][name]["releases"]]
-        assert len(releases) == len(start_model(dp_job("x")).round_rhos_) + 1
+        assert len(releases) == start_model(dp_job("x")).rounds_ + 1
         assert spent["suppliers"][name]["epsilon"] > EPSILON
     summed = step_result(federation, job_id, "sum_1")["summed"]
     assert summed == ["east", "north"]

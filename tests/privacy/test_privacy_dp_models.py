@@ -67,7 +67,7 @@ def test_every_round_carries_noise_of_the_stated_variance(model_cls: type) -> No
     df = _people()
     model = model_cls(epsilon=1.0)
     model.start(SCHEMA)
-    for number in range(1, len(model.round_rhos_) + 1):
+    for number in range(1, model.rounds_ + 1):
         assert _normalised_noise(model, df) == pytest.approx(1.0, abs=0.06), number
         model.absorb(model.measure(df, rng=np.random.default_rng(number)))
 
@@ -118,7 +118,7 @@ def test_federated_fit_from_summed_rounds_samples_like_a_model() -> None:
     parts = _thirds(df)
     model = DPMarginalSynthesizer(epsilon=4.0)
     model.start(SCHEMA)
-    for _ in model.round_rhos_:
+    for _ in range(model.rounds_):
         model.absorb(sum(model.measure(p, share=1 / 3) for p in parts))
     rows = model.sample(200, seed=3)
     assert list(rows.columns) == SCHEMA.names

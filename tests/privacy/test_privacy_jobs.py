@@ -62,11 +62,21 @@ def test_epsilon_in_synthesizer_params_and_every_other_problem_are_listed_at_onc
     assert "privacy.epsilon" in text
 
 
-def test_federated_jobs_take_the_mergeable_dp_models_and_refuse_dp_tvae_clearly() -> None:
-    for name in ("dp-marginal", "dp-copula"):
+def test_federated_jobs_take_the_dp_models_and_refuse_tvae_without_dp_clearly() -> None:
+    for name in ("dp-marginal", "dp-copula", "tvae"):
         JobSpec.model_validate(spec_data(name, privacy={"epsilon": 1.0}))
-    text = refused(spec_data("tvae", privacy={"epsilon": 1.0}))
-    assert "'tvae' is not mergeable" in text and "federated averaging is not supported" in text
+    text = refused(spec_data("tvae"))
+    assert "'tvae' is not mergeable" in text and "DP-SGD only: add a privacy section" in text
+
+
+def test_a_federated_dp_tvae_job_plans_one_round_per_fedavg_round() -> None:
+    data = spec_data("tvae", privacy={"epsilon": 2.0, "secure_aggregation": False})
+    data["synthesizer"]["params"] = {"fedavg_rounds": 4, "hidden": 8, "latent": 2}
+    plan = plan_of(JobSpec.model_validate(data))
+    assert [s.name for s in plan if s.party is Party.SUPPLIERS] == [
+        *(f"measure_{n}" for n in range(1, 5)),
+        "audit_candidate",
+    ]
 
 
 def test_the_model_gets_epsilon_delta_and_clip_from_the_privacy_section() -> None:

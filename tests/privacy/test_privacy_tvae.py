@@ -108,7 +108,7 @@ def test_tvae_refuses_a_non_finite_epsilon() -> None:
 
 def test_fedavg_rounds_of_dp_updates_spend_at_most_the_target_per_supplier() -> None:
     pytest.importorskip("opacus")
-    model = TVAESynthesizer(batch_size=50, hidden=16, latent=4, epsilon=3.0)
+    model = TVAESynthesizer(batch_size=50, hidden=16, latent=4, epsilon=3.0, fedavg_rounds=2)
     model.start(SCHEMA)
     before = model.weights()
     suppliers = {name: _people(150, seed=i) for i, name in enumerate(("a", "b", "c"))}
@@ -116,7 +116,7 @@ def test_fedavg_rounds_of_dp_updates_spend_at_most_the_target_per_supplier() -> 
     for _ in range(2):
         updates = []
         for name, rows in suppliers.items():
-            deltas, cost = model.local_update(rows, rounds=2)
+            deltas, cost = model.local_update(rows)
             assert cost is not None
             spent[name].append(cost)
             updates.append(deltas)
@@ -125,6 +125,34 @@ def test_fedavg_rounds_of_dp_updates_spend_at_most_the_target_per_supplier() -> 
         assert sum(costs[1:], costs[0]).epsilon_at(1e-6) <= 3.0
     assert any(not np.allclose(before[k], v) for k, v in model.weights().items())
     assert len(model.sample(30, seed=0)) == 30
+
+
+def test_fedavg_round_costs_are_what_each_update_spends_and_compose_to_the_target() -> None:
+    pytest.importorskip("opacus")
+    model = TVAESynthesizer(batch_size=40, hidden=8, latent=2, epsilon=2.0, fedavg_rounds=3)
+    model.start(SCHEMA)
+    costs = model.round_costs(rows=150)
+    assert len(costs) == 3
+    _, spent = model.local_update(_people(150))
+    assert spent is not None and spent.rdp == costs[0].rdp
+    total = sum(costs[1:], costs[0]).epsilon_at(model.delta)
+    assert 0.97 * 2.0 <= total <= 2.0
+
+
+def test_absorbing_the_summed_round_vectors_adds_the_suppliers_mean_delta() -> None:
+    pytest.importorskip("opacus")
+    model = TVAESynthesizer(batch_size=50, hidden=8, latent=2, epsilon=4.0, fedavg_rounds=2)
+    model.start(SCHEMA)
+    before = model.weights()
+    vectors = [model.measure(_people(120, seed=i)) for i in range(3)]
+    assert all(v[-1] == 1.0 for v in vectors)
+    mean = np.mean(vectors, axis=0)[:-1]
+    model.absorb(np.sum(vectors, axis=0))
+    after = np.concatenate([v.ravel() for v in model.weights().values()])
+    start = np.concatenate([v.ravel() for v in before.values()])
+    np.testing.assert_allclose(after, start + mean, atol=1e-6)
+    with pytest.raises(ValueError, match="finite sums"):
+        model.absorb(np.zeros(3))
 
 
 def test_fedavg_with_zero_updates_keeps_the_global_weights() -> None:
