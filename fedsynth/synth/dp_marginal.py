@@ -494,6 +494,9 @@ def _groups(
 def _split(
     members: np.ndarray, cells: Cells, counts: np.ndarray, threshold: float
 ) -> list[list[int]]:
+    """`members` (cells) cut into runs of about `threshold` estimated rows: in cell order for
+    ordered columns, most frequent first for unordered ones; an under-filled last run joins the
+    one before it."""
     values = [int(m) for m in members if m < cells.values]
     if not cells.ordered:
         values.sort(key=lambda cell: -counts[cell])
@@ -578,12 +581,6 @@ def _simplex(counts: np.ndarray, total: float) -> np.ndarray:
     excess = (np.cumsum(ordered) - total) / np.arange(1, flat.size + 1)
     cut = excess[np.nonzero(ordered > excess)[0][-1]]
     return np.maximum(counts - cut, 0.0)
-
-
-def _probabilities(counts: np.ndarray) -> np.ndarray:
-    clipped = np.maximum(counts, 0.0)
-    total = clipped.sum()
-    return clipped / total if total > 0 else np.full(counts.size, 1.0 / counts.size)
 
 
 def _ipf(table: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
