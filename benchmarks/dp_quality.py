@@ -132,7 +132,7 @@ def federated_marginal(train: pd.DataFrame, schema: TableSchema, epsilon: float)
     fixed = FixedPoint(bound=float(len(train)) * 100 + 1e6, parties=3)
     model = DPMarginalSynthesizer(epsilon=epsilon, delta=DELTA)
     model.start(schema)
-    for step in range(2):
+    for step in range(model.rounds_):
         vectors = {s: model.measure(part, share=1 / 3) for s, part in parts.items()}
         model.absorb(
             secure_sum(SecAggRound(f"bench-{step}", SUPPLIERS), parties, vectors, fixed, verify)
