@@ -11,6 +11,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from fedsynth.security.ca import FederationCA
+from fedsynth.security.principals import Role
+from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.pipeline import ReadAhead
 from fedsynth.wire.transfer import file_digest, stream_object
 from fedsynth.wire.v1 import common_pb2
@@ -81,10 +84,21 @@ def test_a_cancelled_download_call_stops_the_senders_read_ahead(tmp_path: Path) 
             )
         ]
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    pki = FederationCA.init(tmp_path / "pki", "pipeline")
+    broker_cert, broker_key = pki.issue(Role.BROKER, "broker", ip_addresses=("127.0.0.1",))
+    client_cert, client_key = pki.issue(Role.CONSUMER, "alice")
+    ca = pki.directory / "ca.pem"
+    credentials = grpc.ssl_server_credentials(
+        [(broker_key.read_bytes(), broker_cert.read_bytes())],
+        root_certificates=ca.read_bytes(),
+        require_client_auth=True,
+    )
+    port = server.add_secure_port("127.0.0.1:0", credentials)
     server.start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with secure_channel(
+            f"127.0.0.1:{port}", ca=ca, cert=client_cert, key=client_key
+        ) as channel:
             call = channel.unary_stream(
                 "/test.Objects/Download",
                 response_deserializer=common_pb2.DownloadMessage.FromString,
