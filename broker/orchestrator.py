@@ -231,15 +231,17 @@ class Orchestrator:
         return self.state.store.job(job_id).state == JobState.RUNNING
 
     def _finish(self, job_id: str, outcome: JobState, reason: str) -> None:
+        """End a job: pending tasks closed and its rows purged before the state says finished,
+        so anyone who sees the job finished also sees its rows gone."""
         store = self.state.store
         if JobState(store.job(job_id).state).finished:
             return
-        store.set_job_state(job_id, outcome, reason)
-        self.state.audit.append(self._uri, f"job.{outcome.value}", job_id, reason=reason)
         for task in store.tasks_of_job(job_id):
             if task.state == "pending":
                 store.finish_task(task.task_id, False, b"", f"job {outcome.value}")
         self.state.uploads.purge_job(job_id, self._uri)
+        store.set_job_state(job_id, outcome, reason)
+        self.state.audit.append(self._uri, f"job.{outcome.value}", job_id, reason=reason)
         self.state.notify_tasks()
         log.info("job %s %s %s", job_id, outcome.value, reason)
 
