@@ -100,11 +100,17 @@ class EgressPolicy(_Strict):
 
 
 class TlsFiles(_Strict):
-    """The federation CA certificate and this agent's own certificate and key."""
+    """The federation CA certificate, this agent's own certificate and key, and optionally the
+    federation's revocation list."""
 
     ca: Path
     cert: Path
     key: Path
+    crl: Path | None = Field(
+        None,
+        description="The federation's revocation list (crl.pem, refreshed by the operator); "
+        "a peer's key relayed under a revoked certificate is refused.",
+    )
 
 
 class Reconnect(_Strict):

@@ -16,6 +16,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -41,6 +42,7 @@ from fedsynth.privacy.secagg import (
     fixed_point_for,
     verify_announcements,
 )
+from fedsynth.security.ca import load_revoked_serials
 from fedsynth.security.certificates import load_cert, load_key, write_private
 from fedsynth.security.principals import federation_of_ca
 from supplier_agent.config import ArtifactKind
@@ -169,11 +171,25 @@ def _peers(
         )
     ca = load_cert(ctx.config.tls.ca)
     try:
-        keys = certificate_keys(bundle, ca, federation_of_ca(ca))
+        keys = certificate_keys(bundle, ca, federation_of_ca(ca), _revoked(ctx, ca))
         verify_announcements(bundle.round(), bundle.announcements(), keys)
     except SecAggError as exc:
         raise TaskRefused(str(exc)) from exc
     return bundle, keys
+
+
+def _revoked(ctx: TaskContext, ca: x509.Certificate) -> frozenset[int]:
+    """Serials on the federation's revocation list, when the config names one."""
+    crl = ctx.config.tls.crl
+    if crl is None:
+        return frozenset()
+    try:
+        return load_revoked_serials(crl, ca)
+    except (OSError, ValueError) as exc:
+        raise TaskRefused(
+            f"tls.crl {crl}: cannot read the revocation list ({exc}); copy the federation's "
+            "current crl.pem there or remove tls.crl from the agent config"
+        ) from exc
 
 
 def dp_measure(ctx: TaskContext) -> Outgoing:

@@ -44,15 +44,21 @@ class KeyBundle(BaseModel):
 
 
 def certificate_keys(
-    bundle: KeyBundle, ca_cert: x509.Certificate, federation: str
+    bundle: KeyBundle,
+    ca_cert: x509.Certificate,
+    federation: str,
+    revoked: frozenset[int] = frozenset(),
 ) -> dict[str, ec.EllipticCurvePublicKey]:
-    """Each participant's certificate key, after checking the certificate names that supplier."""
+    """Each participant's certificate key, after checking the certificate chains to the CA, is
+    not among the `revoked` serials and names that supplier."""
     keys: dict[str, ec.EllipticCurvePublicKey] = {}
     for entry in bundle.keys:
         supplier = entry.announcement.supplier
         try:
             cert = x509.load_pem_x509_certificate(entry.certificate_pem.encode())
             verify_chain(cert, ca_cert)
+            if cert.serial_number in revoked:
+                raise ValueError(f"certificate serial {cert.serial_number} is revoked")
             principal = principal_from_certificate(
                 cert, federation, usage=ExtendedKeyUsageOID.CLIENT_AUTH
             )

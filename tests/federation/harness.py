@@ -174,7 +174,12 @@ def _agent_config(
     config = {
         "name": name,
         "broker": address,
-        "tls": {"ca": str(pki.directory / "ca.pem"), "cert": str(cert), "key": str(key)},
+        "tls": {
+            "ca": str(pki.directory / "ca.pem"),
+            "cert": str(cert),
+            "key": str(key),
+            "crl": str(pki.crl_path),
+        },
         "state_dir": str(root / name / "state"),
         "sources": sources,
         "egress": {**egress, "topologies": ALL_TOPOLOGIES},

@@ -19,7 +19,7 @@ from fedsynth.privacy.secagg import (
     unmask_sum,
 )
 from fedsynth.privacy.spec import BudgetCap
-from fedsynth.security.ca import FederationCA
+from fedsynth.security.ca import FederationCA, load_revoked_serials
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.security.principals import Role
 
@@ -78,6 +78,23 @@ def test_a_certificate_from_another_ca_is_refused(pki: FederationCA, tmp_path: P
     bundle = KeyBundle(round_id=round_.round_id, participants=list(NAMES[:2]), keys=[entry, honest])
     with pytest.raises(SecAggError, match=r"relayed for 'alpha' is refused"):
         certificate_keys(bundle, load_cert(pki.directory / "ca.pem"), "fed")
+
+
+def test_a_revoked_peer_certificate_is_refused(tmp_path: Path) -> None:
+    pki = FederationCA.init(tmp_path / "pki", "fed")
+    for name in NAMES[:2]:
+        pki.issue(Role.SUPPLIER, name)
+    round_ = SecAggRound("job/round-1", NAMES[:2])
+    entries = [signed(pki, n, round_)[1] for n in NAMES[:2]]
+    bundle = KeyBundle(round_id=round_.round_id, participants=list(NAMES[:2]), keys=entries)
+    ca = load_cert(pki.directory / "ca.pem")
+    assert set(certificate_keys(bundle, ca, "fed", load_revoked_serials(pki.crl_path, ca))) == {
+        "alpha",
+        "bravo",
+    }
+    pki.revoke(role=Role.SUPPLIER, name="bravo")
+    with pytest.raises(SecAggError, match=r"relayed for 'bravo' is refused: .* revoked"):
+        certificate_keys(bundle, ca, "fed", load_revoked_serials(pki.crl_path, ca))
 
 
 def test_the_shared_encoding_cannot_wrap_for_any_number_of_parties() -> None:
