@@ -184,9 +184,10 @@ def plan_for(topology: Topology) -> tuple[Step, ...]:
 def plan_of(spec: JobSpec) -> tuple[Step, ...]:
     """The steps of `spec`'s job: its topology's plan, or DP rounds for a DP federated fit."""
     if spec.topology is Topology.FEDERATED and spec.privacy is not None:
-        from fedsynth.privacy.rounds import start_model
+        from fedsynth.privacy.rounds import unstarted_model
 
-        return dp_federated_plan(start_model(spec).rounds_, spec.privacy.secure_aggregation)
+        rounds = unstarted_model(spec).planned_rounds(spec.model_schema())
+        return dp_federated_plan(rounds, spec.privacy.secure_aggregation)
     return plan_for(spec.topology)
 
 

@@ -31,7 +31,6 @@ from fedsynth.privacy.rounds import (
     RoundModel,
     absorb_earlier,
     noise_share,
-    round_costs,
     start_model,
     vector_bytes,
 )
@@ -117,7 +116,7 @@ def _costs(ctx: TaskContext, model: RoundModel) -> list[PrivacyCost]:
     """Each round's cost at this site. DP-SGD's depends on the site's number of training rows
     (public, as in opacus); the marginal models' costs depend on nothing the site holds."""
     rows = len(ctx.split()[0]) if ctx.payload.job.synthesizer.name == "tvae" else None
-    return round_costs(model, rows)
+    return model.round_costs(rows)
 
 
 def _key_path(ctx: TaskContext, round_id: str) -> Path:

@@ -25,11 +25,15 @@ class RoundModel(Protocol):
     """The federated protocol of a DP synthesizer fitted in rounds (dp-marginal, dp-copula,
     DP-TVAE by federated averaging).
 
-    `start` fixes the public plan before any data is seen, `rounds_` included, so every party
-    knows the number of rounds up front; `round_costs` states what each round spends.
+    `planned_rounds` tells from the parameters and the public schema alone how many rounds a
+    fit takes, so a plan can be laid out without starting a model; `start` fixes the public
+    plan before any data is seen; `round_costs` states what each round spends (call it after
+    `start`).
     """
 
     rounds_: int
+
+    def planned_rounds(self, schema: TableSchema) -> int: ...
 
     def start(self, schema: TableSchema) -> None: ...
 
@@ -50,20 +54,17 @@ class RoundModel(Protocol):
 
 def start_model(spec: JobSpec) -> RoundModel:
     """The job's DP model with its public plan set up (round one open)."""
-    from fedsynth.synth import synthesizer_class
-
-    model: Any = synthesizer_class(spec.synthesizer.name)(**spec.model_params())
+    model = unstarted_model(spec)
     model.start(spec.model_schema())
     return model
 
 
-def round_costs(model: RoundModel, rows: int | None = None) -> list[PrivacyCost]:
-    """What each round spends (call right after `start`); together the whole fit's cost.
+def unstarted_model(spec: JobSpec) -> RoundModel:
+    """The job's DP model with its parameters only (for `planned_rounds`: builds nothing)."""
+    from fedsynth.synth import synthesizer_class
 
-    dp-marginal and dp-copula: each round's share of rho. DP-TVAE: each round's DP-SGD at a
-    supplier with `rows` training rows (its sampling rate depends on them).
-    """
-    return model.round_costs(rows)
+    model: Any = synthesizer_class(spec.synthesizer.name)(**spec.model_params())
+    return model
 
 
 def absorb_earlier(model: RoundModel, sums: list[bytes]) -> None:

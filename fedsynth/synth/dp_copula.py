@@ -93,10 +93,14 @@ class DPGaussianCopula(RoundsCentralFit, GaussianCopula):
         self.rho_ = rho_for_epsilon(self.epsilon, self.delta)
         self.privacy_cost_: PrivacyCost = zcdp_cost(self.rho_, label=f"{self.name} fit")
         self.round_rhos_ = [self.rho_ * self.marginal_share, self.rho_ * (1 - self.marginal_share)]
-        self.rounds_ = 2
+        self.rounds_ = self.planned_rounds(schema)
         d = len(schema.modelled_columns)
         self.sigma_ = math.sqrt(d / (2 * self.round_rhos_[0]))
         self.round_ = 1
+
+    def planned_rounds(self, schema: TableSchema) -> int:
+        """Two rounds: marginals on public bins, then the normal-score products."""
+        return 2
 
     def round_costs(self, rows: int | None = None) -> list[PrivacyCost]:
         """Each round's cost: its share of rho (the row count does not enter)."""

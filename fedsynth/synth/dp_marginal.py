@@ -57,6 +57,12 @@ GROUP_SIGMAS = 3.0
 """A cell group of a 2-way round holds at least this many of its noise sds of estimated count."""
 TREE_GROUP_SIGMAS = 6.0
 """Round three splits a round-two group into parts holding this many of its own noise sds."""
+_SHARES = {
+    "one-way": ONE_WAY_SHARE,
+    "select": SELECT_SHARE,
+    "tree": 1.0 - ONE_WAY_SHARE - SELECT_SHARE,
+}
+"""Each round's share of rho before normalising over the rounds a fit runs."""
 _NOISE_MAGNITUDE = 0.3426
 """E[sqrt(max(z^2 - 1, 0))] for a standard normal z: what noise alone adds per cell to a score."""
 _IPF_ITERATIONS = 50
@@ -194,15 +200,10 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         rho = rho_for_epsilon(self.epsilon, self.delta)
         self.rho_ = rho
         self.privacy_cost_: PrivacyCost = zcdp_cost(rho, label=f"{self.name} fit")
-        if d == 1:
-            shares = [1.0]
-        elif d == 2:
-            shares = [ONE_WAY_SHARE, 1.0 - SELECT_SHARE - ONE_WAY_SHARE]
-        else:
-            shares = [ONE_WAY_SHARE, SELECT_SHARE, 1.0 - SELECT_SHARE - ONE_WAY_SHARE]
+        self.stages_ = _stages(d)
+        shares = [_SHARES[stage] for stage in self.stages_]
         self.round_rhos_ = [rho * s / sum(shares) for s in shares]
-        self.rounds_ = len(shares)
-        self.stages_ = ["one-way", "select", "tree"] if d > 2 else ["one-way", "tree"][:d]
+        self.rounds_ = len(self.stages_)
         sigma = math.sqrt(d / (2 * self.round_rhos_[0]))
         self.queries_ = [
             Query((i,), (np.arange(c.size),), sigma) for i, c in enumerate(self.layout_)
@@ -213,6 +214,10 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         self.tree_: list[tuple[int, int]] = []
         self.groups_ = [np.zeros(c.size, dtype=np.int64) for c in self.layout_]
         self.round_ = 1
+
+    def planned_rounds(self, schema: TableSchema) -> int:
+        """How many measurement rounds a fit on `schema` takes (public: the column count)."""
+        return len(_stages(len(schema.modelled_columns)))
 
     def round_costs(self, rows: int | None = None) -> list[PrivacyCost]:
         """Each round's cost: its share of rho (the row count does not enter)."""
@@ -421,6 +426,11 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         ]
         self.rho_ = float(state["rho"])
         self.privacy_cost_ = zcdp_cost(self.rho_, label=f"{self.name} fit")
+
+
+def _stages(columns: int) -> list[str]:
+    """The measurement rounds for `columns` columns: two skip the selection, one has no pair."""
+    return ["one-way", "select", "tree"] if columns > 2 else ["one-way", "tree"][:columns]
 
 
 def _tree(

@@ -343,8 +343,12 @@ class TVAESynthesizer(Synthesizer):
         self.codes_ = [public_code(c, self.modes) for c in schema.modelled_columns]
         torch.manual_seed(self.seed)
         self._build()
-        self.rounds_ = self.fedavg_rounds
+        self.rounds_ = self.planned_rounds(schema)
         self.round_ = 1
+
+    def planned_rounds(self, schema: TableSchema) -> int:
+        """FedAvg rounds of a federated fit: `fedavg_rounds`, whatever the schema."""
+        return self.fedavg_rounds
 
     def round_costs(self, rows: int | None = None) -> list[PrivacyCost]:
         """Each FedAvg round's DP-SGD cost at a supplier training on `rows` rows.

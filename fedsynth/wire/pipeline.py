@@ -18,8 +18,9 @@ T = TypeVar("T")
 class ReadAhead(Generic[T]):
     """Iterates `source` on a background thread, up to `depth` items ahead of the consumer.
 
-    The source's error is raised to the consumer in order. `close` stops the producer and waits
-    for it; call it when the consumer stops early (a cancelled call), or the thread lingers.
+    The source's error is raised to the consumer in order. `close` (or leaving a `with` block)
+    stops the producer and waits for it; without it a consumer that stops early (a cancelled
+    call) leaves the thread lingering.
     """
 
     def __init__(self, source: Iterator[T], depth: int = 2) -> None:
@@ -65,6 +66,12 @@ class ReadAhead(Generic[T]):
         self._thread.join()
         self._drain()
         self._queue.put_nowait((None, None, True))  # wakes a consumer blocked on the empty queue
+
+    def __enter__(self) -> ReadAhead[T]:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def _drain(self) -> None:
         while True:

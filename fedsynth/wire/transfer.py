@@ -98,11 +98,8 @@ def upload_file(
             if status.complete:
                 _check_stored(header, status, path, chunk_bytes)
                 return status
-            ahead = ReadAhead(_upload_messages(header, status, path, chunk_bytes))
-            try:
+            with ReadAhead(_upload_messages(header, status, path, chunk_bytes)) as ahead:
                 status = stub.Upload(_reporting(ahead, on_progress), timeout=timeout)
-            finally:
-                ahead.close()
             if status.complete:
                 return status
         except grpc.RpcError as exc:
@@ -257,11 +254,8 @@ def stream_object(
     yield common_pb2.DownloadMessage(
         info=common_pb2.ObjectInfo(sha256=digest.sha256, size=digest.size, media_type=media_type)
     )
-    ahead = ReadAhead(_chunk_messages(path, offset, chunk_bytes))
-    try:
+    with ReadAhead(_chunk_messages(path, offset, chunk_bytes)) as ahead:
         yield from ahead
-    finally:
-        ahead.close()
 
 
 def _chunk_messages(

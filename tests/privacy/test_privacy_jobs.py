@@ -12,7 +12,7 @@ import pytest
 from fedsynth.jobs import JobSpec, JobSpecError
 from fedsynth.plans import Party, TaskKind, plan_of
 from fedsynth.privacy.accountant import compose
-from fedsynth.privacy.rounds import round_costs, start_model, vector_bytes, vector_from_bytes
+from fedsynth.privacy.rounds import start_model, vector_bytes, vector_from_bytes
 
 SCHEMA = {
     "name": "patients",
@@ -111,7 +111,7 @@ def test_a_federated_dp_job_runs_the_models_rounds_with_key_announcements_only_w
 def test_the_rounds_cost_exactly_the_models_whole_cost(name: str) -> None:
     spec = JobSpec.model_validate(spec_data(name, privacy={"epsilon": 1.5, "delta": 1e-6}))
     model = start_model(spec)
-    costs = round_costs(model)
+    costs = model.round_costs()
     assert len(costs) >= 2 and all(c.rdp is not None for c in costs)
     np.testing.assert_allclose(
         np.asarray(compose(costs).rdp), np.asarray(model.privacy_cost_.rdp), rtol=1e-12
