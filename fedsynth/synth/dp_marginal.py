@@ -296,21 +296,53 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
             _groups(cells, fine, GROUP_SIGMAS * sigma)
             for cells, fine in zip(self.layout_, self.fine_, strict=True)
         ]
-        groups = self.selection_groups_
-        self.queries_ = [Query(p, (groups[p[0]], groups[p[1]]), sigma) for p in pairs]
+        cap = total / (GROUP_SIGMAS * sigma)
+        self.queries_ = [Query(p, self._pair_groups(p, cap), sigma) for p in pairs]
+
+    def _pair_groups(self, pair: tuple[int, int], cap: float) -> tuple[np.ndarray, ...]:
+        """The groups a pair's selection table is measured on: at most about `cap` cells.
+
+        A table past the cap coarsens its ordered columns into runs of equal estimated rows (both
+        to about sqrt(cap) parts, or an ordered one beside an unordered one to cap / the other's
+        groups): a wide column such as a city's keeps every group, so its dependence on a number
+        shows as a shift between a few ranges, each cell far above the noise, instead of being
+        spread over hundreds of cells under it. Each result is a coarsening of the column's
+        selection groups, so that the tree round's groups refine it.
+        """
+        assert self.selection_groups_ is not None
+        groups = [self.selection_groups_[j] for j in pair]
+        widths = [int(g.max()) + 1 for g in groups]
+        ordered = [self.layout_[j].ordered for j in pair]
+        if widths[0] * widths[1] <= cap or not any(ordered):
+            return tuple(groups)
+        if all(ordered):
+            parts = [max(2, int(math.sqrt(cap)))] * 2
+        else:
+            parts = [max(2, int(cap // widths[ordered.index(False)]))] * 2
+        out = []
+        for j, g, width, is_ordered, n in zip(pair, groups, widths, ordered, parts, strict=True):
+            if not is_ordered or width <= n:
+                out.append(g)
+                continue
+            rows = np.bincount(g, weights=self.fine_[j], minlength=width)
+            before = np.cumsum(rows) - rows
+            run = np.minimum((before * n // max(rows.sum(), 1.0)).astype(np.int64), n - 1)
+            out.append(np.unique(run, return_inverse=True)[1][g])
+        return tuple(out)
 
     def _after_selection(self) -> None:
         """Choose the tree from every pair's noisy table (post-processing) and plan its round."""
         total = self._total()
-        pairs = {q.columns: t for r, q, t in self.measured_ if r == 2}
-        nodes = [
-            np.bincount(groups, weights=self._column(j, total), minlength=int(groups.max()) + 1)
-            for j, groups in enumerate(self.selection_groups_)
-        ]
-        sigma = self.queries_[0].sigma
-        self._plan_tree(
-            _tree(len(self.layout_), pairs, nodes, total, sigma), self.selection_groups_
-        )
+        columns = [self._column(j, total) for j in range(len(self.layout_))]
+        tables = []
+        for r, query, table in self.measured_:
+            if r == 2:
+                a, b = (
+                    np.bincount(g, weights=columns[j], minlength=width)
+                    for j, g, width in zip(query.columns, query.groups, query.shape, strict=True)
+                )
+                tables.append((query, table, total * np.outer(a, b)))
+        self._plan_tree(_tree(len(self.layout_), tables), self.selection_groups_)
 
     def _plan_tree(self, tree: list[tuple[int, int]], coarse: list[np.ndarray] | None) -> None:
         """Round three measures the tree's edges on groups fit for its own, smaller noise."""
@@ -347,7 +379,7 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         ]
         stage = self.stages_.index("tree") + 1 if "tree" in self.stages_ else 0
         edges = [t for r, _, t in self.measured_ if r == stage]
-        selected = {q.columns: t for r, q, t in self.measured_ if r == 2 and stage == 3}
+        selected = {q.columns: (q, t) for r, q, t in self.measured_ if r == 2 and stage == 3}
         self.edges_ = []
         for (a, b), table in zip(self.tree_, edges, strict=True):
             if selected:
@@ -358,16 +390,20 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         del self.queries_, self.fine_, self.measured_, self.selection_groups_
 
     def _fused_edge(
-        self, a: int, b: int, table: np.ndarray, selected: dict[tuple[int, ...], np.ndarray]
+        self,
+        a: int,
+        b: int,
+        table: np.ndarray,
+        selected: dict[tuple[int, ...], tuple[Query, np.ndarray]],
     ) -> np.ndarray:
         """Edge (a, b)'s round-three table fused (least squares) with round two's of the pair."""
-        coarse = self.selection_groups_
-        assert coarse is not None
+        query, pair = selected[min(a, b), max(a, b)]
+        coarse = dict(zip(query.columns, query.groups, strict=True))
         up_a, up_b = (_coarser(self.groups_[j], coarse[j]) for j in (a, b))
-        pair = selected[a, b] if a < b else selected[b, a].T
+        pair = pair if a < b else pair.T
         labels = (up_a[:, None] * pair.shape[1] + up_b[None, :]).ravel()
         fine_var = self.queries_[0].sigma ** 2
-        coarse_var = next(q.sigma for r, q, _ in self.measured_ if r == 2) ** 2
+        coarse_var = query.sigma**2
         fused = _fuse(table.ravel(), fine_var, pair.ravel(), coarse_var, labels)
         return fused.reshape(table.shape)
 
@@ -376,16 +412,14 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
     ) -> dict[str, np.ndarray]:
         d = len(self.layout_)
         groups = np.full((n, d), -1, dtype=np.int64)
-        groups[:, 0] = _categorical(
-            np.broadcast_to(self.one_way_[0], (n, self.one_way_[0].size)), rng
-        )
+        groups[:, 0] = _allocate(self.one_way_[0][None, :], np.zeros(n, dtype=np.int64), rng)
         for (a, b), table in zip(self.tree_, self.edges_, strict=True):
             conditional = table / np.maximum(table.sum(axis=1, keepdims=True), _FLOOR)
-            groups[:, b] = _categorical(conditional[groups[:, a]], rng)
+            groups[:, b] = _allocate(conditional, groups[:, a], rng)
         out = {}
         for j, layout in enumerate(self.layout_):
             within = _within(self.groups_[j], self.cells_[j])
-            out[layout.name] = layout.draw(_categorical(within[groups[:, j]], rng), rng)
+            out[layout.name] = layout.draw(_allocate(within, groups[:, j], rng), rng)
         return out
 
     def _check_fitted(self) -> None:
@@ -433,22 +467,18 @@ def _stages(columns: int) -> list[str]:
     return ["one-way", "select", "tree"] if columns > 2 else ["one-way", "tree"][:columns]
 
 
-def _tree(
-    d: int,
-    tables: dict[tuple[int, ...], np.ndarray],
-    nodes: list[np.ndarray],
-    total: float,
-    sigma: float,
-) -> list[tuple[int, int]]:
+def _tree(d: int, tables: list[tuple[Query, np.ndarray, np.ndarray]]) -> list[tuple[int, int]]:
     """Maximum spanning tree (Kruskal) on each noisy 2-way table's L1 distance from independence.
 
+    `tables` holds each pair's query, noisy table and table expected under independence.
     Each cell's deviation d is read as sqrt(max(d^2 - sigma^2, 0)) (noise adds sigma^2 to its
     square), less what noise alone leaves per cell, so that big tables gain nothing from noise
     and cells far above it count in full; edges come out oriented away from column 0.
     """
     scores = []
-    for (i, j), table in tables.items():
-        expected = total * np.outer(nodes[i], nodes[j])
+    for query, table, expected in tables:
+        i, j = query.columns
+        sigma = query.sigma
         magnitude = np.sqrt(np.maximum((table - expected) ** 2 - sigma**2, 0.0))
         score = float(magnitude.sum() - table.size * _NOISE_MAGNITUDE * sigma)
         scores.append((score, i, j))
@@ -603,11 +633,32 @@ def _ipf(table: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return joint / joint.sum()
 
 
-def _categorical(probabilities: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One draw per row of a (rows x cells) probability matrix."""
-    cumulative = np.cumsum(probabilities, axis=1)
-    u = rng.random(probabilities.shape[0]) * cumulative[:, -1]
-    return np.minimum((u[:, None] >= cumulative).sum(axis=1), probabilities.shape[1] - 1)
+def _allocate(
+    probabilities: np.ndarray, parents: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """One cell per row, drawn from its parent's row of `probabilities` by controlled rounding.
+
+    The rows sharing a parent get each cell's expected count rounded down, the remainder goes
+    to cells drawn by their fractional parts, and the result is shuffled: the sample's tables
+    follow the model's far closer than independent draws, whose noise swamps thin cells.
+    """
+    out = np.empty(parents.size, dtype=np.int64)
+    order = np.argsort(parents, kind="stable")
+    values, starts, counts = np.unique(parents[order], return_index=True, return_counts=True)
+    for value, start, count in zip(values, starts, counts, strict=True):
+        weights = probabilities[value]
+        mass = weights.sum()
+        p = weights / mass if mass > 0 else np.full(weights.size, 1.0 / weights.size)
+        expected = p * count
+        whole = np.floor(expected).astype(np.int64)
+        extra = int(count - whole.sum())
+        if extra > 0:
+            fraction = expected - whole
+            whole[rng.choice(p.size, extra, replace=False, p=fraction / fraction.sum())] += 1
+        cells = np.repeat(np.arange(p.size), whole)
+        rng.shuffle(cells)
+        out[order[start : start + count]] = cells
+    return out
 
 
 def _check_groups(array: np.ndarray, size: int) -> np.ndarray:
