@@ -8,16 +8,19 @@ Where each quantity comes from (end-to-end DP):
 - round two, the private selection: every pair of columns' 2-way marginal (SELECT_SHARE of rho)
   on cell groups planned from round one's noisy counts alone, so that a group holds at least
   GROUP_SIGMAS noise sds of estimated rows (rare categories pool with others of like frequency,
-  sparse neighbouring bins merge); the tree is the maximum spanning tree of these tables'
-  distance from independence, debiased cell by cell for the noise (post-processing);
+  sparse neighbouring bins merge), and a pair's table has at most as many cells as the rows
+  fill to GROUP_SIGMAS noise sds each (its ordered columns cut into fewer runs, a wide
+  unordered one kept whole); the tree is the maximum spanning tree of these tables' distance
+  from independence, debiased cell by cell for the noise (post-processing);
 - round three: the tree's 2-way marginals with the rest of rho, on round two's groups split
   where they hold TREE_GROUP_SIGMAS of round three's smaller noise sds;
 - the model, post-processing only: every column's cell distribution is the least-squares fit of
   all three rounds' measurements of it (its 1-way counts and the margins of every 2-way table);
   each tree edge fuses its round-two and round-three tables (least squares), is projected onto
   non-negative tables and fitted to its columns' distributions (iterative proportional fitting);
-  sampling walks the tree exactly, draws a cell inside its group by the column's cell
-  distribution and a number uniformly inside its bin;
+  sampling walks the tree, giving each parent value's rows their cells by controlled rounding
+  of the expected counts, then a cell inside each group by the column's cell distribution the
+  same way, and a number uniformly inside its bin;
 - output rounding and constraints: from the schema and the declared constraints only.
 Two columns skip the selection round; one column has only round one. The whole fit is rho-zCDP
 with rho = `rho_for_epsilon(epsilon, delta)`; `privacy_cost_` is it, `round_rhos_` its split.

@@ -15,7 +15,9 @@ from fedsynth.synth.base import Synthesizer
 from fedsynth.synth.constraints import ConstraintError
 from fedsynth.synth.dp_copula import DPGaussianCopula
 from fedsynth.synth.dp_marginal import (
+    GROUP_SIGMAS,
     DPMarginalSynthesizer,
+    _allocate,
     _fuse,
     _groups,
     _least_squares,
@@ -235,3 +237,64 @@ def test_fusing_a_coarse_table_into_a_fine_one_is_the_least_squares_estimate(
         6, [(np.arange(6), np.array(fine), fine_var), (labels, np.array(coarse), coarse_var)]
     )
     np.testing.assert_allclose(fused, exact, atol=1e-8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    weights=st.lists(st.lists(st.floats(0, 10), min_size=5, max_size=5), min_size=1, max_size=4),
+    parents=st.lists(st.integers(0, 3), min_size=1, max_size=300),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_controlled_rounding_gives_each_parent_its_expected_counts_to_within_one(
+    weights: list[list[float]], parents: list[int], seed: int
+) -> None:
+    probabilities = np.array(weights)
+    labels = np.array(parents) % probabilities.shape[0]
+    cells = _allocate(probabilities, labels, np.random.default_rng(seed))
+    for parent in np.unique(labels):
+        row = probabilities[parent]
+        p = row / row.sum() if row.sum() > 0 else np.full(row.size, 1 / row.size)
+        rows = int((labels == parent).sum())
+        counts = np.bincount(cells[labels == parent], minlength=row.size)
+        assert counts.sum() == rows
+        assert np.all(np.abs(counts - p * rows) < 1)
+        assert np.all(counts[p == 0] == 0)
+
+
+def test_a_wide_category_keeps_its_groups_in_selection_and_its_number_is_cut_into_runs() -> None:
+    cities = [f"c{i:02d}" for i in range(40)]
+    schema = TableSchema.from_dict(
+        {
+            "name": "towns",
+            "columns": [
+                {"name": "city", "kind": "categorical", "domain": cities, "nullable": False},
+                {"name": "price", "kind": "numerical", "min": 0, "max": 100, "nullable": False},
+                {"name": "size", "kind": "numerical", "min": 0, "max": 100, "nullable": False},
+            ],
+        }
+    )
+    rng = np.random.default_rng(0)
+    city = rng.integers(0, 40, 4000)
+    df = pd.DataFrame(
+        {
+            "city": np.array(cities)[city],
+            "price": np.clip(city * 2 + rng.normal(10, 5, city.size), 0, 100),
+            "size": rng.uniform(0, 100, city.size),
+        }
+    )
+    model = DPMarginalSynthesizer(epsilon=1.0)
+    model.start(schema)
+    model.absorb(model.counts(df))
+    cap = 4000 / (GROUP_SIGMAS * model.queries_[0].sigma)
+    selection = model.selection_groups_
+    for query in model.queries_:
+        assert query.size <= max(cap, 2 * max(query.shape))
+        for j, groups in zip(query.columns, query.groups, strict=True):
+            # a coarsening of the column's selection groups, in runs for a number
+            for group in range(int(selection[j].max()) + 1):
+                assert len(set(groups[selection[j] == group].tolist())) == 1
+            if j > 0:
+                assert (np.diff(groups) >= 0).all()
+    city_price = next(q for q in model.queries_ if q.columns == (0, 1))
+    assert np.array_equal(city_price.groups[0], selection[0])
+    assert city_price.shape[1] < int(selection[1].max()) + 1
