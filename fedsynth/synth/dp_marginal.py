@@ -318,12 +318,10 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         ordered = [self.layout_[j].ordered for j in pair]
         if widths[0] * widths[1] <= cap or not any(ordered):
             return tuple(groups)
-        if all(ordered):
-            parts = [max(2, int(math.sqrt(cap)))] * 2
-        else:
-            parts = [max(2, int(cap // widths[ordered.index(False)]))] * 2
+        wide = math.sqrt(cap) if all(ordered) else cap / widths[ordered.index(False)]
+        n = max(2, int(wide))
         out = []
-        for j, g, width, is_ordered, n in zip(pair, groups, widths, ordered, parts, strict=True):
+        for j, g, width, is_ordered in zip(pair, groups, widths, ordered, strict=True):
             if not is_ordered or width <= n:
                 out.append(g)
                 continue
