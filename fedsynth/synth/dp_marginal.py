@@ -13,11 +13,13 @@ Where each quantity comes from (end-to-end DP):
   unordered one kept whole); the tree is the maximum spanning tree of these tables' distance
   from independence, debiased cell by cell for the noise (post-processing);
 - round three: the tree's 2-way marginals with the rest of rho, on round two's groups split
-  where they hold TREE_GROUP_SIGMAS of round three's smaller noise sds;
+  where they hold TREE_GROUP_SIGMAS of round three's smaller noise sds (categories:
+  UNORDERED_TREE_GROUP_SIGMAS);
 - the model, post-processing only: every column's cell distribution is the least-squares fit of
   all three rounds' measurements of it (its 1-way counts and the margins of every 2-way table);
-  each tree edge fuses its round-two and round-three tables (least squares), is projected onto
-  non-negative tables and fitted to its columns' distributions (iterative proportional fitting);
+  each tree edge fuses its round-two and round-three tables (least squares), reads cells under
+  EMPTY_CELL_SIGMAS noise sds as empty, is projected onto non-negative tables and fitted to
+  its columns' distributions (iterative proportional fitting);
   sampling walks the tree, giving each parent value's rows their cells by controlled rounding
   of the expected counts, then a cell inside each group by the column's cell distribution the
   same way, and a number uniformly inside its bin;
@@ -60,6 +62,13 @@ GROUP_SIGMAS = 3.0
 """A cell group of a 2-way round holds at least this many of its noise sds of estimated count."""
 TREE_GROUP_SIGMAS = 6.0
 """Round three splits a round-two group into parts holding this many of its own noise sds."""
+UNORDERED_TREE_GROUP_SIGMAS = 2.0
+"""The same for unordered columns: pooling unlike categories (two cities of one size but unlike
+prices) loses more than merging neighbouring bins, so categories stay apart down to fewer rows."""
+EMPTY_CELL_SIGMAS = 2.0
+"""A tree table's cell under this many noise sds is read as empty: in a wide, sparse table the
+noise on the many empty cells would otherwise take a large share of the rows of the few full
+ones (a big city's share of the top range of listings goes to many small cities)."""
 _SHARES = {
     "one-way": ONE_WAY_SHARE,
     "select": SELECT_SHARE,
@@ -350,7 +359,12 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         self.tree_ = tree
         sigma = self._sigma(len(tree))
         self.groups_ = [
-            _groups(cells, fine, TREE_GROUP_SIGMAS * sigma, None if coarse is None else coarse[j])
+            _groups(
+                cells,
+                fine,
+                (TREE_GROUP_SIGMAS if cells.ordered else UNORDERED_TREE_GROUP_SIGMAS) * sigma,
+                None if coarse is None else coarse[j],
+            )
             for j, (cells, fine) in enumerate(zip(self.layout_, self.fine_, strict=True))
         ]
         self.queries_ = [Query(e, (self.groups_[e[0]], self.groups_[e[1]]), sigma) for e in tree]
@@ -385,6 +399,7 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         for (a, b), table in zip(self.tree_, edges, strict=True):
             if selected:
                 table = self._fused_edge(a, b, table, selected)
+            table = np.where(table < EMPTY_CELL_SIGMAS * self.queries_[0].sigma, 0.0, table)
             self.edges_.append(
                 _ipf(_simplex(table, total) / total, self.one_way_[a], self.one_way_[b])
             )

@@ -15,7 +15,10 @@ from fedsynth.synth.base import Synthesizer
 from fedsynth.synth.constraints import ConstraintError
 from fedsynth.synth.dp_copula import DPGaussianCopula
 from fedsynth.synth.dp_marginal import (
+    EMPTY_CELL_SIGMAS,
     GROUP_SIGMAS,
+    TREE_GROUP_SIGMAS,
+    UNORDERED_TREE_GROUP_SIGMAS,
     DPMarginalSynthesizer,
     _allocate,
     _fuse,
@@ -298,3 +301,48 @@ def test_a_wide_category_keeps_its_groups_in_selection_and_its_number_is_cut_int
     city_price = next(q for q in model.queries_ if q.columns == (0, 1))
     assert np.array_equal(city_price.groups[0], selection[0])
     assert city_price.shape[1] < int(selection[1].max()) + 1
+
+
+def _towns(cities: int, per_city: int, seed: int = 0) -> tuple[TableSchema, pd.DataFrame]:
+    names = [f"c{i:02d}" for i in range(cities)]
+    schema = TableSchema.from_dict(
+        {
+            "name": "towns",
+            "columns": [
+                {"name": "city", "kind": "categorical", "domain": names, "nullable": False},
+                {"name": "price", "kind": "numerical", "min": 0, "max": 100, "nullable": False},
+            ],
+        }
+    )
+    rng = np.random.default_rng(seed)
+    city = np.repeat(np.arange(cities), per_city)
+    price = np.clip(city * (100 / cities) + rng.uniform(0, 100 / cities, city.size), 0, 99.9)
+    return schema, pd.DataFrame({"city": np.array(names)[city], "price": price})
+
+
+def test_tree_table_cells_under_the_noise_cut_are_read_as_empty() -> None:
+    schema, df = _towns(10, 200)
+    model = DPMarginalSynthesizer(epsilon=1.0)
+    model.start(schema)
+    model.absorb(model.counts(df))
+    exact = model.counts(df)
+    sigma = model.queries_[0].sigma
+    bump = (EMPTY_CELL_SIGMAS - 0.5) * sigma
+    model.absorb(exact + np.where(exact == 0, bump, 0.0))
+    (table,) = model.edges_
+    empty = exact.reshape(table.shape) == 0
+    assert empty.sum() > 20
+    # what is left on an empty cell is a small share of the noise put there
+    assert table[empty].mean() < 0.1 * bump / len(df)
+
+
+def test_categories_stay_apart_in_the_tree_round_down_to_fewer_rows_than_bins() -> None:
+    schema, df = _towns(20, 40)
+    model = DPMarginalSynthesizer(epsilon=0.5)
+    model.start(schema)
+    model.absorb(model.counts(df))
+    sigma = model.queries_[0].sigma
+    assert UNORDERED_TREE_GROUP_SIGMAS * sigma <= 40 < TREE_GROUP_SIGMAS * sigma
+    city, price = model.groups_
+    assert int(city.max()) + 1 == 20
+    assert int(price.max()) + 1 < 20
