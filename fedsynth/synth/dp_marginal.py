@@ -327,8 +327,8 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         ordered = [self.layout_[j].ordered for j in pair]
         if widths[0] * widths[1] <= cap or not any(ordered):
             return tuple(groups)
-        wide = math.sqrt(cap) if all(ordered) else cap / widths[ordered.index(False)]
-        n = max(2, int(wide))
+        runs = math.sqrt(cap) if all(ordered) else cap / widths[ordered.index(False)]
+        n = max(2, int(runs))
         out = []
         for j, g, width, is_ordered in zip(pair, groups, widths, ordered, strict=True):
             if not is_ordered or width <= n:
