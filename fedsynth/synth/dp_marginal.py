@@ -10,8 +10,8 @@ Where each quantity comes from (end-to-end DP):
   GROUP_SIGMAS noise sds of estimated rows (rare categories pool with others of like frequency,
   sparse neighbouring bins merge), and a pair's table has at most as many cells as the rows
   fill to GROUP_SIGMAS noise sds each (its ordered columns cut into fewer runs, a wide
-  unordered one kept whole); the tree is the maximum spanning tree of these tables' distance
-  from independence, debiased cell by cell for the noise (post-processing);
+  unordered one kept whole); the tree is the maximum spanning tree of these tables' Cramer's
+  V, its chi-square debiased for the noise (post-processing);
 - round three: the tree's 2-way marginals with the rest of rho, on round two's groups split
   where they hold TREE_GROUP_SIGMAS of round three's smaller noise sds (categories:
   UNORDERED_TREE_GROUP_SIGMAS);
@@ -75,8 +75,6 @@ _SHARES = {
     "tree": 1.0 - ONE_WAY_SHARE - SELECT_SHARE,
 }
 """Each round's share of rho before normalising over the rounds a fit runs."""
-_NOISE_MAGNITUDE = 0.3426
-"""E[sqrt(max(z^2 - 1, 0))] for a standard normal z: what noise alone adds per cell to a score."""
 _IPF_ITERATIONS = 50
 _FLOOR = 1e-9
 _INDEPENDENT = 1e-6
@@ -484,20 +482,30 @@ def _stages(columns: int) -> list[str]:
 
 
 def _tree(d: int, tables: list[tuple[Query, np.ndarray, np.ndarray]]) -> list[tuple[int, int]]:
-    """Maximum spanning tree (Kruskal) on each noisy 2-way table's L1 distance from independence.
+    """Maximum spanning tree (Kruskal) on each noisy 2-way table's Cramer's V.
 
-    `tables` holds each pair's query, noisy table and table expected under independence.
-    Each cell's deviation d is read as sqrt(max(d^2 - sigma^2, 0)) (noise adds sigma^2 to its
-    square), less what noise alone leaves per cell, so that big tables gain nothing from noise
-    and cells far above it count in full; edges come out oriented away from column 0.
+    `tables` holds each pair's query, noisy table and table expected under independence. The
+    chi-square is debiased for the noise (each cell's squared deviation less sigma^2, over an
+    expected count of at least sigma) and normalised by the table's smaller side, so that pairs
+    measured at unlike resolutions (a city against two ranges of a number, two numbers against
+    nine ranges each) compare fairly, where a distance such as L1 grows with the cells; edges
+    come out oriented away from column 0.
     """
     scores = []
     for query, table, expected in tables:
         i, j = query.columns
         sigma = query.sigma
-        magnitude = np.sqrt(np.maximum((table - expected) ** 2 - sigma**2, 0.0))
-        score = float(magnitude.sum() - table.size * _NOISE_MAGNITUDE * sigma)
-        scores.append((score, i, j))
+        excess = ((table - expected) ** 2 - sigma**2) / np.maximum(expected, sigma)
+        freedom = max(min(table.shape) - 1, 1)
+        scores.append(
+            (
+                math.sqrt(
+                    max(float(excess.sum()), 0.0) / (max(float(expected.sum()), 1.0) * freedom)
+                ),
+                i,
+                j,
+            )
+        )
     parent = list(range(d))
 
     def root(x: int) -> int:

@@ -20,10 +20,12 @@ from fedsynth.synth.dp_marginal import (
     TREE_GROUP_SIGMAS,
     UNORDERED_TREE_GROUP_SIGMAS,
     DPMarginalSynthesizer,
+    Query,
     _allocate,
     _fuse,
     _groups,
     _least_squares,
+    _tree,
     column_cells,
 )
 from fedsynth.synth.stats import StatsError
@@ -346,3 +348,25 @@ def test_categories_stay_apart_in_the_tree_round_down_to_fewer_rows_than_bins() 
     city, price = model.groups_
     assert int(city.max()) + 1 == 20
     assert int(price.max()) + 1 < 20
+
+
+def test_selection_prefers_a_wide_categorys_strong_dependence_to_a_fine_tables_weak_one() -> None:
+    high = np.arange(40) % 2 == 0
+    strong = np.where(high[:, None], [100.0, 0.0], [0.0, 100.0])
+    partial = np.where(high[:, None], [80.0, 20.0], [20.0, 80.0])
+    checker = 4000 / 81 + 45.0 * np.where(np.add.outer(np.arange(9), np.arange(9)) % 2, -1, 1)
+    tables = {(0, 1): strong, (0, 2): partial, (1, 2): checker}
+    chosen = _tree(3, [_measured(pair, table) for pair, table in tables.items()])
+    assert {tuple(sorted(edge)) for edge in chosen} == {(0, 1), (0, 2)}
+    # the fine table's L1 distance from independence is the larger of the two
+    assert _l1(checker) > _l1(partial)
+
+
+def _measured(pair: tuple[int, int], table: np.ndarray) -> tuple[Query, np.ndarray, np.ndarray]:
+    groups = tuple(np.arange(n) for n in table.shape)
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    return Query(pair, groups, 1e-6), table, expected
+
+
+def _l1(table: np.ndarray) -> float:
+    return float(np.abs(table - _measured((0, 1), table)[2]).sum())
