@@ -8,7 +8,9 @@ SDMetrics' QualityReport and a TSTR ratio (accuracy of a random forest trained o
 divided by one trained on the real 80%, both tested on the 20%). "none" fits the non-private
 counterparts (`copula`, non-DP `tvae`, `dp-marginal` at epsilon 1e6); MST has no such setting.
 MST gets the same public information as dp-marginal: continuous columns cut into the same
-equal-width bins of the schema's bounds, values drawn uniformly within a bin afterwards.
+equal-width bins of the schema's bounds, values drawn uniformly within a bin afterwards, and
+every column's whole public domain of cells (fixed bins of the cell codes; smartnoise's default
+label encoding would hand it the set of cells the rows fill, which is not public).
 Then federated against central at epsilon 1: 3 suppliers, each adding 1/3 of the noise variance,
 summed under secure aggregation, against one central fit, each repeated with fresh noise.
 DP-TVAE's training throughput (rows per second per epoch) is recorded with the device it ran on
@@ -77,6 +79,7 @@ def mst_sample(
 ) -> pd.DataFrame:
     """smartnoise-synth MST on the public bins dp-marginal uses; numbers drawn within bins."""
     from snsynth import Synthesizer as SmartnoiseSynthesizer
+    from snsynth.transform import BinTransformer, TableTransformer
 
     layout = [column_cells(c, DEFAULT_BINS) for c in schema.modelled_columns]
     codes = pd.DataFrame(
@@ -85,13 +88,17 @@ def mst_sample(
             for c, cells in zip(schema.modelled_columns, layout, strict=True)
         }
     )
+    public_domain = TableTransformer(
+        [BinTransformer(bins=c.size, lower=-0.5, upper=c.size - 0.5) for c in layout]
+    )
     mst = SmartnoiseSynthesizer.create("mst", epsilon=epsilon, delta=DELTA)
-    mst.fit(codes, categorical_columns=list(codes.columns), preprocessor_eps=0.0)
+    mst.fit(codes, transformer=public_domain, preprocessor_eps=0.0)
     drawn = mst.sample(n)
     rng = np.random.default_rng(seed)
     out = {}
     for column, cells in zip(schema.modelled_columns, layout, strict=True):
-        values = cells.draw(drawn[column.name].to_numpy().astype(np.int64), rng)
+        drawn_cells = np.rint(drawn[column.name].to_numpy(dtype=np.float64)).astype(np.int64)
+        values = cells.draw(np.clip(drawn_cells, 0, cells.size - 1), rng)
         if isinstance(column, CategoricalColumn):
             out[column.name] = pd.Series(
                 [None if np.isnan(v) else column.domain[int(v)] for v in values], dtype=object
