@@ -491,21 +491,10 @@ def _tree(d: int, tables: list[tuple[Query, np.ndarray, np.ndarray]]) -> list[tu
     nine ranges each) compare fairly, where a distance such as L1 grows with the cells; edges
     come out oriented away from column 0.
     """
-    scores = []
-    for query, table, expected in tables:
-        i, j = query.columns
-        sigma = query.sigma
-        excess = ((table - expected) ** 2 - sigma**2) / np.maximum(expected, sigma)
-        freedom = max(min(table.shape) - 1, 1)
-        scores.append(
-            (
-                math.sqrt(
-                    max(float(excess.sum()), 0.0) / (max(float(expected.sum()), 1.0) * freedom)
-                ),
-                i,
-                j,
-            )
-        )
+    scores = [
+        (_cramers_v(table, expected, query.sigma), *query.columns)
+        for query, table, expected in tables
+    ]
     parent = list(range(d))
 
     def root(x: int) -> int:
@@ -533,6 +522,14 @@ def _tree(d: int, tables: list[tuple[Query, np.ndarray, np.ndarray]]) -> list[tu
                 oriented.append((node, other))
                 queue.append(other)
     return oriented
+
+
+def _cramers_v(table: np.ndarray, expected: np.ndarray, sigma: float) -> float:
+    """Cramer's V of a noisy table, each cell's squared deviation debiased by sigma^2."""
+    excess = ((table - expected) ** 2 - sigma**2) / np.maximum(expected, sigma)
+    freedom = max(min(table.shape) - 1, 1)
+    chi_square = max(float(excess.sum()), 0.0)
+    return math.sqrt(chi_square / (max(float(expected.sum()), 1.0) * freedom))
 
 
 def _groups(
