@@ -5,8 +5,14 @@ Moves a generated Parquet file (default 1 GiB) up through the real supplier uplo
 consumer pull path (attestation check, streaming, SHA-256, atomic write), over mutual TLS on
 loopback against a broker process. In the same run it measures the ceiling: a bare gRPC stream
 of the same number of bytes, in chunks of the same size, over mutual TLS with no processing, the
-same over an insecure channel, and a plain local file copy. A smaller file is moved too, to show
-that peak memory does not grow with the file size.
+same over an insecure channel, and a plain local file copy. Each run through the broker is paired
+with a run of the bare mTLS stream just before it, and the median of the pairs' speed ratios is
+the fraction of the ceiling: the machine's speed drifts between minutes, so the fastest of each
+measured at different times would compare two machines. From the CPU seconds of the bare stream
+and of one SHA-256 pass over the file, it prints the largest fraction of the ceiling that any
+path hashing on both ends (upload) or one end (pull) can reach with client and server sharing
+this machine's cores. A smaller file is moved too, to show that peak memory does not grow with
+the file size.
 
     python benchmarks/transfer.py [--mib 1024] [--small-mib 128] [--chunk-kib 1024]
         [--repeat 3] [--scratch /dev/shm --name transfer_tmpfs]   # broker state off the disk
@@ -19,12 +25,15 @@ import json
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -259,40 +268,66 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def best_of(
-    repeat: int,
-    code: str,
-    args: list[str],
-    server_pid: int | None = None,
-    *,
-    numbered: bool = False,
-) -> dict[str, float]:
-    """The fastest of `repeat` runs of a child (the least disturbed by other work on the
-    machine), with the peak memory of the hungriest, every run's seconds, and the CPU seconds
-    the child and the serving process spent in the fastest. `numbered` passes each run its
-    number as a last argument (uploads need a fresh name per run)."""
+HASH = """
+import sys, time
+from fedsynth.wire.transfer import file_digest
+started, cpu = time.perf_counter(), time.process_time()
+file_digest(sys.argv[1])
+RESULT = {"transfer_seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu}
+"""
 
-    def once(attempt: int) -> dict[str, float]:
-        before = process_cpu_seconds(server_pid) if server_pid else 0.0
-        result = measure(code, *args, *([str(attempt)] if numbered else []))
-        if server_pid:
-            result["server_cpu"] = process_cpu_seconds(server_pid) - before
+
+@dataclass
+class Measurement:
+    """A child program run again and again, with the CPU seconds its server spends in each run.
+    `numbered` passes each run its number as a last argument (uploads need a fresh name)."""
+
+    code: str
+    args: list[str]
+    server_pid: int | None = None
+    numbered: bool = False
+    runs: list[dict[str, float]] = field(default_factory=list)
+
+    def once(self) -> dict[str, float]:
+        before = process_cpu_seconds(self.server_pid) if self.server_pid else 0.0
+        numbered = [str(len(self.runs))] if self.numbered else []
+        result = measure(self.code, *self.args, *numbered)
+        if self.server_pid:
+            result["server_cpu"] = process_cpu_seconds(self.server_pid) - before
+        self.runs.append(result)
         return result
 
-    runs = [once(attempt) for attempt in range(repeat)]
-    fastest = min(runs, key=lambda r: r["transfer_seconds"])
-    return {
-        **fastest,
-        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
-        "runs_seconds": [r["transfer_seconds"] for r in runs],
-    }
+    def best(self) -> dict[str, float]:
+        """The fastest run (the least disturbed by other work on the machine), with the peak
+        memory of the hungriest and every run's seconds."""
+        fastest = min(self.runs, key=lambda r: r["transfer_seconds"])
+        return {
+            **fastest,
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in self.runs),
+            "runs_seconds": [r["transfer_seconds"] for r in self.runs],
+        }
 
 
-def bare(
-    mode: str, pki: FederationCA, total: int, chunk: int, repeat: int
-) -> dict[str, dict[str, float]]:
+def best_of(repeat: int, measurement: Measurement) -> dict[str, float]:
+    for _ in range(repeat):
+        measurement.once()
+    return measurement.best()
+
+
+def paired(repeat: int, ceiling: Measurement, ours: Measurement) -> list[float]:
+    """Run the ceiling and our path in turn, so that each pair meets the machine in the same
+    state (its speed drifts by up to half from minute to minute); each pair's speed ratio."""
+    fractions = []
+    for _ in range(repeat):
+        bare_seconds = ceiling.once()["transfer_seconds"]
+        fractions.append(bare_seconds / ours.once()["transfer_seconds"])
+    return fractions
+
+
+@contextmanager
+def bare_server(mode: str, pki: FederationCA, chunk: int) -> Iterator[tuple[str, int]]:
+    """A bare byte-streaming server (the ceiling) in its own process: (address, pid)."""
     cert, key = pki.paths_for(Role.BROKER, "broker")
-    ccert, ckey = pki.paths_for(Role.CONSUMER, "reader")
     port = free_port()
     server = subprocess.Popen(
         [
@@ -309,16 +344,20 @@ def bare(
         stdout=subprocess.PIPE,
         text=True,
     )
-    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
-    address = f"127.0.0.1:{port}"
-    creds = [str(pki.directory / "ca.pem"), str(ccert), str(ckey)]
     try:
-        down = best_of(repeat, BARE_DOWN, [address, str(total), mode, *creds], server.pid)
-        up = best_of(repeat, BARE_UP, [address, str(total), mode, *creds, str(chunk)], server.pid)
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        yield f"127.0.0.1:{port}", server.pid
     finally:
         server.terminate()
         server.wait()
-    return {"down": down, "up": up}
+
+
+def cpu_bound_fraction(bare_row: dict[str, Any], hashes: int, hash_cpu: float) -> float:
+    """The largest fraction of the bare stream's speed that a path doing its work plus `hashes`
+    SHA-256 passes can reach when client and server share this machine's cores."""
+    least_cpu = bare_row["cpu"] + bare_row["server_cpu"] + hashes * hash_cpu
+    fastest = least_cpu / (os.cpu_count() or 1)
+    return bare_row["transfer_seconds"] / max(fastest, bare_row["transfer_seconds"])
 
 
 def run(mib: int, small_mib: int, chunk: int, scratch_root: Path, repeat: int) -> dict[str, Any]:
@@ -333,97 +372,142 @@ def run(mib: int, small_mib: int, chunk: int, scratch_root: Path, repeat: int) -
         pki.issue(Role.SUPPLIER, "site-a")
         pki.issue(Role.OPERATOR, "ops")
         pki.issue(Role.CONSUMER, "reader")
-        rows: list[dict[str, Any]] = []
+        ca = str(pki.directory / "ca.pem")
+        reader = [ca, *map(str, pki.paths_for(Role.CONSUMER, "reader"))]
         big = files[mib]
         total = big.stat().st_size
-        ceilings = {mode: bare(mode, pki, total, chunk, repeat) for mode in ("mtls", "insecure")}
-        for direction in ("down", "up"):
-            for mode in ("mtls", "insecure"):
+        rows: list[dict[str, Any]] = []
+        with bare_server("insecure", pki, chunk) as (address, pid):
+            for direction, code, extra in (("down", BARE_DOWN, []), ("up", BARE_UP, [str(chunk)])):
+                args = [address, str(total), "insecure", *reader, *extra]
+                row = best_of(repeat, Measurement(code, args, pid))
                 rows.append(
-                    {
-                        "path": f"bare gRPC stream ({mode})",
-                        "direction": direction,
-                        "bytes": total,
-                        **ceilings[mode][direction],
-                    }
+                    {"path": "bare gRPC stream (insecure)", "direction": direction, "bytes": total}
+                    | row
                 )
         copy_to = root / "copy.parquet"
-        ca = str(pki.directory / "ca.pem")
         for sync in ("nosync", "fsync"):
-            copy = best_of(repeat, COPY, [str(big), str(copy_to), sync])
+            copy = best_of(repeat, Measurement(COPY, [str(big), str(copy_to), sync]))
             copy_to.unlink()
             label = "local file copy" + (" + fsync" if sync == "fsync" else "")
             rows.append({"path": label, "direction": "-", "bytes": total, **copy})
+        hashing = best_of(repeat, Measurement(HASH, [str(big)]))
+        rows.append({"path": "SHA-256 of the file", "direction": "-", "bytes": total, **hashing})
         proc, config_path, address = start_broker(root, pki, chunk)
         try:
-            ops_ids = pki.paths_for(Role.OPERATOR, "ops")
-            with OperatorClient(
-                address, ca=pki.directory / "ca.pem", cert=ops_ids[0], key=ops_ids[1]
-            ) as ops:
-                job_id = ops.submit(JobSpec.model_validate(SPEC)).job_id
-            state = BrokerState.open(BrokerConfig.load(config_path))
-            for size, path in sorted(files.items(), reverse=True):
-                nbytes = path.stat().st_size
-                sup = pki.paths_for(Role.SUPPLIER, "site-a")
-                upload_args = [address, ca, *map(str, sup), job_id, str(path), str(chunk)]
-                up = best_of(repeat, UPLOAD, upload_args, proc.pid, numbered=True)
-                up["broker_peak_rss_mib"] = peak_rss_mib(proc.pid)
-                rows.append(
-                    {
-                        "path": f"broker upload ({size} MiB)",
-                        "direction": "up",
-                        "bytes": nbytes,
-                        **up,
-                    }
+            with bare_server("mtls", pki, chunk) as (bare_address, bare_pid):
+                rows += through_broker(
+                    Broker(proc.pid, config_path, address, pki, root),
+                    files,
+                    chunk,
+                    repeat,
+                    (bare_address, bare_pid),
                 )
-                published = publish(
-                    state,
-                    job_id=job_id,
-                    name=path.stem,
-                    dataset=path,
-                    audit_report_json=json.dumps({"verdict": "pass"}).encode(),
-                    audit_html=b"<html></html>",
-                    job_spec_hash=file_digest(path).sha256,
-                    topology="local",
-                    synthesizer="copula",
-                    privacy_spent={},
-                )
-                reader = pki.paths_for(Role.CONSUMER, "reader")
-                out = root / "pulled.parquet"
-                pull_args = [address, ca, *map(str, reader), published.release_id, str(out)]
-                down = best_of(repeat, PULL, pull_args, proc.pid)
-                down["broker_peak_rss_mib"] = peak_rss_mib(proc.pid)
-                assert file_digest(out).sha256 == published.attestation["dataset"]["sha256"]
-                out.unlink()
-                rows.append(
-                    {
-                        "path": f"consumer pull ({size} MiB)",
-                        "direction": "down",
-                        "bytes": nbytes,
-                        **down,
-                    }
-                )
-            state.close()
         finally:
             proc.terminate()
             proc.wait()
+    hash_cpu = hashing["cpu"]
     for row in rows:
         row["mb_per_s"] = row["bytes"] / 1e6 / row["transfer_seconds"]
-        if str(row["path"]).startswith(("broker upload", "consumer pull")):
-            ceiling = next(
-                r
-                for r in rows
-                if r["path"] == "bare gRPC stream (mtls)" and r["direction"] == row["direction"]
+        if row["path"].startswith("bare gRPC stream (mtls"):
+            hashes = 2 if row["direction"] == "up" else 1
+            row["cpu_bound_fraction"] = cpu_bound_fraction(
+                row, hashes, hash_cpu * row["bytes"] / total
             )
-            row["fraction_of_mtls_ceiling"] = row["mb_per_s"] / ceiling["mb_per_s"]
     return {
         "file_mib": mib,
         "small_file_mib": small_mib,
         "chunk_bytes": chunk,
         "scratch": str(scratch_root),
         "repeat": repeat,
+        "cpus": os.cpu_count(),
         "rows": rows,
     }
+
+
+@dataclass(frozen=True)
+class Broker:
+    """A running broker process and what it takes to reach it."""
+
+    pid: int
+    config_path: Path
+    address: str
+    pki: FederationCA
+    scratch: Path
+
+
+def through_broker(
+    broker: Broker,
+    files: dict[int, Path],
+    chunk: int,
+    repeat: int,
+    bare_server_at: tuple[str, int],
+) -> list[dict[str, Any]]:
+    """Each file up through the supplier path and down through the consumer path, each run
+    paired with a bare mTLS stream of the same bytes."""
+    pki, address, broker_pid = broker.pki, broker.address, broker.pid
+    bare_address, bare_pid = bare_server_at
+    ca = str(pki.directory / "ca.pem")
+    reader = [*map(str, pki.paths_for(Role.CONSUMER, "reader"))]
+    ops_ids = pki.paths_for(Role.OPERATOR, "ops")
+    with OperatorClient(address, ca=ca, cert=ops_ids[0], key=ops_ids[1]) as ops:
+        job_id = ops.submit(JobSpec.model_validate(SPEC)).job_id
+    state = BrokerState.open(BrokerConfig.load(broker.config_path))
+    rows: list[dict[str, Any]] = []
+    try:
+        for size, path in sorted(files.items(), reverse=True):
+            nbytes = path.stat().st_size
+            sup = pki.paths_for(Role.SUPPLIER, "site-a")
+            bare_args = [bare_address, str(nbytes), "mtls", ca, *reader]
+            bare_up = Measurement(BARE_UP, [*bare_args, str(chunk)], bare_pid)
+            upload = Measurement(
+                UPLOAD,
+                [address, ca, *map(str, sup), job_id, str(path), str(chunk)],
+                broker_pid,
+                numbered=True,
+            )
+            up_fractions = paired(repeat, bare_up, upload)
+            published = publish(
+                state,
+                job_id=job_id,
+                name=path.stem,
+                dataset=path,
+                audit_report_json=json.dumps({"verdict": "pass"}).encode(),
+                audit_html=b"<html></html>",
+                job_spec_hash=file_digest(path).sha256,
+                topology="local",
+                synthesizer="copula",
+                privacy_spent={},
+            )
+            out = broker.scratch / "pulled.parquet"
+            bare_down = Measurement(BARE_DOWN, bare_args, bare_pid)
+            pull = Measurement(
+                PULL, [address, ca, *reader, published.release_id, str(out)], broker_pid
+            )
+            down_fractions = paired(repeat, bare_down, pull)
+            assert file_digest(out).sha256 == published.attestation["dataset"]["sha256"]
+            out.unlink()
+            for direction, bare, ours, fractions, label in (
+                ("up", bare_up, upload, up_fractions, "broker upload"),
+                ("down", bare_down, pull, down_fractions, "consumer pull"),
+            ):
+                common = {"direction": direction, "bytes": nbytes}
+                rows.append(
+                    {"path": f"bare gRPC stream (mtls, {size} MiB)", **common, **bare.best()}
+                )
+                rows.append(
+                    {
+                        "path": f"{label} ({size} MiB)",
+                        **common,
+                        **ours.best(),
+                        "broker_peak_rss_mib": peak_rss_mib(broker_pid),
+                        "paired_fractions": fractions,
+                        "fraction_of_mtls_ceiling": statistics.median(fractions),
+                    }
+                )
+    finally:
+        state.close()
+    return rows
 
 
 def main() -> None:
@@ -462,6 +546,14 @@ def main() -> None:
             f"{server_cpu:>13} {row['peak_rss_mib']:10.0f} "
             f"{row.get('broker_peak_rss_mib', float('nan')):10.0f}"
         )
+    for row in result["rows"]:
+        if "cpu_bound_fraction" in row:
+            hashes = "two SHA-256 passes" if row["direction"] == "up" else "one SHA-256 pass"
+            print(
+                f"{row['path']} {row['direction']}: with {hashes} added, the least CPU any "
+                f"path can spend, {result['cpus']} cores allow at most "
+                f"{row['cpu_bound_fraction']:.0%} of its speed"
+            )
     result["wall_seconds"] = time.perf_counter() - started
     print(f"wrote {write_results(args.name, result)}")
 
