@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
+import resource
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,20 @@ def test_reopening_an_unaligned_file_appends_after_its_bytes(tmp_path: Path, dir
 def test_staging_must_be_whole_blocks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="multiple"):
         DirectAppender(tmp_path / "x", staging_bytes=BLOCK + 1)
+
+
+def test_a_failed_background_write_is_raised_by_the_next_call(tmp_path: Path) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2 * STAGING, hard))
+    try:
+        out = DirectAppender(tmp_path / "object.bin", staging_bytes=STAGING)
+        with pytest.raises(OSError) as caught:
+            for piece in pieces(3, 8 * STAGING):
+                out.write(piece)
+            out.flush()
+        with pytest.raises(OSError):
+            out.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert caught.value.errno == errno.EFBIG
+    assert (tmp_path / "object.bin").stat().st_size <= 2 * STAGING
