@@ -73,14 +73,15 @@ UPLOAD = """
 import sys
 from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.transfer import upload_file
-from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
+from fedsynth.wire.stubs import SupplierStub
+from fedsynth.wire.v1 import supplier_pb2
 address, ca, cert, key, job_id, path, chunk, attempt = sys.argv[1:9]
 channel = secure_channel(address, ca=ca, cert=cert, key=key, max_message_bytes=16 << 20)
 header = supplier_pb2.UploadHeader(supplier="site-a", job_id=job_id, task_id="bench",
     name=f"{attempt}/" + path.rsplit("/", 1)[-1], kind=supplier_pb2.UPLOAD_KIND_SYNTHETIC)
 import time
 started, cpu = time.perf_counter(), time.process_time()
-status = upload_file(supplier_pb2_grpc.SupplierServiceStub(channel), header, path,
+status = upload_file(SupplierStub(channel), header, path,
                      chunk_bytes=int(chunk), timeout=3600)
 RESULT = {"transfer_seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu}
 assert status.complete, status

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -18,6 +20,7 @@ from broker.orchestrator import Orchestrator
 from broker.state import BrokerState
 from broker.supplier_service import SupplierService
 from broker.tls import RevocationList, RotatingCredentials
+from fedsynth.wire import bulk
 from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.v1 import (
     consumer_pb2_grpc,
@@ -79,6 +82,63 @@ def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials
     return port
 
 
+class _Handlers:
+    """Stands in for a server to catch the method handlers a generated `add_*_to_server`
+    registers."""
+
+    def __init__(self) -> None:
+        self.service = ""
+        self.methods: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        """The same handlers come again by name, below."""
+
+    def add_registered_method_handlers(
+        self, service: str, methods: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        self.service, self.methods = service, methods
+
+
+Codec = Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]
+
+
+def _add_service(
+    server: grpc.Server,
+    add_to_server: Callable[[Any, Any], None],
+    servicer: object,
+    codecs: dict[str, Codec],
+) -> None:
+    """Register a generated service with the (de)serializers of its bulk methods replaced."""
+    caught = _Handlers()
+    add_to_server(servicer, caught)
+    methods = {
+        name: codecs[name](handler) if name in codecs else handler
+        for name, handler in caught.methods.items()
+    }
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(caught.service, methods),)
+    )
+    server.add_registered_method_handlers(caught.service, methods)
+
+
+def _download_codec(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Chunks streamed out with one copy (`bulk.encode_download`)."""
+    return grpc.unary_stream_rpc_method_handler(
+        handler.unary_stream,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=bulk.encode_download,
+    )
+
+
+def _upload_codec(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Chunks read in as views of the received messages (`bulk.decode_upload`)."""
+    return grpc.stream_unary_rpc_method_handler(
+        handler.stream_unary,
+        request_deserializer=bulk.decode_upload,
+        response_serializer=handler.response_serializer,
+    )
+
+
 def start(config: BrokerConfig) -> RunningBroker:
     """Open the state and start serving on `config.listen` (and `config.health_listen`)."""
     keep_large_buffers()
@@ -93,9 +153,19 @@ def start(config: BrokerConfig) -> RunningBroker:
         options=options,
         maximum_concurrent_rpcs=config.limits.max_workers * 4,
     )
-    supplier_pb2_grpc.add_SupplierServiceServicer_to_server(SupplierService(state), server)
+    _add_service(
+        server,
+        supplier_pb2_grpc.add_SupplierServiceServicer_to_server,
+        SupplierService(state),
+        {"Upload": _upload_codec, "FetchArtifact": _download_codec},
+    )
     operator_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorService(state), server)
-    consumer_pb2_grpc.add_ConsumerServiceServicer_to_server(ConsumerService(state), server)
+    _add_service(
+        server,
+        consumer_pb2_grpc.add_ConsumerServiceServicer_to_server,
+        ConsumerService(state),
+        {"Download": _download_codec},
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     credentials = RotatingCredentials(config.tls.ca, config.tls.cert, config.tls.key)
     port = _bind(server, config.listen, credentials.credentials)

@@ -24,8 +24,9 @@ from fedsynth.security.attestation import AttestationError, SignedDocument, veri
 from fedsynth.security.certificates import load_cert
 from fedsynth.security.principals import Role, federation_of_ca
 from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.stubs import ConsumerStub
 from fedsynth.wire.transfer import TransferError, download_file
-from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
+from fedsynth.wire.v1 import common_pb2, consumer_pb2
 
 Progress = Callable[[int, int], None]
 
@@ -61,7 +62,7 @@ class Client:
         self.federation = federation_of_ca(self.ca_cert)
         self.timeout = timeout
         self._channel = secure_channel(broker, ca=ca, cert=cert, key=key, server_name=server_name)
-        self._stub = consumer_pb2_grpc.ConsumerServiceStub(self._channel)
+        self._stub = ConsumerStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()

@@ -24,8 +24,9 @@ from pydantic import ValidationError
 from fedsynth.plans import TaskKind
 from fedsynth.progress import ProgressFactory, no_progress
 from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.transfer import TransferError, download_file, upload_file
-from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
+from fedsynth.wire.v1 import supplier_pb2
 from supplier_agent.config import AgentConfig, ArtifactKind, Reconnect
 from supplier_agent.egress import EgressLog, EgressRefused, check_egress
 from supplier_agent.journal import TaskJournal
@@ -113,7 +114,7 @@ class SupplierAgent:
     def _serve(self, attempt: int) -> int:
         tls = self.config.tls
         with secure_channel(self.config.broker, ca=tls.ca, cert=tls.cert, key=tls.key) as channel:
-            stub = supplier_pb2_grpc.SupplierServiceStub(channel)
+            stub = SupplierStub(channel)
             request = supplier_pb2.SubscribeRequest(
                 supplier=self.config.name, agent_version=version("fedsynth")
             )
@@ -126,7 +127,7 @@ class SupplierAgent:
                 self._call = None
         return attempt
 
-    def handle(self, stub: supplier_pb2_grpc.SupplierServiceStub, task: supplier_pb2.Task) -> None:
+    def handle(self, stub: SupplierStub, task: supplier_pb2.Task) -> None:
         """Run `task` once (or replay its recorded outcome) and report the result."""
         recorded = self.journal.result(task.task_id)
         if recorded is None:
@@ -153,9 +154,7 @@ class SupplierAgent:
             except Exception:
                 log.exception("site-only work after task %s failed", task.task_id)
 
-    def _execute(
-        self, stub: supplier_pb2_grpc.SupplierServiceStub, task: supplier_pb2.Task
-    ) -> tuple[bool, bytes]:
+    def _execute(self, stub: SupplierStub, task: supplier_pb2.Task) -> tuple[bool, bytes]:
         """(ok, outcome JSON). Refusals and data errors are outcomes; network errors raise."""
         try:
             kind = TaskKind(task.kind)
@@ -212,7 +211,7 @@ class SupplierAgent:
         return self.config.state_dir / "outbox" / task_id
 
     def _deliver(
-        self, stub: supplier_pb2_grpc.SupplierServiceStub, task: supplier_pb2.Task, out: Outgoing
+        self, stub: SupplierStub, task: supplier_pb2.Task, out: Outgoing
     ) -> tuple[dict[str, str], list[str]]:
         """Upload each file (resuming where the broker left off): name -> SHA-256, upload ids."""
         sent, upload_ids = {}, []
@@ -242,7 +241,7 @@ class SupplierAgent:
 
     def _send(
         self,
-        stub: supplier_pb2_grpc.SupplierServiceStub,
+        stub: SupplierStub,
         header: supplier_pb2.UploadHeader,
         path: Path,
         size: int,
@@ -258,7 +257,7 @@ class SupplierAgent:
                 on_progress=lambda done: update(done, size),
             )
 
-    def _fetch(self, stub: supplier_pb2_grpc.SupplierServiceStub, sha256: str, path: Path) -> Path:
+    def _fetch(self, stub: SupplierStub, sha256: str, path: Path) -> Path:
         def open_stream(offset: int) -> grpc.Future:
             request = supplier_pb2.FetchArtifactRequest(
                 supplier=self.config.name, sha256=sha256, offset=offset

@@ -16,9 +16,11 @@ from pathlib import Path
 import grpc
 
 from fedsynth.files import atomic_path
+from fedsynth.wire.bulk import ChunkFrame, DownloadFrame, UploadFrame
 from fedsynth.wire.direct_file import DirectAppender
 from fedsynth.wire.pipeline import PipelinedSink, ReadAhead
-from fedsynth.wire.v1 import common_pb2, supplier_pb2, supplier_pb2_grpc
+from fedsynth.wire.stubs import SupplierStub
+from fedsynth.wire.v1 import common_pb2, supplier_pb2
 
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
@@ -69,7 +71,7 @@ def _hash_chunks(path: str | Path, end: int | None, chunk_bytes: int) -> tuple[h
 
 
 def upload_file(
-    stub: supplier_pb2_grpc.SupplierServiceStub,
+    stub: SupplierStub,
     header: supplier_pb2.UploadHeader,
     path: str | Path,
     *,
@@ -78,7 +80,7 @@ def upload_file(
     on_progress: Progress | None = None,
     timeout: float | None = None,
 ) -> supplier_pb2.UploadStatus:
-    """Upload `path` through a SupplierService stub, resuming after retryable failures.
+    """Upload `path` through a supplier stub, resuming after retryable failures.
 
     `header.size` is filled from the file when left empty. When `header.sha256` is empty too,
     the file is hashed while it streams and the hash declared on the final chunk, so the file
@@ -119,32 +121,27 @@ def _upload_messages(
     status: supplier_pb2.UploadStatus,
     path: str | Path,
     chunk_bytes: int,
-) -> Iterator[tuple[int, supplier_pb2.UploadChunk]]:
+) -> Iterator[tuple[int, UploadFrame]]:
     """(end offset, chunk) from the broker's offset; without a declared hash, the last chunk
     carries it."""
     hasher = None if header.sha256 else _hash_chunks(path, status.received, chunk_bytes)[0]
     for at, block in read_chunks(path, status.received, chunk_bytes, header.size):
         end = at + len(block)
-        message = supplier_pb2.UploadChunk(upload_id=status.upload_id, offset=at, data=block)
+        sha256 = ""
         if hasher is not None:
             hasher.update(block)
             if end == header.size:
-                message.sha256 = hasher.hexdigest()
-        yield end, message
+                sha256 = hasher.hexdigest()
+        yield end, UploadFrame(status.upload_id, at, block, sha256)
         if end == header.size:
             return
     if hasher is not None and status.received == header.size:
-        yield (
-            header.size,
-            supplier_pb2.UploadChunk(
-                upload_id=status.upload_id, offset=header.size, sha256=hasher.hexdigest()
-            ),
-        )
+        yield header.size, UploadFrame(status.upload_id, header.size, b"", hasher.hexdigest())
 
 
 def _reporting(
-    messages: Iterable[tuple[int, supplier_pb2.UploadChunk]], on_progress: Progress | None
-) -> Iterator[supplier_pb2.UploadChunk]:
+    messages: Iterable[tuple[int, UploadFrame]], on_progress: Progress | None
+) -> Iterator[UploadFrame]:
     """The chunks to send; `on_progress` learns each one's end offset once gRPC has taken it."""
     for end, message in messages:
         yield message
@@ -167,7 +164,7 @@ def _check_stored(
         )
 
 
-OpenStream = Callable[[int], Iterable[common_pb2.DownloadMessage]]
+OpenStream = Callable[[int], Iterable[DownloadFrame]]
 
 
 def download_file(
@@ -205,17 +202,15 @@ def _receive(
         for _ in range(attempts):
             try:
                 for message in open_stream(received):
-                    if message.HasField("info"):
-                        if info is not None and message.info.sha256 != info.sha256:
+                    if isinstance(message, common_pb2.ObjectInfo):
+                        if info is not None and message.sha256 != info.sha256:
                             raise TransferError("the object changed between resumed downloads")
-                        info = message.info
+                        info = message
                         continue
-                    chunk = message.chunk
-                    if chunk.offset != received:
-                        raise TransferError(f"chunk at {chunk.offset}, expected {received}")
-                    data = chunk.data  # each access to a bytes field copies it; take it once
-                    sink.put(data)
-                    received += len(data)
+                    if message.offset != received:
+                        raise TransferError(f"chunk at {message.offset}, expected {received}")
+                    sink.put(message.data)
+                    received += len(message.data)
                     if on_progress:
                         on_progress(received)
                 break
@@ -247,22 +242,12 @@ def stream_object(
     *,
     media_type: str = "application/octet-stream",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-) -> Iterator[common_pb2.DownloadMessage]:
+) -> Iterator[DownloadFrame]:
     """Sender side of a download: the object info, then chunks of `path` from `offset`."""
     if offset > digest.size:
         raise ValueError(f"offset {offset} is past the end of the object ({digest.size} bytes)")
-    yield common_pb2.DownloadMessage(
-        info=common_pb2.ObjectInfo(sha256=digest.sha256, size=digest.size, media_type=media_type)
-    )
-    with ReadAhead(_chunk_messages(path, offset, chunk_bytes)) as ahead:
+    yield common_pb2.ObjectInfo(sha256=digest.sha256, size=digest.size, media_type=media_type)
+    with ReadAhead(
+        ChunkFrame(at, block) for at, block in read_chunks(path, offset, chunk_bytes)
+    ) as ahead:
         yield from ahead
-
-
-def _chunk_messages(
-    path: str | Path, offset: int, chunk_bytes: int
-) -> Iterator[common_pb2.DownloadMessage]:
-    for at, block in read_chunks(path, offset, chunk_bytes):
-        message = common_pb2.DownloadMessage()
-        message.chunk.offset = at
-        message.chunk.data = block  # set in place: building a Chunk first would copy it twice
-        yield message

@@ -15,7 +15,9 @@ import pytest
 
 from fedsynth.jobs import Topology
 from fedsynth.security.principals import Role
-from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
+from fedsynth.wire.bulk import UploadFrame
+from fedsynth.wire.stubs import SupplierStub
+from fedsynth.wire.v1 import supplier_pb2
 from supplier_agent.agent import SupplierAgent
 from supplier_agent.config import AgentConfig, ArtifactKind, EgressPolicy
 from tests.federation.harness import STRICT, Federation, job
@@ -68,7 +70,7 @@ class Crash(BaseException):
 class CrashingStub:
     """A real SupplierService stub that sends only the first chunk of an upload, then dies."""
 
-    def __init__(self, stub: supplier_pb2_grpc.SupplierServiceStub, crash: bool) -> None:
+    def __init__(self, stub: SupplierStub, crash: bool) -> None:
         self._stub = stub
         self._crash = crash
         self.begun: list[supplier_pb2.UploadStatus] = []
@@ -83,7 +85,7 @@ class CrashingStub:
         self.begun.append(status)
         return status
 
-    def Upload(self, chunks: Iterator[supplier_pb2.UploadChunk], **kw: Any) -> Any:
+    def Upload(self, chunks: Iterator[UploadFrame], **kw: Any) -> Any:
         if not self._crash:
             return self._stub.Upload(chunks, **kw)
         self._stub.Upload(iter([next(chunks)]), **kw)
@@ -107,7 +109,7 @@ def test_agent_dying_mid_upload_resumes_it_after_restart_with_the_same_hash(
         )
         job_id = federation.submit(job("crash-mid-upload", "central", (STRICT,)))
         channel = federation.broker.channel(Role.SUPPLIER, STRICT)
-        stub = supplier_pb2_grpc.SupplierServiceStub(channel)
+        stub = SupplierStub(channel)
         stream = stub.Subscribe(supplier_pb2.SubscribeRequest(supplier=STRICT), timeout=60)
         task = next(t for t in stream if t.job_id == job_id)
         stream.cancel()

@@ -24,8 +24,9 @@ from consumer_client.cli import app as consumer_app
 from fedsynth.operator.cli import app as operator_app
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.principals import Role
+from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.transfer import download_file, upload_file
-from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
+from fedsynth.wire.v1 import supplier_pb2
 from tests.wire.broker_harness import BrokerProcess, job_spec, submit_job
 
 runner = CliRunner(env={"COLUMNS": "250"})
@@ -38,8 +39,8 @@ def state(broker: BrokerProcess) -> Iterator[BrokerState]:
     opened.close()
 
 
-def supplier_stub(broker: BrokerProcess, name: str) -> supplier_pb2_grpc.SupplierServiceStub:
-    return supplier_pb2_grpc.SupplierServiceStub(broker.channel(Role.SUPPLIER, name))
+def supplier_stub(broker: BrokerProcess, name: str) -> SupplierStub:
+    return SupplierStub(broker.channel(Role.SUPPLIER, name))
 
 
 def connection_args(broker: BrokerProcess, role: Role, name: str) -> list[str]:

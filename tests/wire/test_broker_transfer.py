@@ -16,6 +16,8 @@ from broker.artifacts import ArtifactStore
 from fedsynth.security.atrest import load_key_file
 from fedsynth.security.principals import Role
 from fedsynth.wire.allocator import keep_large_buffers
+from fedsynth.wire.bulk import DownloadFrame
+from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.transfer import (
     TransferError,
     download_file,
@@ -23,7 +25,7 @@ from fedsynth.wire.transfer import (
     stream_object,
     upload_file,
 )
-from fedsynth.wire.v1 import common_pb2, supplier_pb2, supplier_pb2_grpc
+from fedsynth.wire.v1 import supplier_pb2
 from tests.wire.broker_harness import BrokerProcess, submit_job
 
 TIMEOUT = 30
@@ -42,10 +44,8 @@ def job_id(broker: BrokerProcess) -> str:
     return submit_job(broker)
 
 
-def supplier_stub(
-    broker: BrokerProcess, name: str = "hospital-a"
-) -> supplier_pb2_grpc.SupplierServiceStub:
-    return supplier_pb2_grpc.SupplierServiceStub(broker.channel(Role.SUPPLIER, name))
+def supplier_stub(broker: BrokerProcess, name: str = "hospital-a") -> SupplierStub:
+    return SupplierStub(broker.channel(Role.SUPPLIER, name))
 
 
 def random_file(path: Path, size: int) -> Path:
@@ -226,7 +226,7 @@ def test_download_resumes_after_a_dropped_connection(broker: BrokerProcess, tmp_
     digest = file_digest(source)
     offsets: list[int] = []
 
-    def open_stream(offset: int) -> Iterator[common_pb2.DownloadMessage]:
+    def open_stream(offset: int) -> Iterator[DownloadFrame]:
         offsets.append(offset)
         for i, message in enumerate(stream_object(source, digest, offset, chunk_bytes=CHUNK)):
             if len(offsets) == 1 and i == 3:

@@ -13,6 +13,7 @@ import pytest
 
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
+from fedsynth.wire.bulk import ChunkFrame, encode_download
 from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.pipeline import ReadAhead
 from fedsynth.wire.transfer import file_digest, stream_object
@@ -59,8 +60,8 @@ def test_a_download_stream_closed_early_stops_its_read_ahead(tmp_path: Path) -> 
     source = tmp_path / "object.bin"
     source.write_bytes(os.urandom(64 * CHUNK))
     messages = stream_object(source, file_digest(source), 0, chunk_bytes=CHUNK)
-    assert next(messages).HasField("info")
-    assert next(messages).chunk.offset == 0
+    assert isinstance(next(messages), common_pb2.ObjectInfo)
+    assert next(messages) == ChunkFrame(0, source.read_bytes()[:CHUNK])
     messages.close()
     assert read_ahead_threads() == []
 
@@ -74,7 +75,7 @@ def test_a_cancelled_download_call_stops_the_senders_read_ahead(tmp_path: Path) 
     def download(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         for message in stream_object(source, digest, 0, chunk_bytes=CHUNK):
             served.set()
-            yield message.SerializeToString()
+            yield encode_download(message)
 
     server = grpc.server(futures.ThreadPoolExecutor(2))
     server.add_generic_rpc_handlers(
