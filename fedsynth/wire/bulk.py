@@ -44,9 +44,7 @@ class _NotPlain(Exception):
     """The message is not in the plain layout; protobuf reads it instead."""
 
 
-def encode_download(
-    message: common_pb2.ObjectInfo | ChunkFrame | common_pb2.DownloadMessage,
-) -> bytes:
+def encode_download(message: DownloadFrame | common_pb2.DownloadMessage) -> bytes:
     """A `DownloadMessage` on the wire: the object info, or a chunk built with one copy."""
     if isinstance(message, ChunkFrame):
         body = _field_varint(1, message.offset) + _field_header(2, len(message.data))
@@ -57,7 +55,7 @@ def encode_download(
     return message.SerializeToString()
 
 
-def decode_download(payload: bytes) -> common_pb2.ObjectInfo | ChunkFrame:
+def decode_download(payload: bytes) -> DownloadFrame:
     """A received `DownloadMessage`: its object info, or its chunk with data viewing `payload`."""
     view = memoryview(payload)
     try:
