@@ -14,10 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from fedsynth.files import atomic_path
 from fedsynth.security.attestation import AttestationError, SignedDocument, verify_document
@@ -27,6 +24,9 @@ from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.stubs import ConsumerStub
 from fedsynth.wire.transfer import TransferError, download_file
 from fedsynth.wire.v1 import common_pb2, consumer_pb2
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Progress = Callable[[int, int], None]
 
@@ -103,6 +103,10 @@ class Client:
 
     def pull(self, release_id: str, *, on_progress: Progress | None = None) -> pd.DataFrame:
         """The verified release as a DataFrame."""
+        # Imported here: a pull to a .parquet file needs neither pyarrow nor pandas, and loading
+        # them costs the client about 150 MiB and a second of start-up.
+        import pyarrow.parquet as pq
+
         verified = self.show(release_id)
         with tempfile.TemporaryDirectory() as scratch:
             local = self._download(

@@ -7,6 +7,8 @@ import io
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -228,3 +230,14 @@ def test_audit_log_verify_detects_a_removed_entry(
         db.execute(f"DELETE FROM audit_log WHERE {where}")
     code, output = verify(broker, config)
     assert code == 1 and ("missing" in output or "removed" in output)
+
+
+def test_the_consumer_client_loads_neither_pandas_nor_pyarrow_until_a_frame_is_asked_for() -> None:
+    probe = (
+        "import sys, consumer_client, consumer_client.cli; "
+        "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert loaded.stdout.strip() == "[]"
