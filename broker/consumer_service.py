@@ -13,6 +13,7 @@ from broker.messages import release_summary
 from broker.rpc import refusals_abort, stream_refusals_abort
 from broker.state import BrokerState
 from broker.store import ReleaseRow
+from fedsynth.wire.bulk import DownloadFrame
 from fedsynth.wire.transfer import ObjectDigest, stream_object
 from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
 
@@ -56,7 +57,7 @@ class ConsumerService(consumer_pb2_grpc.ConsumerServiceServicer):
     @stream_refusals_abort
     def Download(
         self, request: consumer_pb2.DownloadRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.DownloadMessage]:
+    ) -> Iterator[DownloadFrame]:
         principal = principal_of(context, self.state.config.federation)
         row = self._release(request.release_id)
         if request.part not in PARTS:

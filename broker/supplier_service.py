@@ -14,8 +14,9 @@ from broker.interceptor import principal_of
 from broker.rpc import refusals_abort, stream_refusals_abort
 from broker.state import BrokerState
 from fedsynth.security.principals import Principal
+from fedsynth.wire.bulk import DownloadFrame
 from fedsynth.wire.transfer import ObjectDigest, stream_object
-from fedsynth.wire.v1 import common_pb2, supplier_pb2, supplier_pb2_grpc
+from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
 
 WAKE_S = 1.0
 
@@ -114,7 +115,7 @@ class SupplierService(supplier_pb2_grpc.SupplierServiceServicer):
     @stream_refusals_abort
     def FetchArtifact(
         self, request: supplier_pb2.FetchArtifactRequest, context: grpc.ServicerContext
-    ) -> Iterator[common_pb2.DownloadMessage]:
+    ) -> Iterator[DownloadFrame]:
         principal = self._as_self(context, request.supplier)
         artifacts = self.state.artifacts
         try:
@@ -141,8 +142,8 @@ class SupplierService(supplier_pb2_grpc.SupplierServiceServicer):
 
 
 def _bounded(
-    messages: Iterator[common_pb2.DownloadMessage],
-) -> Iterator[common_pb2.DownloadMessage]:
+    messages: Iterator[DownloadFrame],
+) -> Iterator[DownloadFrame]:
     try:
         yield from messages
     except ValueError as exc:

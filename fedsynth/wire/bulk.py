@@ -44,15 +44,13 @@ class _NotPlain(Exception):
     """The message is not in the plain layout; protobuf reads it instead."""
 
 
-def encode_download(message: DownloadFrame | common_pb2.DownloadMessage) -> bytes:
+def encode_download(message: DownloadFrame) -> bytes:
     """A `DownloadMessage` on the wire: the object info, or a chunk built with one copy."""
-    if isinstance(message, ChunkFrame):
-        body = _field_varint(1, message.offset) + _field_header(2, len(message.data))
-        head = _key(2, LENGTH) + _varint(len(body) + len(message.data)) + body
-        return b"".join((head, message.data))
     if isinstance(message, common_pb2.ObjectInfo):
         return common_pb2.DownloadMessage(info=message).SerializeToString()
-    return message.SerializeToString()
+    body = _field_varint(1, message.offset) + _field_header(2, len(message.data))
+    head = _key(2, LENGTH) + _varint(len(body) + len(message.data)) + body
+    return b"".join((head, message.data))
 
 
 def decode_download(payload: bytes) -> DownloadFrame:
