@@ -186,7 +186,9 @@ def test_a_third_round_or_a_round_before_start_is_refused(model_cls: type) -> No
 
 
 def test_round_two_pools_rare_categories_and_merges_sparse_neighbouring_bins() -> None:
-    numbers = column_cells(NumericalColumn(name="x", min=0, max=100, nullable=True), bins=8)
+    numbers = column_cells(
+        NumericalColumn(name="x", min=0, max=100, nullable=True), bins=8, sub_bins=1
+    )
     counts = np.array([50.0, 40.0, 3.0, 4.0, 2.0, 30.0, 1.0, 0.0, 25.0])
     assert _groups(numbers, counts, threshold=20.0).tolist() == [0, 1, 2, 2, 2, 2, 2, 2, 3]
     counts[-1] = 5.0
@@ -194,6 +196,7 @@ def test_round_two_pools_rare_categories_and_merges_sparse_neighbouring_bins() -
     letters = column_cells(
         CategoricalColumn(name="c", domain=["a", "b", "r1", "r2", "r3", "r4"], nullable=False),
         bins=8,
+        sub_bins=1,
     )
     counts = np.array([500.0, 15.0, 400.0, 14.0, 12.0, 11.0])
     assert _groups(letters, counts, threshold=20.0).tolist() == [0, 2, 1, 2, 3, 3]
@@ -201,24 +204,27 @@ def test_round_two_pools_rare_categories_and_merges_sparse_neighbouring_bins() -
 
 @settings(max_examples=200, deadline=None)
 @given(
-    counts=st.lists(st.floats(0, 200), min_size=9, max_size=9),
+    counts=st.lists(st.floats(0, 200), min_size=33, max_size=33),
     coarse=st.floats(1, 400),
     fine=st.floats(1, 400),
     ordered=st.booleans(),
+    sub_bins=st.sampled_from([1, 4]),
 )
-def test_round_three_groups_split_round_two_groups_and_number_them_from_zero(
-    counts: list[float], coarse: float, fine: float, ordered: bool
+def test_round_three_groups_split_round_two_groups_and_never_a_public_bin(
+    counts: list[float], coarse: float, fine: float, ordered: bool, sub_bins: int
 ) -> None:
     column = (
         NumericalColumn(name="x", min=0, max=100, nullable=True)
         if ordered
         else CategoricalColumn(name="x", domain=list("abcdefgh"), nullable=True)
     )
-    cells = column_cells(column, bins=8)
-    wide = _groups(cells, np.array(counts), coarse)
-    narrow = _groups(cells, np.array(counts), fine, wide)
+    cells = column_cells(column, bins=8, sub_bins=sub_bins)
+    wide = _groups(cells, np.array(counts[: cells.size]), coarse)
+    narrow = _groups(cells, np.array(counts[: cells.size]), fine, wide)
     for labels in (wide, narrow):
         assert sorted(set(labels.tolist())) == list(range(int(labels.max()) + 1))
+        for unit in range(int(cells.units.max()) + 1):
+            assert len(set(labels[cells.units == unit].tolist())) == 1
     for group in range(int(narrow.max()) + 1):
         assert len(set(wide[narrow == group].tolist())) == 1
     if ordered:
@@ -370,3 +376,59 @@ def _measured(pair: tuple[int, int], table: np.ndarray) -> tuple[Query, np.ndarr
 
 def _l1(table: np.ndarray) -> float:
     return float(np.abs(table - _measured((0, 1), table)[2]).sum())
+
+
+def _crowded(n: int = 6000, seed: int = 0) -> tuple[TableSchema, pd.DataFrame]:
+    """A number whose rows fill only the lowest quarter of four public bins (width 10), and a
+    category that follows it."""
+    schema = TableSchema.from_dict(
+        {
+            "name": "crowded",
+            "columns": [
+                {"name": "x", "kind": "numerical", "min": 0, "max": 320, "nullable": False},
+                {"name": "kind", "kind": "categorical", "domain": ["a", "b"], "nullable": False},
+                {"name": "y", "kind": "numerical", "min": 0, "max": 100, "nullable": False},
+            ],
+        }
+    )
+    rng = np.random.default_rng(seed)
+    bins = rng.integers(0, 4, n)
+    df = pd.DataFrame(
+        {
+            "x": bins * 10 + rng.uniform(0, 2.5, n),
+            "kind": np.where(bins < 2, "a", "b"),
+            "y": rng.uniform(0, 100, n),
+        }
+    )
+    return schema, df
+
+
+def test_public_bins_are_measured_whole_and_dense_ones_again_by_sub_bin() -> None:
+    schema, df = _crowded()
+    model = DPMarginalSynthesizer(epsilon=4.0)
+    model.start(schema)
+    x = model.layout_[0]
+    assert x.size == 32 * model.sub_bins
+    assert model.queries_[0].shape == (32,)
+    for query, cells in zip(model.queries_, model.layout_, strict=True):
+        assert np.array_equal(query.groups[0], cells.units)
+    model.absorb(model.counts(df))
+    model.absorb(model.counts(df))
+    sub_queries = {q.columns[0]: q for q in model.queries_ if len(q.columns) == 1}
+    labels = sub_queries[0].groups[0]
+    crowded = np.isin(x.units, [0, 1, 2, 3])
+    assert sorted(labels[crowded].tolist()) == list(range(1, crowded.sum() + 1))
+    assert (labels[~crowded] == 0).all()
+    # the round's rho is shared between the tree tables and the sub-bin queries, not exceeded
+    spent = sum(1 / (2 * q.sigma**2) for q in model.queries_)
+    assert spent == pytest.approx(model.round_rhos_[2], rel=1e-9)
+    assert _normalised_noise(model, df) == pytest.approx(1.0, abs=0.06)
+
+
+def test_samples_follow_the_measured_shape_inside_a_public_bin() -> None:
+    schema, df = _crowded()
+    rows = DPMarginalSynthesizer(epsilon=4.0).fit(df, schema).sample(6000, seed=1)
+    assert (rows["x"] < 40).mean() > 0.97
+    # uniform draws inside whole bins would put a quarter of the rows in the crowded quarter
+    assert ((rows["x"] % 10) < 2.5).mean() > 0.8
+    assert ((rows["kind"] == "a") == (rows["x"] < 20)).mean() > 0.9
