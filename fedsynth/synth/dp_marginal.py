@@ -529,10 +529,13 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         arrays |= {f"edge_{i}": t for i, t in enumerate(self.edges_)}
         arrays |= {f"groups_{i}": g for i, g in enumerate(self.groups_)}
         arrays |= {f"cells_{i}": p for i, p in enumerate(self.cells_)}
-        state = {"tree": [list(e) for e in self.tree_], "rho": self.rho_}
+        state = {"tree": [list(e) for e in self.tree_], "rho": self.rho_, "sub_bins": self.sub_bins}
         return state, arrays
 
     def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        # files written before sub-bins existed hold whole-bin cells: reading them as such keeps
+        # a fitted model usable without spending its privacy budget again on a refit
+        self.sub_bins = int(state.get("sub_bins", 1))
         self.layout_ = [
             column_cells(c, self.bins, self.sub_bins) for c in self.schema_.modelled_columns
         ]

@@ -432,3 +432,13 @@ def test_samples_follow_the_measured_shape_inside_a_public_bin() -> None:
     # uniform draws inside whole bins would put a quarter of the rows in the crowded quarter
     assert ((rows["x"] % 10) < 2.5).mean() > 0.8
     assert ((rows["kind"] == "a") == (rows["x"] < 20)).mean() > 0.9
+
+
+def test_a_model_file_from_before_sub_bins_still_loads_and_samples_the_same(tmp_path) -> None:
+    model = DPMarginalSynthesizer(epsilon=2.0, sub_bins=1).fit(_people(), SCHEMA)
+    artifact = model.to_artifact()
+    del artifact.body["params"]["sub_bins"], artifact.body["state"]["sub_bins"]
+    artifact.write(tmp_path / "old.fsynth")
+    loaded = Synthesizer.load(tmp_path / "old.fsynth")
+    assert loaded.sub_bins == 1
+    pd.testing.assert_frame_equal(loaded.sample(50, seed=4), model.sample(50, seed=4))
