@@ -191,7 +191,12 @@ class AgentConfig(_Strict):
             name: s.model_copy(update={"path": fix(s.path)}) if isinstance(s, FileSource) else s
             for name, s in self.sources.items()
         }
-        tls = TlsFiles(ca=fix(self.tls.ca), cert=fix(self.tls.cert), key=fix(self.tls.key))
+        tls = TlsFiles(
+            ca=fix(self.tls.ca),
+            cert=fix(self.tls.cert),
+            key=fix(self.tls.key),
+            crl=fix(self.tls.crl) if self.tls.crl is not None else None,
+        )
         secret = fix(self.linkage_secret) if self.linkage_secret is not None else None
         return self.model_copy(
             update={

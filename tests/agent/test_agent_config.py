@@ -39,6 +39,15 @@ def test_config_loads_with_paths_relative_to_its_file(tmp_path: Path) -> None:
         config.source("x")
 
 
+def test_the_revocation_list_survives_loading_relative_to_the_config(tmp_path: Path) -> None:
+    with_crl = CONFIG.replace(
+        "key: pki/hospital-a.key}", "key: pki/hospital-a.key, crl: pki/crl.pem}"
+    )
+    (tmp_path / "agent.yaml").write_text(with_crl)
+    config = AgentConfig.load(tmp_path / "agent.yaml")
+    assert config.tls.crl == tmp_path / "pki" / "crl.pem"
+
+
 def test_config_problems_are_all_listed(tmp_path: Path) -> None:
     bad = CONFIG.replace("127.0.0.1:7443", "nowhere").replace("[statistics]", "[secrets]")
     (tmp_path / "agent.yaml").write_text(bad)
