@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fedsynth.files import OutputPathError, check_outputs
 from fedsynth.io import DataFileError, ValidationReport, validate_file
 from fedsynth.progress import progress_bar
 from fedsynth.schema import SchemaError, TableSchema
@@ -65,10 +66,11 @@ def schema_infer(
 ) -> None:
     """Propose a schema from DATA for a person to review: kinds, bounds, domains, identifiers."""
     try:
+        check_outputs({"--out": out}, [data])
         schema, findings = infer_schema(
             data, name=name, delimiter=delimiter, encoding=encoding, sample_rows=sample_rows
         )
-    except DataFileError as exc:
+    except (DataFileError, OutputPathError) as exc:
         raise fail(str(exc)) from exc
     schema.save(out)
     table = Table(title=f"proposed schema {schema.name!r} -> {out}")
@@ -122,6 +124,7 @@ def validate(
     """Validate DATA against a schema; exit 3 when rows were quarantined, 2 when refused."""
     schema = load_schema(schema_path)
     try:
+        check_outputs({"--quarantine": quarantine, "--out": out}, [data, schema_path])
         with progress_bar(f"validating {data.name}", console=errors, unit="bytes") as progress:
             report = validate_file(
                 data,
@@ -132,7 +135,7 @@ def validate(
                 encoding=encoding,
                 progress=progress,
             )
-    except DataFileError as exc:
+    except (DataFileError, OutputPathError) as exc:
         raise fail(f"refused: {exc}") from exc
     print_report(report)
     if not report.clean:
@@ -204,5 +207,10 @@ _mount_stages()
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: a file the system refuses is an error line, not a traceback."""
+    try:
+        app()
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        fail(f"{where}{exc.strerror or exc}; check the path and its permissions")
+        raise SystemExit(EXIT_REFUSED) from exc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 
@@ -49,3 +49,52 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class OutputPathError(ValueError):
+    """An output path a command must not or cannot write; the message names it and the fix."""
+
+
+def check_outputs(
+    outputs: Mapping[str, str | Path | None], inputs: Iterable[str | Path | None] = ()
+) -> None:
+    """Refuse, before any work is done, outputs that would replace an input or another output,
+    or that cannot be a file: an existing folder, or a path under a file. `outputs` maps each
+    option (e.g. "--out") to its path; None entries are skipped. A missing folder is fine: the
+    writers create it."""
+    sources = [Path(p) for p in inputs if p is not None]
+    claimed: dict[Path, str] = {}
+    for option, value in outputs.items():
+        if value is None:
+            continue
+        path = Path(value)
+        for source in sources:
+            if _same_file(path, source):
+                raise OutputPathError(
+                    f"{option} {path}: that is the input {source}, which writing would destroy; "
+                    "write to another file"
+                )
+        resolved = path.resolve()
+        if resolved in claimed:
+            raise OutputPathError(
+                f"{option} {path}: {claimed[resolved]} writes there too; give each output its "
+                "own file"
+            )
+        claimed[resolved] = option
+        if path.is_dir():
+            raise OutputPathError(f"{option} {path}: is a folder; give a file name inside it")
+        for parent in resolved.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OutputPathError(
+                        f"{option} {path}: {parent} is a file, not a folder; choose another path"
+                    )
+                break
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (through links too)."""
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()

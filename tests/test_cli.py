@@ -91,3 +91,41 @@ def test_console_scripts_are_installed() -> None:
         )
         assert done.returncode == 0, f"{script}: {done.stderr}"
         assert "Usage" in done.stdout
+
+
+def test_an_output_that_would_replace_the_input_or_another_output_is_refused(
+    tmp_path: Path,
+) -> None:
+    data = make_csv(tmp_path / "people.csv", bad=True)
+    before = data.read_bytes()
+    runner.invoke(app, ["schema", "infer", str(data), "--out", str(tmp_path / "s.yaml")])
+    schema = str(tmp_path / "s.yaml")
+    same = str(tmp_path / "same.csv")
+    (tmp_path / "folder").mkdir()
+    attempts = {
+        "--quarantine": ["-q", str(data)],
+        "writes there too": ["-q", same, "-o", same],
+        "is a folder": ["-o", str(tmp_path / "folder")],
+        "is a file, not a folder": ["-o", str(data / "rows.parquet")],
+    }
+    for reason, options in attempts.items():
+        result = runner.invoke(app, ["validate", str(data), "-s", schema, *options])
+        assert result.exit_code == 2, result.output
+        assert reason in result.output and "Traceback" not in result.output
+    assert data.read_bytes() == before
+    assert not Path(same).exists()
+    result = runner.invoke(app, ["schema", "infer", str(data), "--out", str(data)])
+    assert result.exit_code == 2 and data.read_bytes() == before
+
+
+def test_a_path_the_system_refuses_is_an_error_line_not_a_traceback(tmp_path: Path) -> None:
+    data = make_csv(tmp_path / "people.csv")
+    command = Path(sys.executable).parent / "fedsynth"
+    done = subprocess.run(
+        [str(command), "schema", "infer", str(data), "--out", "/proc/fedsynth-test/s.yaml"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "check the path" in done.stderr and "Traceback" not in done.stderr

@@ -14,7 +14,7 @@ from rich.console import Console
 from fedsynth.audit.html import write_html
 from fedsynth.audit.policy import AuditPolicy, PolicyError
 from fedsynth.audit.runner import run
-from fedsynth.files import atomic_write_text
+from fedsynth.files import atomic_write_text, check_outputs
 from fedsynth.io import DataFileError, read_table
 from fedsynth.schema import SchemaError, TableSchema
 
@@ -46,6 +46,9 @@ def audit(
     """Audit SYNTHETIC against REAL (and HOLDOUT); exit 0 on pass, 3 on fail."""
     console = Console(stderr=True)
     try:
+        check_outputs(
+            {"--json": json_out, "--html": html_out}, [real, synthetic, schema, holdout, policy]
+        )
         table_schema = TableSchema.load(schema)
         audit_policy = AuditPolicy.load(policy) if policy is not None else AuditPolicy()
         real_df, real_report = read_table(real, table_schema)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fedsynth.expressions import ExpressionError
-from fedsynth.files import atomic_path, atomic_write_text
+from fedsynth.files import OutputPathError, atomic_path, atomic_write_text, check_outputs
 from fedsynth.prep.linker import (
     LinkageError,
     Linker,
@@ -36,6 +36,7 @@ _USER_ERRORS = (
     SecretError,
     ExpressionError,
     LinkageError,
+    OutputPathError,
 )
 
 
@@ -62,6 +63,10 @@ def run_command(
 ) -> None:
     """Harmonize, standardize, cleanse and tokenize one source into the common schema."""
     try:
+        check_outputs(
+            {"--out": out, "--quarantine": quarantine, "--report": report_path},
+            [input_path, spec_path, schema_path, secret_file],
+        )
         spec = PrepSpec.load(spec_path)
         schema = TableSchema.load(schema_path)
         secret = None
@@ -120,6 +125,7 @@ def link(
     """Link two prepared tables on their linkage tokens (no secret is needed or used)."""
     names = (left_name, right_name)
     try:
+        check_outputs({"--out": out, "--stacked": stacked, "--report": report_path}, [left, right])
         a, b = _read_prepared(left), _read_prepared(right)
         with _progress() as progress:
             task = progress.add_task("linking", total=4)

@@ -13,7 +13,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
-from fedsynth.files import atomic_path, atomic_write_text
+from fedsynth.files import OutputPathError, atomic_path, atomic_write_text, check_outputs
 from fedsynth.progress import progress_bar
 from fedsynth.simulation.hybrid import HybridError, HybridSampler, HybridSpec
 from fedsynth.simulation.sampler import SimulationError, Simulator
@@ -30,6 +30,7 @@ console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 _EXPECTED = (
+    OutputPathError,
     SimulationSpecError,
     SimulationError,
     HybridError,
@@ -51,6 +52,7 @@ def simulate(
     """Simulate ROWS rows from declared distributions and dependencies, without real data."""
     _check_output(out)
     try:
+        check_outputs({"--out": out, "--schema-out": schema_out}, [spec])
         simulation = SimulationSpec.load(spec)
         with progress_bar(f"simulating {simulation.name}", console=errors) as progress:
             df = Simulator(simulation).sample(rows, seed=seed, progress=progress)
@@ -74,6 +76,7 @@ def hybrid(
     """Sample from a fitted model with some categories raised or lowered to chosen shares."""
     _check_output(out)
     try:
+        check_outputs({"--out": out}, [model_file, overrides])
         spec = HybridSpec.load(overrides)
         model = Synthesizer.load(model_file)
         with progress_bar("sampling", console=errors) as progress:

@@ -10,7 +10,7 @@ import typer
 import yaml
 from rich.console import Console
 
-from fedsynth.files import atomic_path
+from fedsynth.files import OutputPathError, atomic_path, check_outputs
 from fedsynth.io import DataFileError, read_table
 from fedsynth.progress import progress_bar
 from fedsynth.schema import SchemaError, TableSchema
@@ -33,6 +33,7 @@ console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 _EXPECTED = (
+    OutputPathError,
     ArtifactError,
     ConditionError,
     ConstraintError,
@@ -95,6 +96,7 @@ def fit(
 ) -> None:
     """Fit a synthesizer on DATA and write it to a model file."""
     try:
+        check_outputs({"--out": out}, [data, schema, constraints])
         table_schema = TableSchema.load(schema)
         params = parse_params(param or [])
         if constraints is not None:
@@ -135,6 +137,7 @@ def sample(
     if out.suffix.lower() not in OUTPUT_FORMATS:
         raise _fail(ValueError(f"--out {out}: use a name ending in {' or '.join(OUTPUT_FORMATS)}"))
     try:
+        check_outputs({"--out": out}, [model_file])
         synthesizer = Synthesizer.load(model_file)
         conditions = parse_condition_args(condition or [])
         with progress_bar("sampling", console=errors) as progress:
