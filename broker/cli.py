@@ -40,7 +40,11 @@ def serve_command(config: Path = CONFIG) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    serve(settings, stop)
+    try:
+        serve(settings, stop)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {config}: cannot serve: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @audit_app.command("verify")
@@ -51,11 +55,14 @@ def verify_command(config: Path = CONFIG) -> None:
     if not settings.database.exists():
         typer.echo(f"error: no broker database at {settings.database}", err=True)
         raise typer.Exit(2)
+    try:
+        key = load_key_file(settings.key_file)
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: key_file {settings.key_file}: {exc}", err=True)
+        raise typer.Exit(2) from exc
     db = Database(settings.database)
     try:
-        result = AuditLog(
-            db, load_key_file(settings.key_file), settings.state_dir / "audit-head.json"
-        ).verify()
+        result = AuditLog(db, key, settings.state_dir / "audit-head.json").verify()
     finally:
         db.close()
     if result.ok:

@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from fedsynth.documents import describe_problems
 from fedsynth.security.principals import check_name
+from fedsynth.wire.address import check_host_port
 
 
 class TLSConfig(BaseModel):
@@ -56,6 +64,11 @@ class BrokerConfig(BaseModel):
     @classmethod
     def _valid_name(cls, value: str) -> str:
         return check_name(value)
+
+    @field_validator("listen", "health_listen")
+    @classmethod
+    def _valid_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_host_port(value, info.field_name, listening=True)
 
     @field_validator("suppliers")
     @classmethod

@@ -18,6 +18,7 @@ from broker.interceptor import AuthInterceptor
 from broker.operator_service import OperatorService
 from broker.orchestrator import Orchestrator
 from broker.state import BrokerState
+from broker.state_lock import StateLock
 from broker.supplier_service import SupplierService
 from broker.tls import RevocationList, RotatingCredentials
 from fedsynth.wire import bulk
@@ -35,7 +36,8 @@ GRACE_S = 5.0
 
 def server_options(config: BrokerConfig) -> list[tuple[str, int]]:
     """Bounded messages; keepalive pings so idle agent streams survive middleboxes, and
-    permission for agents to ping us as often as every keepalive interval."""
+    permission for agents to ping us as often as every keepalive interval. No port sharing: gRPC
+    would otherwise let a second broker bind the same port and take half the connections."""
     limits = config.limits
     return [
         ("grpc.max_send_message_length", limits.max_message_bytes),
@@ -46,6 +48,7 @@ def server_options(config: BrokerConfig) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+        ("grpc.so_reuseport", 0),
     ]
 
 
@@ -59,6 +62,7 @@ class RunningBroker:
     health: HealthServicer
     port: int
     orchestrator: Orchestrator
+    lock: StateLock
 
     def stop(self, grace: float = GRACE_S) -> None:
         self.health.set_serving(False)
@@ -69,14 +73,18 @@ class RunningBroker:
         for event in events:
             event.wait()
         self.state.close()
+        self.lock.release()
 
 
 def _bind(server: grpc.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
-    port = (
-        server.add_secure_port(address, credentials)
-        if credentials is not None
-        else server.add_insecure_port(address)
-    )
+    try:
+        port = (
+            server.add_secure_port(address, credentials)
+            if credentials is not None
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError:
+        port = 0
     if port == 0:
         raise OSError(f"cannot listen on {address}: address in use or not available")
     return port
@@ -142,6 +150,15 @@ def _upload_codec(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 def start(config: BrokerConfig) -> RunningBroker:
     """Open the state and start serving on `config.listen` (and `config.health_listen`)."""
     keep_large_buffers()
+    lock = StateLock.acquire(config.state_dir)
+    try:
+        return _start(config, lock)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _start(config: BrokerConfig, lock: StateLock) -> RunningBroker:
     state = BrokerState.open(config)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
     interceptor = AuthInterceptor(config.federation, state.store, revocations, state.audit)
@@ -182,7 +199,7 @@ def start(config: BrokerConfig) -> RunningBroker:
         f"spiffe://{config.federation}/broker/{config.name}", "broker.started", config.listen
     )
     log.info("broker %s serving on %s", config.name, config.listen)
-    return RunningBroker(state, server, health_server, health, port, orchestrator)
+    return RunningBroker(state, server, health_server, health, port, orchestrator, lock)
 
 
 def serve(config: BrokerConfig, stop: threading.Event) -> None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fedsynth.documents import describe_problems
 from fedsynth.jobs import Topology
 from fedsynth.privacy.spec import BudgetCap
+from fedsynth.wire.address import check_host_port
 
 
 class ArtifactKind(StrEnum):
@@ -147,10 +148,7 @@ class AgentConfig(_Strict):
     @field_validator("broker")
     @classmethod
     def _broker_address(cls, value: str) -> str:
-        host, _, port = value.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"broker {value!r} must be host:port, e.g. broker.example:7443")
-        return value
+        return check_host_port(value, "broker")
 
     def source(self, name: str) -> FileSource | SqlSource:
         """The source called `name`; a refusal naming the configured ones otherwise."""

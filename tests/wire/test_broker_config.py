@@ -33,6 +33,8 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         (("suppliers: [hospital-a]", "suppliers: [Hospital A]"), "suppliers"),
         (("listen: 127.0.0.1:7443", "listen: 127.0.0.1:7443\nport: 1"), "port"),
         (("federation: health-eu\n", ""), "federation"),
+        (("listen: 127.0.0.1:7443", "listen: 127.0.0.1:99999"), "from 0 to 65535"),
+        (("listen: 127.0.0.1:7443", "listen: 127.0.0.1:abc"), "listen"),
     ],
 )
 def test_bad_config_names_the_file_and_field(

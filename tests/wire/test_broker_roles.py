@@ -7,6 +7,8 @@ import io
 import json
 import socket
 import ssl
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +29,7 @@ from fedsynth.security.principals import Role
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.transfer import download_file, upload_file
 from fedsynth.wire.v1 import supplier_pb2
-from tests.wire.broker_harness import BrokerProcess, job_spec, submit_job
+from tests.wire.broker_harness import REPO, BrokerProcess, job_spec, submit_job
 
 runner = CliRunner(env={"COLUMNS": "250"})
 
@@ -217,3 +219,33 @@ def test_consumer_cli_lists_shows_and_pulls(
     pulled = runner.invoke(consumer_app, [*args, "pull", published.release_id, "--out", str(out)])
     assert pulled.exit_code == 0, pulled.output
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+
+
+def _serve(config_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", "serve", "--config", str(config_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_second_broker_on_the_same_port_or_state_is_refused_and_the_first_serves_on(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    same_state = _serve(broker.config_path)
+    assert same_state.returncode == 2, same_state.stderr
+    assert "another broker" in same_state.stderr and "Traceback" not in same_state.stderr
+    own_state = yaml.safe_load(broker.config_path.read_text())
+    own_state.pop("health_listen")
+    (tmp_path / "broker.yaml").write_text(yaml.safe_dump(own_state))
+    same_port = _serve(tmp_path / "broker.yaml")
+    assert same_port.returncode == 2, same_port.stderr
+    assert "cannot listen on" in same_port.stderr and "Traceback" not in same_port.stderr
+    ops = broker.identity(Role.OPERATOR, "ops")
+    seen = []
+    for _ in range(6):
+        with OperatorClient(broker.address, **ops) as client:
+            seen.append(sorted(job.job_id for job in client.jobs()))
+    assert all(ids == seen[0] for ids in seen)
