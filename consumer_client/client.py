@@ -58,10 +58,10 @@ class Client:
         timeout: float = 60.0,
     ) -> None:
         self.broker = broker
+        self._channel = secure_channel(broker, ca=ca, cert=cert, key=key, server_name=server_name)
         self.ca_cert = load_cert(ca)
         self.federation = federation_of_ca(self.ca_cert)
         self.timeout = timeout
-        self._channel = secure_channel(broker, ca=ca, cert=cert, key=key, server_name=server_name)
         self._stub = ConsumerStub(self._channel)
 
     def close(self) -> None:

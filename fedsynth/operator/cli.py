@@ -40,7 +40,7 @@ def connect(
         connection.client = OperatorClient(
             broker, ca=ca, cert=cert, key=key, server_name=server_name
         )
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
 
 

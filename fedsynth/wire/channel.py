@@ -32,6 +32,50 @@ def channel_options(max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[
     ]
 
 
+class CredentialsError(ValueError):
+    """A CA, certificate or key file that cannot make a TLS identity; names the flag and fix."""
+
+
+def read_identity(ca: Path, cert: Path, key: Path) -> tuple[bytes, bytes, bytes]:
+    """The three PEM files' bytes, checked here because gRPC's native code aborts the process
+    on an empty key and reports a mismatched key as an unreachable broker."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    blobs = {}
+    for flag, path in (("--ca", ca), ("--cert", cert), ("--key", key)):
+        if path.is_dir():
+            raise CredentialsError(f"{flag} {path}: is a folder; give the PEM file inside it")
+        if not path.is_file():
+            raise FileNotFoundError(f"{flag} {path}: file not found")
+        blobs[flag] = path.read_bytes()
+    try:
+        x509.load_pem_x509_certificates(blobs["--ca"])
+    except ValueError as exc:
+        raise CredentialsError(
+            f"--ca {ca}: not a PEM certificate (the federation's ca.pem)"
+        ) from exc
+    try:
+        leaf = x509.load_pem_x509_certificate(blobs["--cert"])
+    except ValueError as exc:
+        raise CredentialsError(
+            f"--cert {cert}: not a PEM certificate (the .pem that `fedsynth pki issue` wrote)"
+        ) from exc
+    try:
+        private = serialization.load_pem_private_key(blobs["--key"], password=None)
+    except (ValueError, TypeError) as exc:
+        raise CredentialsError(
+            f"--key {key}: not an unencrypted PEM private key (the .key that `fedsynth pki "
+            "issue` wrote)"
+        ) from exc
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if private.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+        raise CredentialsError(
+            f"--key {key} does not belong to --cert {cert}; give the key issued with it"
+        )
+    return blobs["--ca"], blobs["--cert"], blobs["--key"]
+
+
 def secure_channel(
     target: str,
     *,
@@ -44,14 +88,9 @@ def secure_channel(
     """A channel to `target` (HOST:PORT) that verifies the broker against the federation CA and
     presents this party's certificate. `server_name` overrides the name checked in the broker
     certificate when `target` is an address it does not list."""
-    paths = {"--ca": Path(ca), "--cert": Path(cert), "--key": Path(key)}
-    for flag, path in paths.items():
-        if not path.is_file():
-            raise FileNotFoundError(f"{flag} {path}: file not found")
+    ca_pem, cert_pem, key_pem = read_identity(Path(ca), Path(cert), Path(key))
     credentials = grpc.ssl_channel_credentials(
-        root_certificates=paths["--ca"].read_bytes(),
-        private_key=paths["--key"].read_bytes(),
-        certificate_chain=paths["--cert"].read_bytes(),
+        root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
     )
     keep_large_buffers()
     options: list[tuple[str, int | str]] = [

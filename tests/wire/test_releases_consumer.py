@@ -241,3 +241,31 @@ def test_the_consumer_client_loads_neither_pandas_nor_pyarrow_until_a_frame_is_a
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_unusable_identity_files_are_named_before_anything_is_dialled(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    ids = broker.identity(Role.CONSUMER, "alice")
+    other_key = broker.identity(Role.OPERATOR, "ops")["key"]
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"")
+    cases = {
+        "not an unencrypted PEM private key": {"key": empty},
+        "not a PEM certificate": {"cert": empty},
+        "does not belong to --cert": {"key": other_key},
+        "is a folder": {"ca": tmp_path},
+    }
+    for reason, swap in cases.items():
+        files = ids | swap
+        done = subprocess.run(
+            [sys.executable, "-m", "consumer_client.cli", "--broker", broker.address]
+            + [f"--{flag}={files[flag]}" for flag in ("ca", "cert", "key")]
+            + ["list"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, (reason, done.returncode, done.stderr)
+        assert reason in done.stderr
