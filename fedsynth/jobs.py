@@ -22,6 +22,7 @@ from fedsynth.prep.pipeline import output_schema
 from fedsynth.prep.spec import PrepSpec
 from fedsynth.privacy.spec import PrivacySpec
 from fedsynth.schema import TableSchema
+from fedsynth.yaml12 import load_yaml
 
 DP_SYNTHESIZERS = frozenset({"dp-marginal", "dp-copula"})
 """Synthesizers that are differentially private by construction: they need a privacy section."""
@@ -316,7 +317,7 @@ class JobSpec(BaseModel):
         """Read a job spec from YAML (or JSON)."""
         path = Path(path)
         try:
-            data = yaml.safe_load(path.read_text("utf-8"))
+            data = load_yaml(path.read_text("utf-8"))
         except FileNotFoundError as exc:
             raise JobSpecError(f"{path}: job spec not found") from exc
         except yaml.YAMLError as exc:

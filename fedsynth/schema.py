@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fedsynth.documents import describe_problems
 from fedsynth.files import atomic_write_text
+from fedsynth.yaml12 import load_yaml
 
 SCHEMA_FORMAT_VERSION = 1
 
@@ -233,7 +234,7 @@ class TableSchema(BaseModel):
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "<string>") -> TableSchema:
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise SchemaError(f"{source}: not valid YAML: {exc}") from exc
         return cls.from_dict(data, source=source)

@@ -144,3 +144,14 @@ def test_json_schema_export_describes_every_kind() -> None:
     for kind in ("numerical", "categorical", "boolean", "datetime", "identifier", "text"):
         assert f'"{kind}"' in text
     assert "direct_identifier" in text
+
+
+def test_yaml_words_like_no_or_yes_stay_categories_not_booleans() -> None:
+    schema = TableSchema.from_yaml(
+        "name: t\ncolumns:\n"
+        "  - {name: country, kind: categorical, domain: [NO, SE, DK], nullable: false}\n"
+        "  - {name: answer, kind: categorical, domain: [yes, no, off]}\n"
+    )
+    assert schema.columns[0].domain == ["NO", "SE", "DK"]
+    assert schema.columns[1].domain == ["yes", "no", "off"]
+    assert schema.columns[0].nullable is False

@@ -6,7 +6,6 @@ A person writes one spec per source as YAML; it travels as JSON and is exported 
 from __future__ import annotations
 
 import json
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedsynth.documents import describe_problems
+from fedsynth.yaml12 import load_yaml
 
 PREP_FORMAT_VERSION = 1
 DEFAULT_MISSING_TOKENS = ("", "NA", "N/A", "NULL", "null", "?", "-999")
@@ -244,7 +244,7 @@ class PrepSpec(_Model):
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "<string>") -> PrepSpec:
         try:
-            data = yaml.load(text, Loader=_SpecLoader)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise PrepSpecError(f"{source}: not valid YAML: {exc}") from exc
         return cls.from_dict(data, source=source)
@@ -275,19 +275,6 @@ class PrepSpec(_Model):
     def json_schema(cls) -> dict[str, Any]:
         """JSON Schema of the prep spec document, for editors and other-language tooling."""
         return cls.model_json_schema(by_alias=True)
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false, so value maps like `{yes: 1, no: 0}` keep their text."""
-
-
-_SpecLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
 
 
 def _text(value: Any) -> str:

@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fedsynth.documents import describe_problems
 from fedsynth.schema import CategoricalColumn
-from fedsynth.simulation.spec import SpecLoader
 from fedsynth.synth.base import Synthesizer
+from fedsynth.yaml12 import load_yaml
 
 MAX_ROUNDS = 100
 """Batches drawn for the rows outside the overridden categories before giving up."""
@@ -63,7 +63,7 @@ class HybridSpec(BaseModel):
         """Read overrides from YAML; every problem is listed."""
         path = Path(path)
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=SpecLoader)
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise HybridError(f"{path}: overrides file not found") from exc
         except yaml.YAMLError as exc:

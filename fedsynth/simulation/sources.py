@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fedsynth.documents import describe_problems
 from fedsynth.prep.population import Corruption, corrupt
-from fedsynth.simulation.spec import SpecLoader, value_text
+from fedsynth.simulation.spec import value_text
+from fedsynth.yaml12 import load_yaml
 
 _DATE_FORMAT = re.compile(r"^(?:%[Ymd]|[^%])+$")
 
@@ -111,7 +112,7 @@ class SourceSpec(_Model):
         """Read a source spec from YAML; every problem is listed."""
         path = Path(path)
         try:
-            data = yaml.load(path.read_text(encoding="utf-8"), Loader=SpecLoader)
+            data = load_yaml(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise SourceSpecError(f"{path}: source spec file not found") from exc
         except yaml.YAMLError as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from abc import ABC, abstractmethod
 from datetime import date, datetime
 from itertools import product
@@ -34,6 +33,7 @@ from fedsynth.schema import (
     TableSchema,
 )
 from fedsynth.simulation.distributions import Distribution
+from fedsynth.yaml12 import load_yaml
 
 SIMULATION_FORMAT_VERSION = 1
 PROBABILITY_TOLERANCE = 1e-6
@@ -393,7 +393,7 @@ class SimulationSpec(_Model):
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "<string>") -> SimulationSpec:
         try:
-            data = yaml.load(text, Loader=SpecLoader)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise SimulationSpecError(f"{source}: not valid YAML: {exc}") from exc
         return cls.from_dict(data, source=source)
@@ -607,18 +607,6 @@ def _where(loc: list[Any], data: dict[str, Any]) -> str:
         return ".".join([head, *rest])
     return ".".join(str(p) for p in loc)
 
-
-class SpecLoader(yaml.SafeLoader):
-    """YAML 1.2 booleans: only true/false, so categories like `yes`, `no`, `on` keep their text."""
-
-
-SpecLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
 
 _TYPES = {"categorical", "boolean", "numerical", "date", "name", "sequence"}
 

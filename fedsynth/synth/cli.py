@@ -20,6 +20,7 @@ from fedsynth.synth.conditions import ConditionError
 from fedsynth.synth.constraints import ConstraintError, parse_constraints
 from fedsynth.synth.sampling import SamplingError
 from fedsynth.synth.stats import StatsError
+from fedsynth.yaml12 import load_yaml
 
 EXIT_FAILED = 2
 OUTPUT_FORMATS = (".parquet", ".csv")
@@ -100,7 +101,7 @@ def fit(
         table_schema = TableSchema.load(schema)
         params = parse_params(param or [])
         if constraints is not None:
-            items = yaml.safe_load(constraints.read_text(encoding="utf-8")) or []
+            items = load_yaml(constraints.read_text(encoding="utf-8")) or []
             if not isinstance(items, list):
                 raise ConstraintError(f"{constraints}: a constraints file is a YAML list")
             params["constraints"] = parse_constraints(items, source=str(constraints))
