@@ -71,6 +71,11 @@ class SupplierSource(BaseModel):
     )
 
 
+MAX_ROWS = 100_000_000
+"""The most rows a job may ask for: the broker samples a release in memory, so an unbounded
+count would let one job spec exhaust the broker's memory."""
+
+
 class SynthesizerSpec(BaseModel):
     """Which synthesizer to fit, by registered name, and its constructor parameters."""
 
@@ -108,7 +113,11 @@ class JobSpec(BaseModel):
     suppliers: list[SupplierSource] = Field(min_length=1)
     table_schema: TableSchema = Field(alias="schema")
     synthesizer: SynthesizerSpec
-    rows: int = Field(ge=1, description="Rows to sample for the released dataset.")
+    rows: int = Field(
+        ge=1,
+        le=MAX_ROWS,
+        description="Rows to sample for the released dataset (the broker holds them in memory).",
+    )
     target: str | None = Field(None, description="Column used for utility (TSTR) audits.")
     audit_policy: AuditPolicy = Field(default_factory=AuditPolicy)
     prep: dict[str, PrepSpec] = Field(

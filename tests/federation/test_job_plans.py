@@ -63,3 +63,10 @@ def test_unknown_synthesizer_is_refused_in_the_spec() -> None:
             ' "schema": {"name": "t", "columns": [{"name": "x", "kind": "text"}]},'
             ' "synthesizer": {"name": "gaussian_copula"}, "rows": 5}'
         )
+
+
+def test_a_row_count_the_broker_cannot_hold_is_refused_at_submission() -> None:
+    data = spec_data("federated")
+    data["rows"] = 10**30
+    with pytest.raises(JobSpecError, match=r"rows.*100000000"):
+        JobSpec.from_json(json.dumps(data))
