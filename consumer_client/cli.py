@@ -12,6 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from consumer_client.client import Client, ReleaseVerificationError
+from fedsynth.wire.transfer import TransferIncomplete
 
 app = typer.Typer(help="Pull audited, signed synthetic datasets from a fedsynth broker.")
 
@@ -80,11 +81,18 @@ def pull(
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress("[progress.description]{task.description}", *columns, console=Console()) as bar:
         task = bar.add_task(release, total=None)
-        settings.client.pull_to(
-            release,
-            out,
-            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+        try:
+            settings.client.pull_to(
+                release,
+                out,
+                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        except TransferIncomplete as exc:
+            typer.echo(f"error: {exc}; run the same pull again to resume", err=True)
+            raise typer.Exit(1) from exc
     typer.echo(f"verified and wrote {out}")
 
 

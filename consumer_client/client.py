@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fedsynth.files import atomic_path
+from fedsynth.files import atomic_path, check_outputs
 from fedsynth.security.attestation import AttestationError, SignedDocument, verify_document
 from fedsynth.security.certificates import load_cert
 from fedsynth.security.principals import Role, federation_of_ca
 from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.stubs import ConsumerStub
-from fedsynth.wire.transfer import TransferError, download_file
+from fedsynth.wire.transfer import TransferError, TransferIncomplete, download_file
 from fedsynth.wire.v1 import common_pb2, consumer_pb2
 
 if TYPE_CHECKING:
@@ -88,17 +88,27 @@ class Client:
     def pull_to(
         self, release_id: str, out: str | Path, *, on_progress: Progress | None = None
     ) -> VerifiedManifest:
-        """Download, verify and write the dataset to `out` (.parquet as served, or .csv)."""
+        """Download, verify and write the dataset to `out` (.parquet as served, or .csv).
+
+        An interrupted pull leaves its received bytes beside `out` (a hidden `.part` file);
+        pulling the same release to the same file again resumes from them.
+        """
         out = Path(out)
         if out.suffix.lower() not in {".parquet", ".csv"}:
             raise ValueError(f"{out}: the output must end in .parquet or .csv")
+        check_outputs({"--out": out})
         verified = self.show(release_id)
         if out.suffix.lower() == ".parquet":
             self._download(release_id, verified, out, on_progress)
             return verified
-        frame = self.pull(release_id, on_progress=on_progress)
+        import pyarrow.parquet as pq
+
+        served = out.with_name(f".{out.name}.parquet")
+        self._download(release_id, verified, served, on_progress)
+        frame = pq.read_table(served).to_pandas()
         with atomic_path(out) as tmp:
             frame.to_csv(tmp, index=False)
+        served.unlink()
         return verified
 
     def pull(self, release_id: str, *, on_progress: Progress | None = None) -> pd.DataFrame:
@@ -135,8 +145,11 @@ class Client:
                 open_stream,
                 destination,
                 expected_sha256=dataset["sha256"],
+                expected_size=total,
                 on_progress=(lambda done: on_progress(done, total)) if on_progress else None,
             )
+        except TransferIncomplete:
+            raise
         except TransferError as exc:
             raise ReleaseVerificationError(f"release {release_id}: dataset refused: {exc}") from exc
         return destination

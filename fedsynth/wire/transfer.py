@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 
-from fedsynth.files import atomic_path
+from fedsynth.files import atomic_path, commit_file
 from fedsynth.wire.bulk import ChunkFrame, DownloadFrame, UploadFrame
 from fedsynth.wire.direct_file import DirectAppender
 from fedsynth.wire.pipeline import PipelinedSink, ReadAhead
@@ -29,6 +29,11 @@ Progress = Callable[[int], None]
 
 class TransferError(RuntimeError):
     """A transfer that cannot complete: hash mismatch, wrong size, or retries exhausted."""
+
+
+class TransferIncomplete(TransferError):
+    """The stream stopped before the end (retries exhausted, or it ended short): what arrived
+    is sound and a later attempt may resume from it."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,7 @@ def download_file(
     destination: str | Path,
     *,
     expected_sha256: str | None = None,
+    expected_size: int | None = None,
     attempts: int = 5,
     on_progress: Progress | None = None,
 ) -> ObjectDigest:
@@ -180,22 +186,49 @@ def download_file(
     `open_stream(offset)` starts a download at `offset`. The SHA-256 of the whole object must
     match the sender's and `expected_sha256` (when given, e.g. from a signed attestation) or
     nothing is written. The file appears atomically, complete, or not at all.
+
+    With `expected_sha256`, the partial file is `resume_path(destination, expected_sha256)`
+    and outlives an interrupted call (a dropped connection past the retries, Ctrl-C, a killed
+    process): the next call for the same object and destination resumes from it, after hashing
+    what it holds. A partial that proves inconsistent is deleted.
     """
-    with atomic_path(destination) as partial:
+    destination = Path(destination)
+    if expected_sha256 is None:
+        with atomic_path(destination) as partial:
+            return _receive(open_stream, partial, attempts, on_progress)
+    partial = resume_path(destination, expected_sha256)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    if expected_size is not None and partial.exists() and partial.stat().st_size > expected_size:
+        partial.unlink()
+    try:
         digest = _receive(open_stream, partial, attempts, on_progress)
-        if expected_sha256 is not None and digest.sha256 != expected_sha256:
+        if digest.sha256 != expected_sha256:
             raise TransferError(
                 f"downloaded object has SHA-256 {digest.sha256}, expected {expected_sha256}: "
                 "the data was altered; nothing was written"
             )
+    except TransferIncomplete:
+        raise
+    except TransferError:
+        partial.unlink(missing_ok=True)
+        raise
+    commit_file(partial, destination)
     return digest
+
+
+def resume_path(destination: str | Path, sha256: str) -> Path:
+    """Where a download of the object `sha256` to `destination` keeps its received bytes."""
+    destination = Path(destination)
+    return destination.with_name(f".{destination.name}.{sha256[:16]}.part")
 
 
 def _receive(
     open_stream: OpenStream, partial: Path, attempts: int, on_progress: Progress | None
 ) -> ObjectDigest:
-    hasher = hashlib.sha256()
-    received = 0
+    received = partial.stat().st_size if partial.exists() else 0
+    hasher = (
+        _hash_chunks(partial, received, DEFAULT_CHUNK_BYTES)[0] if received else hashlib.sha256()
+    )
     info: common_pb2.ObjectInfo | None = None
     last_error: grpc.RpcError | None = None
     with DirectAppender(partial) as out, PipelinedSink(out.write, hasher) as sink:
@@ -219,10 +252,15 @@ def _receive(
                     raise
                 last_error = exc
         else:
-            raise TransferError(
+            raise TransferIncomplete(
                 f"download did not complete after {attempts} attempts: {last_error}"
             )
-    if info is None or received != info.size:
+    if info is None or received < info.size:
+        raise TransferIncomplete(
+            f"download ended at {received} bytes; the sender announced "
+            f"{info.size if info else 'nothing'}"
+        )
+    if received != info.size:
         raise TransferError(
             f"download ended at {received} bytes; the sender announced "
             f"{info.size if info else 'nothing'}"

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -269,3 +270,36 @@ def test_unusable_identity_files_are_named_before_anything_is_dialled(
         )
         assert done.returncode == 2, (reason, done.returncode, done.stderr)
         assert reason in done.stderr
+
+
+class _Interrupt(Exception):
+    """Stands for Ctrl-C or a killed process in the middle of a pull."""
+
+
+def test_an_interrupted_pull_resumes_where_it_stopped_in_a_new_client(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"age": rng.integers(0, 120, 200_000), "sex": rng.choice(["F", "M"], 200_000)}
+    )
+    published = publish_candidate(state, job_id, frame=frame)
+    size = int(published.attestation["dataset"]["size"])
+    out = tmp_path / "big.parquet"
+
+    def stop_midway(done: int, total: int) -> None:
+        if done > total // 2:
+            raise _Interrupt
+
+    with consumer(broker) as client, pytest.raises(_Interrupt):
+        client.pull_to(published.release_id, out, on_progress=stop_midway)
+    assert not out.exists()
+    (partial,) = tmp_path.glob(".big.parquet.*.part")
+    kept = partial.stat().st_size
+    assert size // 2 < kept < size
+    progress: list[int] = []
+    with consumer(broker) as client:
+        client.pull_to(published.release_id, out, on_progress=lambda done, _: progress.append(done))
+    assert progress[0] > kept
+    assert not partial.exists()
+    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
