@@ -45,6 +45,7 @@ def run(
     )
     try:
         agent_config = AgentConfig.load(config)
+        agent_config.check_deployment()
     except AgentConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fedsynth.audit.policy import AuditPolicy
 from fedsynth.documents import describe_problems
 from fedsynth.jobs import Topology
 from fedsynth.privacy.spec import BudgetCap
@@ -99,6 +100,22 @@ class EgressPolicy(_Strict):
         "(on top of the job's policy); empty means the job's policy alone.",
     )
 
+    @field_validator("min_audit")
+    @classmethod
+    def _known_thresholds(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Checked at load, so a typo stops the agent at start-up instead of at its first task."""
+        unknown = sorted(set(value) - set(AuditPolicy.model_fields))
+        if unknown:
+            raise ValueError(
+                f"unknown threshold(s) {unknown}; known: {', '.join(AuditPolicy.model_fields)}"
+            )
+        try:
+            AuditPolicy.model_validate(AuditPolicy().model_dump() | value)
+        except ValidationError as exc:
+            problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+            raise ValueError(problems) from None
+        return value
+
 
 class TlsFiles(_Strict):
     """The federation CA certificate, this agent's own certificate and key, and optionally the
@@ -171,6 +188,10 @@ class AgentConfig(_Strict):
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise AgentConfigError(f"{path}: agent config not found") from exc
+        except UnicodeDecodeError as exc:
+            raise AgentConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from exc
+        except OSError as exc:
+            raise AgentConfigError(f"{path}: cannot read the agent config: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
             raise AgentConfigError(f"{path}: not valid YAML: {exc}") from exc
         try:
@@ -178,6 +199,21 @@ class AgentConfig(_Strict):
         except ValidationError as exc:
             raise AgentConfigError(describe_problems(str(path), exc, "agent config")) from exc
         return config.relative_to(path.parent)
+
+    def check_deployment(self) -> None:
+        """Refuse to start when a TLS file is missing or the state folder cannot be made, naming
+        each config field, before the agent dials anyone."""
+        problems = [
+            f"tls.{field} {path}: file not found"
+            for field in ("ca", "cert", "key", "crl")
+            if (path := getattr(self.tls, field)) is not None and not path.is_file()
+        ]
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            problems.append(f"state_dir {self.state_dir}: {exc.strerror}; choose a writable folder")
+        if problems:
+            raise AgentConfigError("agent config: " + "; ".join(problems))
 
     def relative_to(self, base: Path) -> AgentConfig:
         """A copy with every relative path resolved against `base`."""
