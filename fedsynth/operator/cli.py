@@ -56,20 +56,40 @@ def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         _fail(f"broker answered {exc.code().name}: {exc.details()}")
 
 
-def _jobs_table(jobs: list[operator_pb2.Job]) -> Table:
+WIDE_TERMINAL = 120
+"""Below this many columns, full-width identifier columns would squeeze verdicts and reasons to
+nothing, so listings print one block of `field: value` lines per item instead."""
+_IDENTIFIERS = ("release", "job", "candidate")
+
+
+def _listing(columns: list[str], rows: list[list[str]]) -> None:
+    """Print rows as a table on a wide terminal, as blocks of labelled lines otherwise."""
+    console = Console(soft_wrap=True)
+    if console.width < WIDE_TERMINAL:
+        for row in rows:
+            for column, value in zip(columns, row, strict=True):
+                console.print(f"{column}: {value}", highlight=False, markup=False)
+            console.print()
+        return
     table = Table()
-    for column in ("job", "name", "topology", "state", "updated"):
-        identifier = column in ("release", "job", "candidate")
+    for column in columns:
+        identifier = column in _IDENTIFIERS
         table.add_column(
             column,
             no_wrap=identifier,
             min_width=24 if identifier else None,
             overflow="ellipsis" if identifier else "fold",
         )
-    table.add_column("reason")
-    for j in jobs:
-        table.add_row(j.job_id, j.name, j.topology, j.state, j.updated_at, j.reason)
-    return table
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _jobs(jobs: list[operator_pb2.Job]) -> None:
+    _listing(
+        ["job", "name", "topology", "state", "updated", "reason"],
+        [[j.job_id, j.name, j.topology, j.state, j.updated_at, j.reason] for j in jobs],
+    )
 
 
 @app.command()
@@ -86,13 +106,13 @@ def submit(spec: Path = typer.Argument(..., help="Job spec (YAML).")) -> None:
 @app.command()
 def status(job: str = typer.Argument(..., help="Job id.")) -> None:
     """Show one job."""
-    Console().print(_jobs_table([_call(connection.client.status, job)]))
+    _jobs([_call(connection.client.status, job)])
 
 
 @app.command("list")
 def list_command(state: str = typer.Option("", help="Only jobs in this state.")) -> None:
     """List jobs, and the enrolled suppliers with their last contact."""
-    Console().print(_jobs_table(_call(connection.client.jobs, state)))
+    _jobs(_call(connection.client.jobs, state))
     suppliers = Table()
     suppliers.add_column("supplier", no_wrap=True)
     suppliers.add_column("last contact", no_wrap=True)
@@ -111,18 +131,10 @@ def cancel(job: str = typer.Argument(..., help="Job id.")) -> None:
 @app.command()
 def releases(job: str = typer.Option("", help="Only candidates of this job.")) -> None:
     """List candidates with their verdicts and reasons, and the releases they became."""
-    table = Table()
-    for column in ("candidate", "job", "verdict", "release"):
-        identifier = column in ("release", "job", "candidate")
-        table.add_column(
-            column,
-            no_wrap=identifier,
-            min_width=24 if identifier else None,
-            overflow="ellipsis" if identifier else "fold",
-        )
-    table.add_column("reasons")
-    for c in _call(connection.client.candidates, job):
-        table.add_row(
-            c.candidate_id, c.job_id, c.verdict, c.release_id or "-", "; ".join(c.reasons)
-        )
-    Console().print(table)
+    _listing(
+        ["candidate", "job", "verdict", "release", "reasons"],
+        [
+            [c.candidate_id, c.job_id, c.verdict, c.release_id or "-", "; ".join(c.reasons)]
+            for c in _call(connection.client.candidates, job)
+        ],
+    )

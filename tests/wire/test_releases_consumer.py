@@ -303,3 +303,24 @@ def test_an_interrupted_pull_resumes_where_it_stopped_in_a_new_client(
     assert progress[0] > kept
     assert not partial.exists()
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+
+
+def test_operators_see_every_verdict_and_reason_on_a_narrow_terminal(
+    broker: BrokerProcess, state: BrokerState, job_id: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from fedsynth.operator.cli import app as operator_app
+
+    with pytest.raises(ReleaseRefused):
+        publish_candidate(state, job_id, verdict="fail")
+    ids = broker.identity(Role.OPERATOR, "ops")
+    args = ["--broker", broker.address, "--ca", str(ids["ca"]), "--cert", str(ids["cert"])]
+    result = CliRunner().invoke(
+        operator_app,
+        [*args, "--key", str(ids["key"]), "releases", "--job", job_id],
+        env={"COLUMNS": "80"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "verdict: fail" in result.output
+    assert "reasons: DCR below threshold" in result.output
