@@ -20,7 +20,7 @@ from broker.orchestrator import Orchestrator
 from broker.state import BrokerState
 from broker.state_lock import StateLock
 from broker.supplier_service import SupplierService
-from broker.tls import RevocationList, RotatingCredentials
+from broker.tls import RevocationList, RotatingCredentials, check_broker_identity
 from fedsynth.wire import bulk
 from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.v1 import (
@@ -149,6 +149,7 @@ def _upload_codec(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 def start(config: BrokerConfig) -> RunningBroker:
     """Open the state and start serving on `config.listen` (and `config.health_listen`)."""
+    check_broker_identity(config.tls.ca, config.tls.cert, config.federation, config.name)
     keep_large_buffers()
     lock = StateLock.acquire(config.state_dir)
     try:

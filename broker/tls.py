@@ -12,9 +12,49 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from fedsynth.security.ca import load_revoked_serials
-from fedsynth.security.certificates import load_cert
+from fedsynth.security.certificates import load_cert, verify_chain
+from fedsynth.security.principals import (
+    IdentityError,
+    Role,
+    federation_of_ca,
+    principal_from_certificate,
+    spiffe_uri,
+)
 
 log = logging.getLogger(__name__)
+
+
+def check_broker_identity(ca_path: Path, cert_path: Path, federation: str, name: str) -> None:
+    """Raise ValueError unless `tls.ca` is the CA of `federation` and `tls.cert` is the broker
+    certificate it issued for `name`: serving with any other identity misleads every peer."""
+    wanted = spiffe_uri(federation, Role.BROKER, name)
+    ca_cert = load_cert(ca_path)
+    try:
+        ca_federation = federation_of_ca(ca_cert)
+    except IdentityError as exc:
+        raise ValueError(f"tls.ca {ca_path}: {exc}") from exc
+    if ca_federation != federation:
+        raise ValueError(
+            f"tls.ca {ca_path} is the CA of federation {ca_federation!r} but the config says "
+            f"federation: {federation}; point tls.ca at the {federation!r} CA or fix federation"
+        )
+    cert = load_cert(cert_path)
+    try:
+        verify_chain(cert, ca_cert)
+        principal = principal_from_certificate(cert, federation)
+    except ValueError as exc:
+        raise ValueError(f"tls.cert {cert_path}: {exc}; the broker needs {wanted}") from exc
+    if principal.role is not Role.BROKER:
+        raise ValueError(
+            f"tls.cert {cert_path} is the {principal.role} certificate {principal.uri}, not this "
+            f"broker's ({wanted}); set tls.cert and tls.key to the broker's pair"
+        )
+    if principal.uri != wanted:
+        raise ValueError(
+            f"tls.cert {cert_path} is the certificate of {principal.uri}, not of this broker "
+            f"({wanted}); issue one with `fedsynth pki issue --role broker --name {name}` "
+            "or fix name in the config"
+        )
 
 
 def _stamp(*paths: Path) -> tuple[tuple[int, int], ...]:

@@ -109,8 +109,20 @@ class FederationCA:
         dns_names: tuple[str, ...] = (),
         ip_addresses: tuple[str, ...] = (),
         valid_from: datetime | None = None,
+        replace: bool = False,
     ) -> tuple[Path, Path]:
-        """Issue, record and write a party certificate; return its (certificate, key) paths."""
+        """Issue, record and write a party certificate; return its (certificate, key) paths.
+
+        Refuses a (role, name) that still has an unrevoked certificate unless `replace`, which
+        revokes it: overwriting the files alone would leave the old serial trusted.
+        """
+        live = self.live_serials(role, name)
+        if live and not replace:
+            raise FileExistsError(
+                f"{Role(role)}/{name} already has an unrevoked certificate "
+                f"(serial {', '.join(map(str, live))}) in {self.directory}; pass --replace to "
+                "revoke it and issue a new one"
+            )
         issued = issue_certificate(
             self.ca,
             self.federation,
@@ -121,6 +133,8 @@ class FederationCA:
             ip_addresses=ip_addresses,
             valid_from=valid_from,
         )
+        if live:
+            self.revoke(role=role, name=name)
         cert_path, key_path = self.paths_for(role, name)
         write_issued(issued, cert_path, key_path)
         self.inventory.issued.append(
@@ -133,6 +147,14 @@ class FederationCA:
         )
         self._save()
         return cert_path, key_path
+
+    def live_serials(self, role: Role, name: str) -> list[int]:
+        """Serials of the unrevoked certificates recorded for (role, name)."""
+        return [
+            r.serial
+            for r in self.inventory.issued
+            if r.revoked_at is None and (r.role, r.name) == (Role(role), name)
+        ]
 
     def revoke(
         self, *, serial: int | None = None, role: Role | None = None, name: str | None = None

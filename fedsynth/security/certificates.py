@@ -85,8 +85,9 @@ def issue_certificate(
     `dns_names` / `ip_addresses` for hostname checks.
     """
     role = Role(role)
-    key = new_key()
     start = valid_from or datetime.now(UTC) - timedelta(minutes=5)
+    check_within_ca(ca.cert, start, days)
+    key = new_key()
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH]
     alt_names: list[x509.GeneralName] = [
         x509.UniformResourceIdentifier(spiffe_uri(federation, role, name))
@@ -128,6 +129,24 @@ def issue_certificate(
     return Issued(key, cert)
 
 
+def check_within_ca(ca_cert: x509.Certificate, start: datetime, days: int) -> None:
+    """Raise ValueError if a leaf valid `days` from `start` would outlive the CA that signs it:
+    clients stop trusting it when the CA expires, whatever its own dates say."""
+    ca_end = ca_cert.not_valid_after_utc
+    largest = (ca_end - start).days
+    if days <= largest:
+        return
+    if largest < 1:
+        raise ValueError(
+            f"the federation CA expires {ca_end:%Y-%m-%d %H:%M} UTC, less than a day after the "
+            "certificate would start; create a new CA with `fedsynth pki init`"
+        )
+    raise ValueError(
+        f"--days {days} would outlive the federation CA, which is valid until "
+        f"{ca_end:%Y-%m-%d %H:%M} UTC; the largest --days allowed is {largest}"
+    )
+
+
 def verify_chain(cert: x509.Certificate, ca_cert: x509.Certificate) -> None:
     """Raise ValueError unless `cert` is signed by `ca_cert` (the federation root) and not it."""
     if cert.issuer != ca_cert.subject or cert == ca_cert:
@@ -135,7 +154,11 @@ def verify_chain(cert: x509.Certificate, ca_cert: x509.Certificate) -> None:
     try:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature) as exc:
-        raise ValueError(f"certificate signature does not verify against the CA: {exc}") from exc
+        detail = f" ({exc})" if str(exc) else ""
+        raise ValueError(
+            f"certificate {cert.subject.rfc4514_string()} is not issued by the CA: its signature "
+            f"does not verify against the CA's key{detail}"
+        ) from exc
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:

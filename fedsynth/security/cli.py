@@ -40,19 +40,28 @@ def issue(
     days: int = typer.Option(365, min=1, help="Certificate validity in days."),
     dns: list[str] = typer.Option([], help="Broker only: DNS name to serve (repeatable)."),
     ip: list[str] = typer.Option([], help="Broker only: IP address to serve (repeatable)."),
+    replace: bool = typer.Option(
+        False, "--replace", help="Revoke the party's current certificate and issue a new one."
+    ),
 ) -> None:
-    """Issue an ECDSA P-256 key and certificate for spiffe://<federation>/<role>/<name>."""
+    """Issue an ECDSA P-256 key and certificate for spiffe://<federation>/<role>/<name>.
+
+    Refuses a party that already has an unrevoked certificate unless --replace.
+    """
     if (dns or ip) and role is not Role.BROKER:
         _fail("--dns and --ip apply to the broker certificate only")
     if role is Role.BROKER and not (dns or ip):
         dns, ip = ["localhost"], ["127.0.0.1"]
     try:
         ca = FederationCA(directory)
+        replaced = ca.live_serials(role, name)
         cert_path, key_path = ca.issue(
-            role, name, days=days, dns_names=tuple(dns), ip_addresses=tuple(ip)
+            role, name, days=days, dns_names=tuple(dns), ip_addresses=tuple(ip), replace=replace
         )
-    except (FileNotFoundError, IdentityError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, IdentityError, ValueError) as exc:
         _fail(str(exc))
+    if replaced:
+        typer.echo("revoked serial(s): " + ", ".join(str(s) for s in replaced))
     typer.echo(f"certificate {cert_path}\nkey         {key_path} (mode 0600)")
 
 

@@ -156,7 +156,9 @@ def served_certificate(broker: BrokerProcess) -> x509.Certificate:
 
 def test_server_certificate_rotates_without_a_restart(broker: BrokerProcess) -> None:
     before = served_certificate(broker)
-    cert_path, _ = broker.pki.issue(Role.BROKER, "broker", ip_addresses=("127.0.0.1",))
+    cert_path, _ = broker.pki.issue(
+        Role.BROKER, "broker", ip_addresses=("127.0.0.1",), replace=True
+    )
     rotated = x509.load_pem_x509_certificate(cert_path.read_bytes())
     assert rotated.serial_number != before.serial_number
     assert served_certificate(broker).serial_number == rotated.serial_number
