@@ -12,6 +12,7 @@ import codecs
 import csv
 import itertools
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ from fedsynth.validation import (
 
 BLOCK_SIZE = 16 << 20
 READ_BLOCK_SIZE = 1 << 20
+MAX_RECORD_BYTES = 64 << 20
 PARQUET_BATCH_ROWS = 131_072
 MAX_EXAMPLES = 20
 FIELD_COUNT_RULE = "field_count"
@@ -244,17 +246,19 @@ class _RawChunk:
 def _csv_chunks(
     path: Path, schema: TableSchema, delimiter: str, encoding: str, progress: Progress | None
 ) -> Iterator[_RawChunk]:
-    """Parse the CSV in blocks cut at line ends, so memory stays bounded by the block size."""
+    """Parse the CSV in blocks of whole records, so memory stays bounded by the block size."""
     header = _check_csv_header(path, schema, delimiter, encoding)
     total = path.stat().st_size
-    for text, first_row, done in _line_blocks(path, encoding):
+    first_row = 1
+    for text, done in _record_blocks(path, encoding, delimiter):
         broken: list[_BrokenRow] = []
         try:
             table = _parse_block(text, first_row, header, delimiter, broken)
         except pa.ArrowInvalid as exc:
             raise _csv_read_error(path, encoding, exc) from exc
-        lines = text.count(b"\n") + (0 if text.endswith(b"\n") else 1)
-        rows = np.arange(first_row, first_row + lines, dtype=np.int64)
+        records = table.num_rows + len(broken)
+        rows = np.arange(first_row, first_row + records, dtype=np.int64)
+        first_row += records
         if broken:
             rows = rows[~np.isin(rows, [b.row for b in broken])]
         batch = table.select(schema.names).combine_chunks().to_batches()
@@ -264,16 +268,40 @@ def _csv_chunks(
         yield _RawChunk(raw, rows, broken)
 
 
-def _line_blocks(path: Path, encoding: str) -> Iterator[tuple[bytes, int, int]]:
-    """UTF-8 blocks of whole lines after the header: (bytes, first data row, bytes read so far)."""
+def _record_ends(delimiter: str) -> re.Pattern[bytes]:
+    """Matches the longest run of complete CSV records at the start of a block.
+
+    Mirrors Arrow's parser: a quote opens a quoted field only at the start of a field (else it
+    is a literal), a doubled quote inside one is a literal quote, and a line break inside one
+    belongs to the field.
+    """
+    other = rb"[^" + re.escape(delimiter.encode("utf-8")) + rb"\r\n]"
+    token = rb'[^"\r\n]++|(?<!' + other + rb')"(?:[^"]++|"")*+"|(?<=' + other + rb')"'
+    return re.compile(rb"(?:(?:" + token + rb")*+(?:\r\n|\n|\r(?=[^\n])))*+")
+
+
+def _complete_records(data: bytes, records: re.Pattern[bytes]) -> int:
+    """Length of the complete records at the start of `data`; unquoted text cuts at a newline."""
+    if b'"' not in data:
+        return data.rfind(b"\n") + 1
+    return records.match(data).end()
+
+
+def _record_blocks(path: Path, encoding: str, delimiter: str) -> Iterator[tuple[bytes, int]]:
+    """UTF-8 blocks of whole records after the header: (bytes, bytes read so far).
+
+    A block never ends inside a quoted field, so a line break in a value does not split its
+    record; a record that grows past MAX_RECORD_BYTES is refused as an unclosed quote.
+    """
     decoder = (
         None if _arrow_encoding(encoding) == "utf8" else codecs.getincrementaldecoder(encoding)()
     )
+    records = _record_ends(delimiter)
     with open(path, "rb") as fh:
         head = fh.readline()
         done = len(head)
         carry = b""
-        first_row = 1
+        line = 2
         while True:
             block = fh.read(BLOCK_SIZE)
             done += len(block)
@@ -284,22 +312,27 @@ def _line_blocks(path: Path, encoding: str) -> Iterator[tuple[bytes, int, int]]:
                     raise _undecodable(path, encoding) from exc
             if not block:
                 if carry:
-                    yield carry, first_row, done
+                    yield carry, done
                 return
             data = carry + block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
-                continue
-            text, carry = data[: cut + 1], data[cut + 1 :]
-            yield text, first_row, done
-            first_row += text.count(b"\n")
+            cut = _complete_records(data, records)
+            text, carry = data[:cut], data[cut:]
+            if len(carry) > MAX_RECORD_BYTES:
+                raise DataFileError(
+                    path,
+                    f"the record starting on line {line} runs over {MAX_RECORD_BYTES >> 20} MiB "
+                    "without ending: a quoted field is never closed",
+                    'close the quote; a quote inside a quoted field is written twice ("")',
+                )
+            if text:
+                yield text, done
+                line += text.count(b"\n")
 
 
 def _parse_block(
     text: bytes, first_row: int, header: list[str], delimiter: str, broken: list[_BrokenRow]
 ) -> pa.Table:
-    """Parse one block of whole lines as text columns; unsplittable lines go to `broken`.
+    """Parse one block of whole records as text columns; unsplittable ones go to `broken`.
 
     The parser numbers bad lines only when it runs on one thread, so a block that has any is
     parsed again single-threaded (bad lines are rare; clean blocks keep the parallel parse).
@@ -340,6 +373,7 @@ def _read_block(
             delimiter=delimiter,
             invalid_row_handler=on_invalid or note_bad,
             ignore_empty_lines=False,
+            newlines_in_values=True,
         ),
         convert_options=pacsv.ConvertOptions(
             column_types={name: pa.string() for name in header},
@@ -665,8 +699,8 @@ def read_raw(
         _check_columns(path, header, None)
         arrow_schema = pa.schema([(name, pa.string()) for name in header])
         batches = (
-            _parse_block(text, first, header, delimiter, []).to_batches()
-            for text, first, _ in _line_blocks(path, encoding)
+            _parse_block(text, 1, header, delimiter, []).to_batches()
+            for text, _ in _record_blocks(path, encoding, delimiter)
         )
         try:
             return pa.Table.from_batches(

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fedsynth.io import read_raw
+from fedsynth.io import DataFileError, read_raw
 from fedsynth.schema import (
     DEFAULT_FALSE_VALUES,
     DEFAULT_TRUE_VALUES,
@@ -38,7 +38,9 @@ from fedsynth.validation import validate_column
 DATE_FORMATS = (None, "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%Y%m%d")
 MAX_CATEGORIES = 50
 MIN_ROWS_FOR_UNIQUE = 20
+EXACT_FLOAT_LIMIT = 2**53
 
+_INTEGER_RE = r"^[+-]?\d+$"
 _EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 _PHONE_RE = r"^\+?[\d\s().-]{7,20}$"
 _PERSON_NAME_RE = r"^[A-Z][a-z'\-]+( [A-Z][a-z'\-]+){0,3}$"
@@ -76,6 +78,12 @@ def infer_schema(
 ) -> tuple[TableSchema, list[Finding]]:
     """Propose a schema for the file at `path` from its first `sample_rows` rows."""
     path = Path(path)
+    if sample_rows is not None and sample_rows < 1:
+        raise DataFileError(
+            path,
+            f"cannot infer a schema from {sample_rows} sample rows",
+            "give --sample-rows a positive number of rows (the default reads 1000000)",
+        )
     table = read_raw(path, delimiter=delimiter, encoding=encoding, max_rows=sample_rows)
     return infer_from_table(table, name=name or path.stem)
 
@@ -141,8 +149,16 @@ def _is_boolean(values: pa.Array) -> bool:
 def _as_number(
     name: str, values: pa.Array, common: dict, notes: list[str]
 ) -> NumericalColumn | None:
+    if not _stores_numbers(values.type):
+        return None
     if _CODE_HINT.search(name):
         notes.append("digits named like a code: kept as text, not as a number")
+        return None
+    if _has_wide_integers(values):
+        notes.append(
+            "whole numbers beyond 2^53 (IDs, card or account numbers?): a number column "
+            "cannot hold them exactly, kept as text"
+        )
         return None
     for dtype in ("int", "float"):
         probe = NumericalColumn(name=name, dtype=dtype)
@@ -160,6 +176,30 @@ def _as_number(
     notes.append(f"bounds widened from the data to [{_fmt(low)}, {_fmt(high)}]: confirm them")
     role = _quasi_role(name, notes)
     return NumericalColumn(dtype=dtype, min=low, max=high, decimals=decimals, role=role, **common)
+
+
+def _stores_numbers(kind: pa.DataType) -> bool:
+    """Whether a column stored as `kind` could be a number column (text or numeric storage)."""
+    return (
+        pa.types.is_string(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+    )
+
+
+def _has_wide_integers(values: pa.Array) -> bool:
+    """Whether whole numbers (integer text or storage) exceed 2^53, where floats lose digits."""
+    if pa.types.is_integer(values.type):
+        extremes = pc.min_max(values).as_py()
+        return max(abs(extremes["min"]), abs(extremes["max"])) > EXACT_FLOAT_LIMIT
+    if not pa.types.is_string(values.type):
+        return False
+    text = pc.utf8_trim_whitespace(values)
+    if not pc.all(pc.match_substring_regex(text, _INTEGER_RE)).as_py():
+        return False
+    long = pc.filter(text, pc.greater(pc.utf8_length(text), 15)).to_pylist()
+    return any(abs(int(v)) > EXACT_FLOAT_LIMIT for v in long)
 
 
 def _as_datetime(

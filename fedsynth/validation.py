@@ -1,12 +1,13 @@
 """Cell-level validation of one column batch against its schema column, vectorized with Arrow.
 
 Each column yields its typed values (null where a cell is invalid) and one rule code per row
-(0 = valid). A cell breaks at most one rule: the first of type, finiteness, bounds, domain,
-nullability that it fails. Messages are built only for the cells that failed.
+(0 = valid). A cell breaks at most one rule: the first of type, finiteness, bounds, integer
+range, domain, nullability that it fails. Messages are built only for the cells that failed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum
@@ -47,6 +48,7 @@ class Rule(IntEnum):
     MAXIMUM = 5
     DOMAIN = 6
     NOT_NULL = 7
+    OUT_OF_RANGE = 8
 
     @property
     def label(self) -> str:
@@ -103,16 +105,28 @@ def describe(rule: Rule, column: Column) -> str:
     if rule is Rule.NOT_FINITE:
         return "not a finite number (NaN or infinity)"
     if rule is Rule.MINIMUM:
-        return f"below the minimum {column.min}"  # type: ignore[union-attr]
+        return f"below the minimum {_shown(column.min)}"  # type: ignore[union-attr]
     if rule is Rule.MAXIMUM:
-        return f"above the maximum {column.max}"  # type: ignore[union-attr]
+        return f"above the maximum {_shown(column.max)}"  # type: ignore[union-attr]
     if rule is Rule.DOMAIN:
         domain = column.domain  # type: ignore[union-attr]
         shown = ", ".join(domain[:12]) + (", ..." if len(domain) > 12 else "")
         return f"not one of the declared categories ({shown})"
     if rule is Rule.NOT_NULL:
         return "empty, but the column does not allow nulls"
+    if rule is Rule.OUT_OF_RANGE:
+        return (
+            "a whole number beyond the 64-bit integer range; declare the column as identifier "
+            "or text if it holds codes"
+        )
     return "valid"
+
+
+def _shown(bound: object) -> str:
+    """A bound as the schema author wrote it: 120, not 120.0."""
+    if isinstance(bound, float) and bound.is_integer():
+        return str(int(bound))
+    return str(bound)
 
 
 def _mark(codes: np.ndarray, mask: np.ndarray, rule: Rule) -> None:
@@ -132,24 +146,44 @@ def _numbers(raw: pa.Array, column: NumericalColumn) -> tuple[pa.Array, np.ndarr
     integer = column.dtype == "int"
     codes = np.zeros(len(raw), dtype=np.uint8)
     if pa.types.is_string(raw.type):
-        values = _parse_numbers(raw, integer, codes)
+        values, beyond = _parse_numbers(raw, integer, codes)
     elif pa.types.is_integer(raw.type) or pa.types.is_floating(raw.type):
-        values = _typed_numbers(raw, integer, codes)
+        values, beyond = _typed_numbers(raw, integer, codes)
     elif pa.types.is_boolean(raw.type) or pa.types.is_decimal(raw.type):
-        values = _typed_numbers(raw.cast(pa.float64()), integer, codes)
+        values, beyond = _typed_numbers(raw.cast(pa.float64()), integer, codes)
     else:
         raise UnsupportedStorage(f"stored as {raw.type}, but the schema declares a number")
-    as_float = np.asarray(values.cast(pa.float64()).fill_null(np.nan), dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        if column.min is not None:
-            _mark(codes, as_float < column.min, Rule.MINIMUM)
-        if column.max is not None:
-            _mark(codes, as_float > column.max, Rule.MAXIMUM)
+    _check_bounds(codes, values, beyond, column)
+    _mark(codes, ~np.isnan(beyond), Rule.OUT_OF_RANGE)
     return _null_where(values, codes), codes
 
 
-def _parse_numbers(raw: pa.Array, integer: bool, codes: np.ndarray) -> pa.Array:
+def _check_bounds(
+    codes: np.ndarray, values: pa.Array, beyond: np.ndarray, column: NumericalColumn
+) -> None:
+    """Mark cells outside [min, max]; integers are compared exactly, not through floats.
+
+    `beyond` holds the whole numbers too wide for int64 (NaN elsewhere), so that a huge value
+    still reports the bound it breaks.
+    """
+    valid = np.asarray(pc.is_valid(values))
+    if pa.types.is_integer(values.type):
+        exact = np.asarray(values.fill_null(0), dtype=np.int64)
+        low = None if column.min is None else math.ceil(column.min)
+        high = None if column.max is None else math.floor(column.max)
+    else:
+        exact = np.asarray(values.fill_null(np.nan), dtype=np.float64)
+        low, high = column.min, column.max
+    if low is not None:
+        _mark(codes, (valid & (exact < low)) | (beyond < low), Rule.MINIMUM)
+    if high is not None:
+        _mark(codes, (valid & (exact > high)) | (beyond > high), Rule.MAXIMUM)
+
+
+def _parse_numbers(raw: pa.Array, integer: bool, codes: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Typed values of number text, and the whole numbers too wide for int64 (NaN elsewhere)."""
     target = pa.int64() if integer else pa.float64()
+    none_beyond = np.full(len(raw), np.nan)
     try:
         values = pc.cast(raw, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -161,20 +195,22 @@ def _parse_numbers(raw: pa.Array, integer: bool, codes: np.ndarray) -> pa.Array:
                 ~_bool_mask(pc.is_finite(values)) & np.asarray(pc.is_valid(values)),
                 Rule.NOT_FINITE,
             )
-        return values
+        return values, none_beyond
     text = pc.utf8_trim_whitespace(raw)
     floats = _cast_matching(text, _FLOAT_RE, pa.float64())
     _mark(codes, _failed_parse(raw, floats), Rule.TYPE)
     finite = _bool_mask(pc.is_finite(floats))
     _mark(codes, np.asarray(pc.is_valid(floats)) & ~finite, Rule.NOT_FINITE)
     if not integer:
-        return floats
+        return floats, none_beyond
     exact = _cast_matching(text, _INT_RE, pa.int64(), tolerate_overflow=True)
     float_np = np.asarray(floats.fill_null(0.0), dtype=np.float64)
-    whole = finite & (np.floor(float_np) == float_np) & (np.abs(float_np) < _INT64_LIMIT)
-    _mark(codes, finite & ~whole, Rule.NOT_INTEGER)
+    integral = finite & (np.floor(float_np) == float_np)
+    whole = integral & (np.abs(float_np) < _INT64_LIMIT)
+    _mark(codes, finite & ~integral, Rule.NOT_INTEGER)
+    too_wide = integral & ~whole & np.asarray(pc.is_null(exact))
     from_float = pa.array(np.where(whole, float_np, 0).astype(np.int64), mask=~whole)
-    return pc.coalesce(exact, from_float)
+    return pc.coalesce(exact, from_float), np.where(too_wide, float_np, np.nan)
 
 
 def _cast_matching(
@@ -198,19 +234,29 @@ def _cast_matching(
     return pa.array(parsed, type=target)
 
 
-def _typed_numbers(raw: pa.Array, integer: bool, codes: np.ndarray) -> pa.Array:
+def _typed_numbers(raw: pa.Array, integer: bool, codes: np.ndarray) -> tuple[pa.Array, np.ndarray]:
+    """Stored numbers as the column's type, and the whole numbers too wide for int64."""
+    none_beyond = np.full(len(raw), np.nan)
     if pa.types.is_integer(raw.type):
-        return raw.cast(pa.int64() if integer else pa.float64())
+        if not integer:
+            return raw.cast(pa.float64(), safe=False), none_beyond
+        if raw.type != pa.uint64():
+            return raw.cast(pa.int64()), none_beyond
+        wide = _bool_mask(pc.greater(raw, pa.scalar(2**63 - 1, pa.uint64())))
+        beyond = np.where(wide, np.asarray(raw.cast(pa.float64(), safe=False).fill_null(0)), np.nan)
+        return pc.if_else(pa.array(wide), pa.scalar(None, raw.type), raw).cast(pa.int64()), beyond
     floats = raw.cast(pa.float64())
     valid = np.asarray(pc.is_valid(floats))
     float_np = np.asarray(floats.fill_null(0.0), dtype=np.float64)
     finite = np.isfinite(float_np)
     _mark(codes, valid & ~finite, Rule.NOT_FINITE)
     if not integer:
-        return floats
-    whole = valid & finite & (np.floor(float_np) == float_np) & (np.abs(float_np) < _INT64_LIMIT)
-    _mark(codes, valid & finite & ~whole, Rule.NOT_INTEGER)
-    return pa.array(np.where(whole, float_np, 0).astype(np.int64), mask=~whole)
+        return floats, none_beyond
+    integral = valid & finite & (np.floor(float_np) == float_np)
+    whole = integral & (np.abs(float_np) < _INT64_LIMIT)
+    _mark(codes, valid & finite & ~integral, Rule.NOT_INTEGER)
+    ints = pa.array(np.where(whole, float_np, 0).astype(np.int64), mask=~whole)
+    return ints, np.where(integral & ~whole, float_np, np.nan)
 
 
 def _categories(raw: pa.Array, column: CategoricalColumn) -> tuple[pa.Array, np.ndarray]:
@@ -246,7 +292,8 @@ def _datetimes(raw: pa.Array, column: DatetimeColumn) -> tuple[pa.Array, np.ndar
     elif pa.types.is_timestamp(raw.type) or pa.types.is_date(raw.type):
         if pa.types.is_timestamp(raw.type) and raw.type.tz is not None:
             raw = raw.cast(pa.timestamp(raw.type.unit, tz="UTC")).cast(pa.timestamp(raw.type.unit))
-        values = raw.cast(TIMESTAMP)
+        # Nanoseconds are truncated to the microseconds every datetime column holds.
+        values = raw.cast(TIMESTAMP, safe=not _finer_than_micros(raw.type))
     else:
         raise UnsupportedStorage(f"stored as {raw.type}, but the schema declares a datetime")
     micros = np.asarray(values.cast(pa.int64()).fill_null(0), dtype=np.int64)
@@ -256,6 +303,10 @@ def _datetimes(raw: pa.Array, column: DatetimeColumn) -> tuple[pa.Array, np.ndar
     if column.max is not None:
         _mark(codes, valid & (micros > _micros(column.max)), Rule.MAXIMUM)
     return _null_where(values, codes), codes
+
+
+def _finer_than_micros(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) and kind.unit == "ns"
 
 
 def _parse_datetimes(raw: pa.Array, fmt: str | None) -> pa.Array:
