@@ -2,14 +2,16 @@
 
 Order: harmonize (rename/drop) -> standardize text -> parse types -> convert units -> range
 rules -> derive -> common-schema checks -> quarantine -> de-duplicate -> tokenize identifiers.
-Rows that cannot be repaired go to quarantine with the reason of every offending cell, so
+Rows that cannot be repaired go to quarantine with the reason of every offending cell, and so do
+the rows `read_raw` could not read (blank, wrong field count), so
 rows_in = rows_out + rows_quarantined + duplicates_removed always holds.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pandas as pd
 
 from fedsynth.expressions import ExpressionError
@@ -17,6 +19,7 @@ from fedsynth.frame import conform
 from fedsynth.prep.cleanse import apply_range, duplicates, schema_violations
 from fedsynth.prep.harmonize import check_plan, rename_and_drop
 from fedsynth.prep.report import REDACTED, Ledger, PrepReport, QuarantineEntry
+from fedsynth.prep.source import rejected_rows, source_rows
 from fedsynth.prep.spec import ColumnSpec, PrepSpec, PrepSpecError, RangeAction, ValueType
 from fedsynth.prep.standardize import (
     Parsed,
@@ -88,9 +91,16 @@ def prepare(
             "needed to tokenize them"
         )
     ledger = Ledger()
-    frame = rename_and_drop(df.reset_index(drop=True), spec)
+    rows = source_rows(df)
+    unread = rejected_rows(df)
+    positional = df.reset_index(drop=True)
+    positional.attrs = {}  # pandas deep-copies attrs into every derived frame and series
+    frame = rename_and_drop(positional, spec)
     derived = check_plan(list(frame.columns), spec, schema)
     identifiers = _identifier_columns(schema, spec)
+    for entry in unread:
+        shown = REDACTED if identifiers and entry.value else entry.value
+        ledger.reject(replace(entry, value=shown))
     bad = pd.Series(False, index=frame.index)
     failed: dict[str, pd.Series] = {}
     typed: dict[str, pd.Series] = {}
@@ -101,7 +111,14 @@ def prepare(
         cells = pd.Series(False, index=frame.index)
         for f in failures:
             cells |= _reject(
-                f.mask & ~cells, frame[name], name, f.rule, f.reason, ledger, name in identifiers
+                f.mask & ~cells,
+                frame[name],
+                rows,
+                name,
+                f.rule,
+                f.reason,
+                ledger,
+                name in identifiers,
             )
         failed[name] = cells
         bad |= cells
@@ -119,7 +136,14 @@ def prepare(
         for v in schema_violations(work[column.name], column):
             redact = column.name in identifiers
             cells |= _reject(
-                v.mask & ~cells, work[column.name], column.name, v.rule, v.reason, ledger, redact
+                v.mask & ~cells,
+                work[column.name],
+                rows,
+                column.name,
+                v.rule,
+                v.reason,
+                ledger,
+                redact,
             )
         bad |= cells
     good = work[~bad]
@@ -132,9 +156,9 @@ def prepare(
     prepared = _release(kept, spec, schema, secret)
     report = PrepReport(
         source=spec.source,
-        rows_in=len(df),
+        rows_in=len(df) + len(unread),
         rows_out=len(prepared),
-        rows_quarantined=int(bad.sum()),
+        rows_quarantined=int(bad.sum()) + len(unread),
         duplicates_removed=int(dropped.sum()),
         rules=ledger.rule_counts(),
         dropped_columns=sorted(
@@ -231,6 +255,7 @@ def _type_reason(column: Column | None, rules: ColumnSpec) -> str:
 def _reject(
     cells: pd.Series,
     shown: pd.Series,
+    rows: np.ndarray,
     column: str,
     rule: str,
     reason: str,
@@ -243,7 +268,7 @@ def _reject(
         text = None if value is None or pd.isna(value) else str(value)
         ledger.reject(
             QuarantineEntry(
-                source_row=int(index) + 1,
+                source_row=int(rows[index]),
                 column=column,
                 value=REDACTED if redact and text is not None else text,
                 rule=rule,

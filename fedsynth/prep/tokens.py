@@ -130,9 +130,11 @@ def record_tokens(parts: list[pd.Series], secret: LinkageSecret) -> pd.Series:
     key = secret.subkey("record")
     frame = pd.concat(parts, axis=1)
     complete = frame.notna().all(axis=1)
-    joined = frame[complete].astype(str).agg(_SEP.join, axis=1)
+    rows = frame[complete].astype(str).to_numpy().tolist()
     tokens = pd.Series(None, index=frame.index, dtype=object)
-    tokens[complete] = joined.map(lambda v: hmac.new(key, v.encode("utf-8"), "sha256").hexdigest())
+    tokens[complete] = [
+        hmac.new(key, _SEP.join(r).encode("utf-8"), "sha256").hexdigest() for r in rows
+    ]
     return tokens
 
 
