@@ -20,7 +20,7 @@ from fedsynth.prep.linker import (
     person_ids_for,
     stacked_table,
 )
-from fedsynth.prep.pipeline import prepare
+from fedsynth.prep.pipeline import output_schema, prepare
 from fedsynth.prep.report import write_quarantine
 from fedsynth.prep.source import SourceFileError, read_raw
 from fedsynth.prep.spec import PrepSpec, PrepSpecError
@@ -52,6 +52,14 @@ def run_command(
     report_path: Annotated[
         Path | None, typer.Option("--report", help="PrepReport as JSON.")
     ] = None,
+    schema_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--schema-out",
+            help="Also write the prepared rows' schema (no direct identifiers, plus linkage "
+            "tokens): the --schema for validating or fitting on --out.",
+        ),
+    ] = None,
     secret_file: Annotated[
         Path | None,
         typer.Option(
@@ -64,7 +72,12 @@ def run_command(
     """Harmonize, standardize, cleanse and tokenize one source into the common schema."""
     try:
         check_outputs(
-            {"--out": out, "--quarantine": quarantine, "--report": report_path},
+            {
+                "--out": out,
+                "--quarantine": quarantine,
+                "--report": report_path,
+                "--schema-out": schema_out,
+            },
             [input_path, spec_path, schema_path, secret_file],
         )
         spec = PrepSpec.load(spec_path)
@@ -85,6 +98,8 @@ def run_command(
             write_quarantine(result.quarantine, quarantine)
             if report_path is not None:
                 atomic_write_text(report_path, result.report.model_dump_json(indent=2) + "\n")
+            if schema_out is not None:
+                output_schema(schema, spec).save(schema_out)
             progress.update(task, advance=1, description="done")
     except _USER_ERRORS as exc:
         _fail(exc)

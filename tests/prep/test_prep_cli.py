@@ -146,3 +146,18 @@ def test_bad_spec_is_reported_with_file_and_field(workdir: Path) -> None:
     result = _prep(workdir, "a")
     assert result.exit_code == 2
     assert "a.yaml" in result.output and "columns.sex.case" in result.output
+
+
+def test_prepared_rows_fit_with_the_schema_prep_run_writes_for_them(workdir: Path) -> None:
+    from fedsynth.cli import app as fedsynth_app
+
+    secret = ("--secret-file", str(workdir / "linkage.key"))
+    prepared_schema = workdir / "a.prepared.yaml"
+    result = _prep(workdir, "a", *secret, "--schema-out", str(prepared_schema))
+    assert result.exit_code == 0, result.output
+    fit = ["synth", "fit", str(workdir / "a.parquet"), "--out", str(workdir / "m.fsm")]
+    refused = CliRunner().invoke(fedsynth_app, [*fit, "--schema", str(workdir / "schema.yaml")])
+    assert refused.exit_code == 2 and "unexpected column" in refused.output
+    fitted = CliRunner().invoke(fedsynth_app, [*fit, "--schema", str(prepared_schema)])
+    assert fitted.exit_code == 0, fitted.output
+    assert (workdir / "m.fsm").exists()
