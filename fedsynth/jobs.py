@@ -329,6 +329,10 @@ class JobSpec(BaseModel):
             data = load_yaml(path.read_text("utf-8"))
         except FileNotFoundError as exc:
             raise JobSpecError(f"{path}: job spec not found") from exc
+        except UnicodeDecodeError as exc:
+            raise JobSpecError(f"{path}: not UTF-8 text; save the job spec as UTF-8") from exc
+        except OSError as exc:
+            raise JobSpecError(f"{path}: cannot read the job spec: {exc.strerror}") from exc
         except yaml.YAMLError as exc:
             raise JobSpecError(f"{path}: not valid YAML: {exc}") from exc
         try:

@@ -98,9 +98,10 @@ def _classify(
         proba = np.zeros((len(y_test), n_labels))
         proba[:, y[0]] = 1.0
     else:
+        # early stopping holds out a stratified split, impossible with a one-row class
         model = HistGradientBoostingClassifier(
             max_iter=MAX_ITER,
-            early_stopping=True,
+            early_stopping=bool(np.unique(y, return_counts=True)[1].min() >= 2),
             categorical_features=categorical,
             random_state=seed,
         ).fit(x, y)

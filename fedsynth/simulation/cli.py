@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from fedsynth.files import OutputPathError, atomic_path, atomic_write_text, check_outputs
+from fedsynth.jobs import MAX_ROWS
 from fedsynth.progress import progress_bar
 from fedsynth.simulation.hybrid import HybridError, HybridSampler, HybridSpec
 from fedsynth.simulation.sampler import SimulationError, Simulator
@@ -42,7 +43,9 @@ _EXPECTED = (
 
 def simulate(
     spec: Annotated[Path, typer.Argument(help="Simulation spec (YAML).")],
-    rows: Annotated[int, typer.Option("--rows", min=0, help="Number of rows to simulate.")],
+    rows: Annotated[
+        int, typer.Option("--rows", min=0, max=MAX_ROWS, help="Number of rows to simulate.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
     seed: Annotated[int | None, typer.Option("--seed", help="Seed: same seed, same rows.")] = None,
     schema_out: Annotated[
@@ -69,7 +72,9 @@ def hybrid(
     overrides: Annotated[
         Path, typer.Option("--overrides", help="YAML: {column: ..., shares: {value: share}}.")
     ],
-    rows: Annotated[int, typer.Option("--rows", min=0, help="Number of rows to sample.")],
+    rows: Annotated[
+        int, typer.Option("--rows", min=0, max=MAX_ROWS, help="Number of rows to sample.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
     seed: Annotated[int | None, typer.Option("--seed", help="Seed: same seed, same rows.")] = None,
 ) -> None:

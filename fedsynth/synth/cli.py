@@ -12,6 +12,7 @@ from rich.console import Console
 
 from fedsynth.files import OutputPathError, atomic_path, check_outputs
 from fedsynth.io import DataFileError, read_table
+from fedsynth.jobs import MAX_ROWS
 from fedsynth.progress import progress_bar
 from fedsynth.schema import SchemaError, TableSchema
 from fedsynth.synth.artifact import ArtifactError
@@ -126,7 +127,9 @@ def fit(
 @app.command("sample")
 def sample(
     model_file: Annotated[Path, typer.Argument(help="Model file written by `synth fit`.")],
-    rows: Annotated[int, typer.Option("--rows", min=0, help="Number of rows to sample.")],
+    rows: Annotated[
+        int, typer.Option("--rows", min=0, max=MAX_ROWS, help="Number of rows to sample.")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
     seed: Annotated[int | None, typer.Option("--seed", help="Seed: same seed, same rows.")] = None,
     condition: Annotated[

@@ -87,3 +87,25 @@ def test_single_class_synthetic_target_still_scores() -> None:
     report = utility(real, syn, real, schema.columns, schema.column("y"), max_rows=400, seed=0)
     assert report.tstr["roc_auc"] == 0.5
     assert report.trtr["accuracy"] > 0.95
+
+
+def test_a_class_with_a_single_training_row_does_not_stop_the_audit(
+    train: pd.DataFrame, holdout: pd.DataFrame, schema: TableSchema
+) -> None:
+    rare = train.copy()
+    dtype = rare["diagnosis"].dtype
+    values = rare["diagnosis"].astype(str).to_numpy().copy()
+    present = sorted(set(values))
+    values[values == present[-1]] = present[0]
+    values[0] = present[-1]
+    rare["diagnosis"] = pd.Series(values, index=rare.index).astype(dtype)
+    report = utility(
+        rare,
+        rare,
+        holdout,
+        schema.modelled_columns,
+        schema.column("diagnosis"),
+        max_rows=10_000,
+        seed=0,
+    )
+    assert report.ratio["accuracy"] == pytest.approx(1.0)

@@ -70,3 +70,11 @@ def test_a_row_count_the_broker_cannot_hold_is_refused_at_submission() -> None:
     data["rows"] = 10**30
     with pytest.raises(JobSpecError, match=r"rows.*100000000"):
         JobSpec.from_json(json.dumps(data))
+
+
+def test_a_job_spec_that_is_a_folder_or_not_utf8_is_refused_by_name(tmp_path) -> None:
+    binary = tmp_path / "job.yaml"
+    binary.write_bytes(b"\xff\xfe\x00bin")
+    for path, reason in ((tmp_path, "cannot read"), (binary, "not UTF-8")):
+        with pytest.raises(JobSpecError, match=reason):
+            JobSpec.load(path)
