@@ -185,7 +185,13 @@ def _start(config: BrokerConfig, lock: StateLock) -> RunningBroker:
         {"Download": _download_codec},
     )
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    credentials = RotatingCredentials(config.tls.ca, config.tls.cert, config.tls.key)
+    credentials = RotatingCredentials(
+        config.tls.ca,
+        config.tls.cert,
+        config.tls.key,
+        federation=config.federation,
+        name=config.name,
+    )
     port = _bind(server, config.listen, credentials.credentials)
     health_server = None
     if config.health_listen:

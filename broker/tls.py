@@ -64,12 +64,14 @@ def _stamp(*paths: Path) -> tuple[tuple[int, int], ...]:
 class RotatingCredentials:
     """Mutual-TLS server credentials re-read from disk before each new handshake when changed.
 
-    A certificate/key pair that does not match (a rotation caught half-way) is ignored until it
-    does, so the broker keeps serving with the previous pair.
+    A certificate/key pair that does not match (a rotation caught half-way), or a certificate
+    that is not this broker's (`check_broker_identity`), is ignored until it is, so the broker
+    keeps serving with the previous pair.
     """
 
-    def __init__(self, ca: Path, cert: Path, key: Path) -> None:
+    def __init__(self, ca: Path, cert: Path, key: Path, *, federation: str, name: str) -> None:
         self.ca, self.cert, self.key = ca, cert, key
+        self.federation, self.name = federation, name
         self._lock = threading.Lock()
         self._stamp = _stamp(ca, cert, key)
         self.credentials = grpc.dynamic_ssl_server_credentials(
@@ -84,6 +86,7 @@ class RotatingCredentials:
         key = serialization.load_pem_private_key(key_pem, password=None)
         if cert.public_key() != key.public_key():
             raise ValueError(f"{self.key} does not belong to {self.cert}")
+        check_broker_identity(self.ca, self.cert, self.federation, self.name)
         return grpc.ssl_server_certificate_configuration(
             [(key_pem, cert_pem)], root_certificates=self.ca.read_bytes()
         )

@@ -166,6 +166,23 @@ def test_server_certificate_rotates_without_a_restart(broker: BrokerProcess) -> 
         assert ops.suppliers()
 
 
+def test_a_rotated_certificate_that_is_not_the_brokers_is_not_served(
+    broker: BrokerProcess,
+) -> None:
+    before = served_certificate(broker)
+    cert_path, key_path = broker.pki.paths_for(Role.BROKER, "broker")
+    saved = cert_path.read_bytes(), key_path.read_bytes()
+    ops_cert, ops_key = broker.pki.paths_for(Role.OPERATOR, "ops")
+    try:
+        key_path.write_bytes(ops_key.read_bytes())
+        cert_path.write_bytes(ops_cert.read_bytes())
+        for _ in range(3):
+            assert served_certificate(broker).serial_number == before.serial_number
+    finally:
+        cert_path.write_bytes(saved[0])
+        key_path.write_bytes(saved[1])
+
+
 def test_operator_cli_submits_lists_shows_and_cancels(
     broker: BrokerProcess, tmp_path: Path
 ) -> None:
