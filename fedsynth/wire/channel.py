@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
 from fedsynth.wire.allocator import keep_large_buffers
 
@@ -39,8 +43,6 @@ class CredentialsError(ValueError):
 def read_identity(ca: Path, cert: Path, key: Path) -> tuple[bytes, bytes, bytes]:
     """The three PEM files' bytes, checked here because gRPC's native code aborts the process
     on an empty key and reports a mismatched key as an unreachable broker."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
 
     blobs = {}
     for flag, path in (("--ca", ca), ("--cert", cert), ("--key", key)):
@@ -50,7 +52,7 @@ def read_identity(ca: Path, cert: Path, key: Path) -> tuple[bytes, bytes, bytes]
             raise FileNotFoundError(f"{flag} {path}: file not found")
         blobs[flag] = path.read_bytes()
     try:
-        x509.load_pem_x509_certificates(blobs["--ca"])
+        authorities = x509.load_pem_x509_certificates(blobs["--ca"])
     except ValueError as exc:
         raise CredentialsError(
             f"--ca {ca}: not a PEM certificate (the federation's ca.pem)"
@@ -73,7 +75,25 @@ def read_identity(ca: Path, cert: Path, key: Path) -> tuple[bytes, bytes, bytes]
         raise CredentialsError(
             f"--key {key} does not belong to --cert {cert}; give the key issued with it"
         )
+    if not any(_issued_by(leaf, authority) for authority in authorities):
+        raise CredentialsError(
+            f"--cert {cert} is not issued by the CA in --ca {ca}, so the broker would refuse it; "
+            "use the certificate your federation's CA issued, and that CA's ca.pem"
+        )
+    if leaf.not_valid_after_utc < datetime.now(UTC):
+        raise CredentialsError(
+            f"--cert {cert} expired on {leaf.not_valid_after_utc:%Y-%m-%d}; ask the federation's "
+            "operator for a new one"
+        )
     return blobs["--ca"], blobs["--cert"], blobs["--key"]
+
+
+def _issued_by(leaf: x509.Certificate, authority: x509.Certificate) -> bool:
+    try:
+        leaf.verify_directly_issued_by(authority)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def secure_channel(

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -24,10 +25,11 @@ from broker.state import BrokerState
 from consumer_client import Client, ReleaseVerificationError
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.attestation import SignedDocument, sign_document
+from fedsynth.security.ca import FederationCA
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.security.principals import Role
 from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
-from tests.wire.broker_harness import BrokerProcess, job_spec, submit_job
+from tests.wire.broker_harness import FEDERATION, BrokerProcess, job_spec, submit_job
 
 FRAME = pd.DataFrame({"age": [34, 51, 29, 77], "sex": ["F", "M", "F", "M"]})
 
@@ -251,11 +253,18 @@ def test_unusable_identity_files_are_named_before_anything_is_dialled(
     other_key = broker.identity(Role.OPERATOR, "ops")["key"]
     empty = tmp_path / "empty.pem"
     empty.write_bytes(b"")
+    stranger = FederationCA.init(tmp_path / "other-ca", FEDERATION)
+    foreign_cert, foreign_key = stranger.issue(Role.CONSUMER, "alice")
+    old_cert, old_key = broker.pki.issue(
+        Role.CONSUMER, "old-alice", days=1, valid_from=datetime.now(UTC) - timedelta(days=10)
+    )
     cases = {
         "not an unencrypted PEM private key": {"key": empty},
         "not a PEM certificate": {"cert": empty},
         "does not belong to --cert": {"key": other_key},
         "is a folder": {"ca": tmp_path},
+        "is not issued by the CA in --ca": {"cert": foreign_cert, "key": foreign_key},
+        "expired on": {"cert": old_cert, "key": old_key},
     }
     for reason, swap in cases.items():
         files = ids | swap
