@@ -23,7 +23,7 @@ from broker.store import JobRow
 from fedsynth import audit
 from fedsynth.audit.html import render_html
 from fedsynth.frame import conform
-from fedsynth.jobs import JobSpec, Topology
+from fedsynth.jobs import JobSpec, JobState, Topology
 from fedsynth.plans import RoundInfo, TaskOutcome
 from fedsynth.prep import PrepSpec, output_schema
 from fedsynth.prep import run as prepare
@@ -172,6 +172,11 @@ def _release(
     verdicts: list[SignedDocument],
     html: bytes | None = None,
 ) -> dict[str, Any]:
+    state = ctx.state.store.job(ctx.job.job_id).state
+    if state != JobState.RUNNING:
+        raise StepFailed(
+            f"job {ctx.job.job_id} is {state} (changed while it ran): nothing released"
+        )
     report_json = json.dumps(report, sort_keys=True, default=str).encode()
     page = html or _summary_html(ctx, report).encode()
     try:

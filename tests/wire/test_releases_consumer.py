@@ -333,3 +333,24 @@ def test_operators_see_every_verdict_and_reason_on_a_narrow_terminal(
     assert result.exit_code == 0, result.output
     assert "verdict: fail" in result.output
     assert "reasons: DCR below threshold" in result.output
+
+
+def test_a_job_cancelled_while_its_last_step_ran_releases_nothing(state: BrokerState) -> None:
+    from broker.steps import JobContext, StepFailed, _release
+    from fedsynth.jobs import JobState
+
+    spec = job_spec("cancelled-late")
+    job = state.store.create_job(
+        name=spec.name,
+        topology=spec.topology.value,
+        spec_json=spec.model_dump_json(by_alias=True).encode(),
+        spec_sha256=spec.spec_hash,
+        submitted_by="spiffe://test/operator/ops",
+    )
+    state.store.set_job_state(job.job_id, JobState.RUNNING)
+    ctx = JobContext(state, job, spec, {}, [])
+    state.store.set_job_state(job.job_id, JobState.CANCELLED, "cancelled by ops")
+    with pytest.raises(StepFailed, match="cancelled"):
+        _release(ctx, parquet_bytes(FRAME), {"verdict": "pass"}, [])
+    assert all(r.job_id != job.job_id for r in state.store.releases())
+    assert not state.store.candidates(job.job_id)
