@@ -20,7 +20,7 @@ from broker.orchestrator import Orchestrator
 from broker.state import BrokerState
 from broker.state_lock import StateLock
 from broker.supplier_service import SupplierService
-from broker.tls import RevocationList, RotatingCredentials, check_broker_identity
+from broker.tls import RevocationList, RotatingCredentials
 from fedsynth.wire import bulk
 from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.v1 import (
@@ -149,17 +149,25 @@ def _upload_codec(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
 def start(config: BrokerConfig) -> RunningBroker:
     """Open the state and start serving on `config.listen` (and `config.health_listen`)."""
-    check_broker_identity(config.tls.ca, config.tls.cert, config.federation, config.name)
+    credentials = RotatingCredentials(
+        config.tls.ca,
+        config.tls.cert,
+        config.tls.key,
+        federation=config.federation,
+        name=config.name,
+    )
     keep_large_buffers()
     lock = StateLock.acquire(config.state_dir)
     try:
-        return _start(config, lock)
+        return _start(config, lock, credentials)
     except BaseException:
         lock.release()
         raise
 
 
-def _start(config: BrokerConfig, lock: StateLock) -> RunningBroker:
+def _start(
+    config: BrokerConfig, lock: StateLock, credentials: RotatingCredentials
+) -> RunningBroker:
     state = BrokerState.open(config)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
     interceptor = AuthInterceptor(config.federation, state.store, revocations, state.audit)
@@ -185,13 +193,6 @@ def _start(config: BrokerConfig, lock: StateLock) -> RunningBroker:
         {"Download": _download_codec},
     )
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    credentials = RotatingCredentials(
-        config.tls.ca,
-        config.tls.cert,
-        config.tls.key,
-        federation=config.federation,
-        name=config.name,
-    )
     port = _bind(server, config.listen, credentials.credentials)
     health_server = None
     if config.health_listen:

@@ -503,8 +503,7 @@ def _quarantine_batch(
             column="",
             value=broken.text,
             rule=FIELD_COUNT_RULE,
-            message=f"the row has {broken.fields} field(s) where the header has "
-            f"{len(schema.names)}",
+            message=field_count_message(broken.fields, len(schema.names)),
         )
         records.append((broken.row, [issue], dict.fromkeys(schema.names)))
     records.sort(key=lambda r: r[0])
@@ -746,6 +745,11 @@ def _check_columns(path: Path, header: list[str], schema: TableSchema | None) ->
             "rename the header to the schema's column names, drop extra columns, "
             "or update the schema (fedsynth schema infer proposes one)",
         )
+
+
+def field_count_message(fields: int, expected: int) -> str:
+    """Why a row that does not split into the header's fields is rejected."""
+    return f"the row has {fields} field(s) where the header has {expected}"
 
 
 def _csv_read_error(path: Path, encoding: str, exc: Exception) -> DataFileError:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from fedsynth.io import BLANK_ROW_RULE, FIELD_COUNT_RULE
+from fedsynth.io import BLANK_ROW_RULE, FIELD_COUNT_RULE, field_count_message
 from fedsynth.prep.report import QuarantineEntry
 
 SOURCE_ROW = "source_row"
@@ -99,8 +99,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
             column="",
             value=r.text,
             rule=FIELD_COUNT_RULE,
-            reason=f"the row has {r.actual_columns} field(s) where the header has "
-            f"{len(header)}; check its delimiters and quoting",
+            reason=f"{field_count_message(r.actual_columns, len(header))}; check its "
+            "delimiters and quoting",
         )
         for r in invalid
     ]

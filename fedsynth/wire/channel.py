@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
+from fedsynth.security.certificates import verify_chain
 from fedsynth.wire.allocator import keep_large_buffers
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 KEEPALIVE_TIME_MS = 30_000
 KEEPALIVE_TIMEOUT_MS = 10_000
+T = TypeVar("T")
 RECEIVE_WINDOW_BYTES = 8 * 1024 * 1024
 """A fixed HTTP/2 receive window for each stream, instead of gRPC's bandwidth-delay probing:
 with probing, a reader slower than the broker lets the window, and the bytes buffered ahead of
@@ -51,27 +54,23 @@ def read_identity(ca: Path, cert: Path, key: Path) -> tuple[bytes, bytes, bytes]
         if not path.is_file():
             raise FileNotFoundError(f"{flag} {path}: file not found")
         blobs[flag] = path.read_bytes()
-    try:
-        authorities = x509.load_pem_x509_certificates(blobs["--ca"])
-    except ValueError as exc:
-        raise CredentialsError(
-            f"--ca {ca}: not a PEM certificate (the federation's ca.pem)"
-        ) from exc
-    try:
-        leaf = x509.load_pem_x509_certificate(blobs["--cert"])
-    except ValueError as exc:
-        raise CredentialsError(
-            f"--cert {cert}: not a PEM certificate (the .pem that `fedsynth pki issue` wrote)"
-        ) from exc
-    try:
-        private = serialization.load_pem_private_key(blobs["--key"], password=None)
-    except (ValueError, TypeError) as exc:
-        raise CredentialsError(
-            f"--key {key}: not an unencrypted PEM private key (the .key that `fedsynth pki "
-            "issue` wrote)"
-        ) from exc
-    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if private.public_key().public_bytes(*spki) != leaf.public_key().public_bytes(*spki):
+    authorities = _parsed(
+        x509.load_pem_x509_certificates,
+        blobs["--ca"],
+        f"--ca {ca}: not a PEM certificate (the federation's ca.pem)",
+    )
+    leaf = _parsed(
+        x509.load_pem_x509_certificate,
+        blobs["--cert"],
+        f"--cert {cert}: not a PEM certificate (the .pem that `fedsynth pki issue` wrote)",
+    )
+    private = _parsed(
+        lambda blob: serialization.load_pem_private_key(blob, password=None),
+        blobs["--key"],
+        f"--key {key}: not an unencrypted PEM private key (the .key that `fedsynth pki issue` "
+        "wrote)",
+    )
+    if private.public_key() != leaf.public_key():
         raise CredentialsError(
             f"--key {key} does not belong to --cert {cert}; give the key issued with it"
         )
@@ -88,10 +87,18 @@ def read_identity(ca: Path, cert: Path, key: Path) -> tuple[bytes, bytes, bytes]
     return blobs["--ca"], blobs["--cert"], blobs["--key"]
 
 
+def _parsed(load: Callable[[bytes], T], blob: bytes, problem: str) -> T:
+    """`load(blob)`, or a CredentialsError saying `problem` when the bytes are not that PEM."""
+    try:
+        return load(blob)
+    except (ValueError, TypeError) as exc:
+        raise CredentialsError(problem) from exc
+
+
 def _issued_by(leaf: x509.Certificate, authority: x509.Certificate) -> bool:
     try:
-        leaf.verify_directly_issued_by(authority)
-    except (ValueError, TypeError, InvalidSignature):
+        verify_chain(leaf, authority)
+    except ValueError:
         return False
     return True
 
