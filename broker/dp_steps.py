@@ -119,7 +119,7 @@ def sum_round(ctx: JobContext) -> dict[str, Any]:
     artifacts = ctx.state.artifacts
     outputs = {f"round_{info.number}_sum": artifacts.put_bytes(vector_bytes(total, masked=False))}
     if last:
-        candidate = model.sample(ctx.spec.rows, seed=ctx.spec.seed)
+        candidate = model.sample(ctx.spec.rows, seed=ctx.spec.seed, progress=ctx.checkpoint)
         outputs["model"] = artifacts.put_bytes(model.to_artifact().to_bytes())
         outputs["candidate"] = artifacts.put_bytes(parquet_bytes(candidate))
     return {

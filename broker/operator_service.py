@@ -83,17 +83,15 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
     ) -> operator_pb2.Job:
         principal = principal_of(context, self.state.config.federation)
         job = self._job(request.job_id)
-        if JobState(job.state).finished:
+        ended = self.state.end_job(
+            job.job_id, JobState.CANCELLED, f"cancelled by {principal.uri}", principal.uri
+        )
+        if ended is None:
+            job = self._job(request.job_id)
             raise Refusal(
                 grpc.StatusCode.FAILED_PRECONDITION, f"job {job.job_id} already {job.state}"
             )
-        job = self.state.store.set_job_state(
-            job.job_id, JobState.CANCELLED, f"cancelled by {principal.uri}"
-        )
-        self.state.audit.append(principal.uri, "job.cancelled", job.job_id)
-        self.state.uploads.purge_job(job.job_id, principal.uri)
-        self.state.notify_tasks()
-        return job_message(job)
+        return job_message(ended)
 
     @refusals_abort
     def ListSuppliers(

@@ -17,15 +17,14 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from broker.dp_steps import DP_ACTIONS, RoundRestart
 from broker.state import BrokerState
-from broker.steps import ACTIONS, JobContext, StepFailed
-from broker.store import JobRow, TaskRow, now_iso
+from broker.steps import ACTIONS, JobContext, StepFailed, StepInterrupted, overdue
+from broker.store import JobRow, TaskRow, age_s, now_iso
 from fedsynth.jobs import JobSpec, JobState
 from fedsynth.plans import Party, RoundInfo, Step, TaskOutcome, plan_of, round_start
 
@@ -104,8 +103,9 @@ class Orchestrator:
         if job.state == JobState.SUBMITTED:
             job = self.state.store.set_job_state(job.job_id, JobState.RUNNING)
             self.state.audit.append(self._uri, "job.started", job.job_id)
-        if _age_s(job.created_at) > spec.timeouts.job_s:
-            raise StepFailed(f"the job did not finish within timeouts.job_s={spec.timeouts.job_s}")
+        reason = overdue(job, spec)
+        if reason is not None:
+            raise StepFailed(reason)
         plan = plan_of(spec)
         done = self.steps_done(job.job_id)
         restarts = self.restarts(job.job_id)
@@ -122,12 +122,16 @@ class Orchestrator:
             if self._stop.is_set() or not self._running(job.job_id):
                 return
             dp_round = _round(job, spec, step, restarts, participants)
-            ctx = JobContext(self.state, job, spec, results, participants, dp_round)
+            ctx = JobContext(self.state, job, spec, results, participants, dp_round, self._stop)
             if step.party is Party.BROKER:
+                log.info("job %s: step %s started", job.job_id, step.name)
                 try:
                     result = ALL_ACTIONS[step.action](ctx)
                 except RoundRestart as restart:
                     self._restart(job.job_id, plan, restarts, restart)
+                    return
+                except StepInterrupted as why:
+                    log.info("job %s: step %s stopped: %s", job.job_id, step.name, why)
                     return
             else:
                 attempt = again.attempt if again is not None else 0
@@ -231,19 +235,8 @@ class Orchestrator:
         return self.state.store.job(job_id).state == JobState.RUNNING
 
     def _finish(self, job_id: str, outcome: JobState, reason: str) -> None:
-        """End a job: pending tasks closed and its rows purged before the state says finished,
-        so anyone who sees the job finished also sees its rows gone."""
-        store = self.state.store
-        if JobState(store.job(job_id).state).finished:
-            return
-        for task in store.tasks_of_job(job_id):
-            if task.state == "pending":
-                store.finish_task(task.task_id, False, b"", f"job {outcome.value}")
-        self.state.uploads.purge_job(job_id, self._uri)
-        store.set_job_state(job_id, outcome, reason)
-        self.state.audit.append(self._uri, f"job.{outcome.value}", job_id, reason=reason)
-        self.state.notify_tasks()
-        log.info("job %s %s %s", job_id, outcome.value, reason)
+        if self.state.end_job(job_id, outcome, reason, self._uri) is not None:
+            log.info("job %s %s %s", job_id, outcome.value, reason)
 
     @property
     def _uri(self) -> str:
@@ -272,7 +265,7 @@ def _settle(step: Step, tasks: dict[str, TaskRow], spec: JobSpec) -> dict[str, A
         )
     if pending:
         started = min(t.created_at for t in tasks.values())
-        if _age_s(started) <= spec.timeouts.task_s:
+        if age_s(started) <= spec.timeouts.task_s:
             return None
         if len(done) < required:
             raise StepFailed(
@@ -302,8 +295,3 @@ def _row_shares(rows: int, suppliers: list[str]) -> dict[str, int]:
     """Split `rows` over the suppliers as evenly as whole rows allow."""
     base, extra = divmod(rows, len(suppliers))
     return {s: base + (1 if i < extra else 0) for i, s in enumerate(suppliers)}
-
-
-def _age_s(stamp: str) -> float:
-    then = datetime.fromisoformat(stamp)
-    return (datetime.now(UTC) - then) / timedelta(seconds=1)

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from broker.artifacts import ArtifactStore
 from broker.auditlog import AuditLog
 from broker.config import BrokerConfig
-from broker.store import Database, Store
+from broker.store import Database, JobRow, Store
 from broker.uploads import UploadReceiver
+from fedsynth.jobs import JobState
 from fedsynth.security.atrest import create_key_file, load_key_file
 from fedsynth.security.certificates import Issued, load_cert, load_key
 
@@ -25,6 +26,7 @@ class BrokerState:
     artifacts: ArtifactStore
     uploads: UploadReceiver
     tasks_changed: threading.Condition = field(default_factory=threading.Condition)
+    _ending: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(cls, config: BrokerConfig) -> BrokerState:
@@ -46,6 +48,22 @@ class BrokerState:
     def signing_identity(self) -> Issued:
         """The broker's current key and certificate (re-read, so rotation applies)."""
         return Issued(load_key(self.config.tls.key), load_cert(self.config.tls.cert))
+
+    def end_job(self, job_id: str, outcome: JobState, reason: str, actor: str) -> JobRow | None:
+        """End an unfinished job, once: close its pending tasks so no agent starts or resumes
+        work for it, purge its raw and prepared rows, then record the outcome (anyone who sees
+        the job ended sees its rows gone). None when the job had already ended."""
+        with self._ending:
+            if JobState(self.store.job(job_id).state).finished:
+                return None
+            for task in self.store.tasks_of_job(job_id):
+                if task.state == "pending":
+                    self.store.finish_task(task.task_id, False, b"", f"job {outcome.value}")
+            self.uploads.purge_job(job_id, actor)
+            job = self.store.set_job_state(job_id, outcome, reason)
+            self.audit.append(actor, f"job.{outcome.value}", job_id, reason=reason)
+        self.notify_tasks()
+        return job
 
     def notify_tasks(self) -> None:
         with self.tasks_changed:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
@@ -19,7 +21,7 @@ from pydantic import ValidationError
 
 from broker.releases import ReleaseRefused, charges_spent, publish
 from broker.state import BrokerState
-from broker.store import JobRow
+from broker.store import JobRow, age_s
 from fedsynth import audit
 from fedsynth.audit.html import render_html
 from fedsynth.frame import conform
@@ -35,10 +37,23 @@ from fedsynth.splits import holdout_split
 from fedsynth.synth import GaussianCopula, SufficientStats, synthesizer_class
 
 SOURCE_COLUMN = "source"
+CHECK_S = 0.25
 
 
 class StepFailed(Exception):
     """A step that cannot succeed; the message is the job's failure reason for the operator."""
+
+
+class StepInterrupted(Exception):
+    """A step stopped part-way because its job ended or the broker is stopping; nothing of it
+    is recorded, so a restarted broker runs the step again from its start."""
+
+
+def overdue(job: JobRow, spec: JobSpec) -> str | None:
+    """Why `job` must fail now that it has run past its time limit, or None while it may run."""
+    if age_s(job.created_at) > spec.timeouts.job_s:
+        return f"the job did not finish within timeouts.job_s={spec.timeouts.job_s}"
+    return None
 
 
 @dataclass
@@ -51,6 +66,27 @@ class JobContext:
     results: dict[str, dict[str, Any]]
     participants: list[str]
     dp_round: RoundInfo | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+    _checked_at: float = field(default=float("-inf"), init=False, repr=False)
+
+    def checkpoint(self, *_progress: object) -> None:
+        """End the step here if its job was cancelled or ran out of time, or the broker stops.
+
+        Fits, samples and audits take it as their progress callback, so a long step ends
+        within one epoch, batch or audit stage; the job's row is read at most every CHECK_S.
+        """
+        if self.stopping.is_set():
+            raise StepInterrupted("the broker is stopping")
+        now = time.monotonic()
+        if now - self._checked_at < CHECK_S:
+            return
+        self._checked_at = now
+        state = self.state.store.job(self.job.job_id).state
+        if state != JobState.RUNNING:
+            raise StepInterrupted(f"the job is {state}")
+        reason = overdue(self.job, self.spec)
+        if reason is not None:
+            raise StepFailed(reason)
 
     @property
     def broker_uri(self) -> str:
@@ -131,9 +167,9 @@ def fit_and_sample(ctx: JobContext) -> dict[str, Any]:
     marginal = SufficientStats.from_bytes(ctx.stored(ctx.artifact("marginal_stats")))
     dependence = _stats(ctx, "dependence_stats", "dependence-stats.fsa")
     model = GaussianCopula(**ctx.spec.synthesizer.params)
-    model.fit_marginals(marginal)
+    model.fit_marginals(marginal, progress=ctx.checkpoint)
     model.fit_dependence(dependence)
-    candidate = model.sample(ctx.spec.rows, seed=ctx.spec.seed)
+    candidate = model.sample(ctx.spec.rows, seed=ctx.spec.seed, progress=ctx.checkpoint)
     artifacts = ctx.state.artifacts
     return {
         "artifacts": {
@@ -296,6 +332,7 @@ def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
         if upload_step == "upload_raw":
             frame, _ = prepare(frame, ctx.prep(supplier), ctx.spec.table_schema)
         frames.append(conform(frame, ctx.supplier_schema(supplier)))
+        ctx.checkpoint()
     linked = None
     if ctx.spec.vertical:
         pooled = conform(_link(frames)[schema.names], schema)
@@ -306,8 +343,8 @@ def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
         pooled = pd.concat([f[schema.names] for f in frames], ignore_index=True)
     train, holdout = holdout_split(pooled, ctx.spec.holdout_share, ctx.spec.seed)
     model = synthesizer_class(ctx.spec.synthesizer.name)(**ctx.spec.model_params())
-    model.fit(train, schema)
-    candidate = model.sample(ctx.spec.rows, seed=ctx.spec.seed)
+    model.fit(train, schema, progress=ctx.checkpoint)
+    candidate = model.sample(ctx.spec.rows, seed=ctx.spec.seed, progress=ctx.checkpoint)
     privacy = None
     if ctx.spec.privacy is not None:
         delta = ctx.spec.privacy.delta
@@ -319,6 +356,7 @@ def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
         holdout=holdout,
         target=ctx.spec.target,
         policy=ctx.spec.audit_policy,
+        on_step=ctx.checkpoint,
     )
     artifacts = ctx.state.artifacts
     return {

@@ -10,7 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS releases (
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def age_s(stamp: str) -> float:
+    """Seconds since the ISO-8601 `stamp` (as written by `now_iso`)."""
+    return (datetime.now(UTC) - datetime.fromisoformat(stamp)) / timedelta(seconds=1)
 
 
 def new_id(prefix: str) -> str:

@@ -13,6 +13,7 @@ from broker.errors import Refusal
 from broker.interceptor import principal_of
 from broker.rpc import refusals_abort, stream_refusals_abort
 from broker.state import BrokerState
+from broker.store import TaskRow
 from fedsynth.security.principals import Principal
 from fedsynth.wire.bulk import DownloadFrame
 from fedsynth.wire.transfer import ObjectDigest, stream_object
@@ -36,6 +37,19 @@ class SupplierService(supplier_pb2_grpc.SupplierServiceServicer):
                 f"supplier {principal.name!r} cannot act as {supplier!r}",
             )
         return principal
+
+    def _own_task(self, principal: Principal, task_id: str) -> TaskRow:
+        """The task `task_id`, refused unless it is assigned to the calling supplier."""
+        try:
+            task = self.state.store.task(task_id)
+        except KeyError as exc:
+            raise Refusal(grpc.StatusCode.NOT_FOUND, str(exc)) from exc
+        if task.supplier != principal.name:
+            raise Refusal(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"task {task.task_id} is not assigned to {principal.name!r}",
+            )
+        return task
 
     @stream_refusals_abort
     def Subscribe(
@@ -64,19 +78,22 @@ class SupplierService(supplier_pb2_grpc.SupplierServiceServicer):
                 self.state.tasks_changed.wait(timeout=WAKE_S)
 
     @refusals_abort
+    def CheckTask(
+        self, request: supplier_pb2.TaskRef, context: grpc.ServicerContext
+    ) -> supplier_pb2.TaskStatus:
+        principal = self._as_self(context, request.supplier)
+        task = self._own_task(principal, request.task_id)
+        is_open = task.state == "pending"
+        return supplier_pb2.TaskStatus(
+            task_id=task.task_id, open=is_open, reason="" if is_open else task.error or task.state
+        )
+
+    @refusals_abort
     def ReportResult(
         self, request: supplier_pb2.TaskResult, context: grpc.ServicerContext
     ) -> supplier_pb2.Ack:
         principal = self._as_self(context, request.supplier)
-        try:
-            task = self.state.store.task(request.task_id)
-        except KeyError as exc:
-            raise Refusal(grpc.StatusCode.NOT_FOUND, str(exc)) from exc
-        if task.supplier != principal.name:
-            raise Refusal(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"task {task.task_id} is not assigned to {principal.name!r}",
-            )
+        task = self._own_task(principal, request.task_id)
         recorded = self.state.store.finish_task(
             task.task_id, request.ok, request.result_json, request.error
         )

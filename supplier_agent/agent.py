@@ -14,6 +14,7 @@ import logging
 import random
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
@@ -30,6 +31,7 @@ from fedsynth.wire.v1 import supplier_pb2
 from supplier_agent.config import AgentConfig, ArtifactKind, Reconnect
 from supplier_agent.egress import EgressLog, EgressRefused, check_egress
 from supplier_agent.journal import TaskJournal
+from supplier_agent.outgoing import TaskClosed
 from supplier_agent.rows_cache import PreparedRowsCache
 from supplier_agent.tasks import (
     EGRESS,
@@ -44,6 +46,8 @@ from supplier_agent.tasks import (
 
 log = logging.getLogger(__name__)
 
+TASK_CHECK_S = 2.0
+"""How often, at most, long work asks the broker whether its task is still open."""
 UPLOAD_KINDS = {
     ArtifactKind.RAW: supplier_pb2.UPLOAD_KIND_RAW,
     ArtifactKind.PREPARED: supplier_pb2.UPLOAD_KIND_PREPARED,
@@ -131,6 +135,7 @@ class SupplierAgent:
         """Run `task` once (or replay its recorded outcome) and report the result."""
         recorded = self.journal.result(task.task_id)
         if recorded is None:
+            log.info("task %s (%s) for job %s started", task.task_id, task.kind, task.job_id)
             ok, body = self._execute(stub, task)
             recorded = self.journal.record(task.task_id, task.job_id, ok, body)
             shutil.rmtree(self._outbox(task.task_id), ignore_errors=True)
@@ -184,11 +189,14 @@ class SupplierAgent:
                 self.rows_cache,
                 self.progress,
                 self._after_report,
+                self._still_open(stub, task.task_id),
             )
             try:
                 outgoing = HANDLERS[kind](context)
             except TaskRefused as exc:
                 return _failure(f"supplier {self.config.name!r} refused: {exc}")
+            except TaskClosed as exc:
+                return _failure(f"stopped: the broker closed the task ({exc})")
             except grpc.RpcError as exc:
                 return _broker_refusal(exc)
             except TransferError:
@@ -205,6 +213,28 @@ class SupplierAgent:
             return _broker_refusal(exc)
         body = {"result": {**outgoing.result, "uploads": hashes}, "uploads": upload_ids}
         return True, json.dumps(body).encode()
+
+    def _still_open(self, stub: SupplierStub, task_id: str) -> Callable[[], None]:
+        """A check that raises TaskClosed once the broker has closed the task. It asks at most
+        every TASK_CHECK_S, and keeps working while the broker cannot be reached: the outcome
+        is journaled and reported when it can be."""
+        asked = [float("-inf")]
+        ref = supplier_pb2.TaskRef(supplier=self.config.name, task_id=task_id)
+
+        def check() -> None:
+            now = time.monotonic()
+            if now - asked[0] < TASK_CHECK_S:
+                return
+            asked[0] = now
+            try:
+                status = stub.CheckTask(ref, timeout=10)
+            except grpc.RpcError as exc:
+                log.debug("task %s: cannot ask whether it is still open: %s", task_id, exc)
+                return
+            if not status.open:
+                raise TaskClosed(status.reason or "closed")
+
+        return check
 
     def _outbox(self, task_id: str) -> Path:
         """Outputs of a task until they are delivered; removed once its outcome is recorded."""

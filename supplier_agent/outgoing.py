@@ -13,6 +13,11 @@ class TaskRefused(Exception):
     """The site declines the task; the message is the reason the operator reads."""
 
 
+class TaskClosed(Exception):
+    """The broker closed the task while the site worked on it (its job was cancelled, failed
+    or ran out of time): the work stops there and nothing is sent."""
+
+
 @dataclass(frozen=True)
 class OutFile:
     """A file produced for the broker, and what kind of artifact it is for the egress policy."""

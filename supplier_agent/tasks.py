@@ -25,7 +25,7 @@ from fedsynth.prep import PrepSpec
 from fedsynth.prep import run as prepare
 from fedsynth.prep.tokens import LinkageSecret
 from fedsynth.privacy.ledger import PrivacyLedger
-from fedsynth.progress import ProgressFactory, no_progress
+from fedsynth.progress import ProgressFactory, Update, no_progress
 from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import SignedDocument, sign_document
 from fedsynth.security.certificates import load_cert, load_key
@@ -80,6 +80,9 @@ class TaskContext:
     progress: ProgressFactory = no_progress
     after_report: list[Callable[[], None]] = field(default_factory=list)
     """Site-only work the agent does once the task's result has reached the broker."""
+    checkpoint: Callable[[], None] = lambda: None
+    """Raises TaskClosed once the broker has closed the task; long work calls it between
+    epochs, sample batches and audit stages."""
 
     @property
     def reports(self) -> Path:
@@ -194,7 +197,13 @@ def _audit(
     job = ctx.payload.job
     policy = site_policy(job.audit_policy, ctx.config.egress.min_audit)
     report = audit.run(
-        real, synthetic, ctx.schema(), holdout=holdout, target=job.target, policy=policy
+        real,
+        synthetic,
+        ctx.schema(),
+        holdout=holdout,
+        target=job.target,
+        policy=policy,
+        on_step=lambda _stage: ctx.checkpoint(),
     )
     atomic_write_text(ctx.reports / "audit.json", report.to_json())
     # The HTML is for the site's own staff: drawing it need not hold up the job.
@@ -247,8 +256,10 @@ def synthesize_locally(ctx: TaskContext) -> Outgoing:
     train, holdout = ctx.split()
     model = synthesizer_class(job.synthesizer.name)(**job.model_params())
     with ctx.progress(f"fitting {job.synthesizer.name} for job {ctx.job_id}") as update:
-        model.fit(train, schema, progress=update)
-    synthetic = model.sample(ctx.payload.rows, seed=job.seed)
+        model.fit(train, schema, progress=_watched(ctx, update))
+    synthetic = model.sample(
+        ctx.payload.rows, seed=job.seed, progress=lambda _done, _total: ctx.checkpoint()
+    )
     report = _audit(ctx, train, synthetic, holdout)
     if report.verdict != "pass":
         failed = ", ".join(c.name for c in report.failed_checks)
@@ -262,6 +273,16 @@ def synthesize_locally(ctx: TaskContext) -> Outgoing:
         {"verdict": verdict, "rows": len(synthetic), "charges": charges},
         (OutFile(path.name, ArtifactKind.SYNTHETIC, path),),
     )
+
+
+def _watched(ctx: TaskContext, update: Update) -> Callable[[int, int], None]:
+    """A fit's progress callback: moves the bar and stops the fit once the task is closed."""
+
+    def progress(done: int, total: int) -> None:
+        update(done, total)
+        ctx.checkpoint()
+
+    return progress
 
 
 def _charge_local(

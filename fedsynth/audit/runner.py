@@ -54,6 +54,7 @@ def run(
     constraints: Constraints | None = None,
     synthetic_rejected: ValidationReport | None = None,
     progress: bool = False,
+    on_step: Callable[[str], None] | None = None,
     n_jobs: int = 1,
 ) -> AuditReport:
     """Measure `synthetic` against the training rows `real` (and an unseen `holdout`), judge it.
@@ -63,7 +64,8 @@ def run(
     they still count as invalid. Without a holdout, utility, overfitting and membership inference
     are not measured and privacy rates are judged without a baseline. `n_jobs` caps the threads
     of model fits and neighbour searches (-1: all cores); one thread is fastest on a machine
-    shared with other work, where OpenMP threads wait on each other.
+    shared with other work, where OpenMP threads wait on each other. `on_step` is called with
+    each stage's name as it starts; an exception it raises ends the audit there.
     """
     policy = policy or AuditPolicy()
     rng = np.random.default_rng(policy.seed)
@@ -76,7 +78,7 @@ def run(
     notes: list[str] = []
     target_column = _target(schema, target)
     threads = None if n_jobs == -1 else n_jobs
-    with threadpool_limits(limits=threads), _steps(progress) as step:
+    with threadpool_limits(limits=threads), _steps(progress, on_step) as step:
         step("validity")
         real_t = _real_frame(real, schema, "real (training) table")
         holdout_t = None if holdout is None else _real_frame(holdout, schema, "holdout table")
@@ -240,16 +242,19 @@ def _constraint_list(constraints: Constraints | None) -> list[ConstraintCheck]:
 
 
 @contextmanager
-def _steps(show: bool) -> Iterator[Callable[[str], None]]:
-    """A callback naming each audit step as it starts, drawn as a rich progress bar if `show`."""
+def _steps(show: bool, on_step: Callable[[str], None] | None) -> Iterator[Callable[[str], None]]:
+    """A callback naming each audit step as it starts, drawn as a rich progress bar if `show`
+    and passed on to `on_step`."""
+    notify = on_step or (lambda _name: None)
     if not show:
-        yield lambda _name: None
+        yield notify
         return
     with Progress(transient=True) as bar:
         task = bar.add_task("audit", total=len(STEPS))
         started = [False]
 
         def step(name: str) -> None:
+            notify(name)
             if started[0]:
                 bar.advance(task)
             started[0] = True

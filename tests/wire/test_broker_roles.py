@@ -183,6 +183,28 @@ def test_a_rotated_certificate_that_is_not_the_brokers_is_not_served(
         key_path.write_bytes(saved[1])
 
 
+def test_an_agent_connecting_after_a_cancel_is_not_sent_the_cancelled_jobs_tasks(
+    broker: BrokerProcess, state: BrokerState
+) -> None:
+    cancelled = submit_job(broker, "cancel-queued")
+    queued = state.store.add_task(cancelled, "hospital-b", "upload_raw", {})
+    with OperatorClient(broker.address, **broker.identity(Role.OPERATOR, "ops")) as ops:
+        ops.cancel(cancelled)
+    later = state.store.add_task(submit_job(broker, "still-open"), "hospital-b", "audit", {})
+    stream = supplier_stub(broker, "hospital-b").Subscribe(
+        supplier_pb2.SubscribeRequest(supplier="hospital-b"), timeout=30
+    )
+    sent = []
+    for task in stream:
+        sent.append(task.task_id)
+        if task.task_id == later:
+            break
+    stream.cancel()
+    assert queued not in sent
+    closed = state.store.task(queued)
+    assert (closed.state, closed.error) == ("failed", "job cancelled")
+
+
 def test_operator_cli_submits_lists_shows_and_cancels(
     broker: BrokerProcess, tmp_path: Path
 ) -> None:

@@ -25,31 +25,35 @@ _sym_db = _symbol_database.Default()
 from fedsynth.wire.v1 import common_pb2 as fedsynth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64synth/v1/supplier.proto\x12\x0b\x66\x65\x64synth.v1\x1a\x18\x66\x65\x64synth/v1/common.proto\";\n\x10SubscribeRequest\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\"^\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0cpayload_json\x18\x04 \x01(\x0c\x12\x11\n\tartifacts\x18\x05 \x03(\t\"p\n\nTaskResult\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x13\n\x0bresult_json\x18\x04 \x01(\x0c\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07uploads\x18\x06 \x03(\t\"\'\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xa8\x01\n\x0cUploadHeader\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12%\n\x04kind\x18\x05 \x01(\x0e\x32\x17.fedsynth.v1.UploadKind\x12\x0c\n\x04size\x18\x06 \x01(\x04\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x12\n\nmedia_type\x18\x08 \x01(\t\"U\n\x0cUploadStatus\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x10\n\x08received\x18\x02 \x01(\x04\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"N\n\x0bUploadChunk\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"H\n\x14\x46\x65tchArtifactRequest\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04*\xa7\x01\n\nUploadKind\x12\x1b\n\x17UPLOAD_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fUPLOAD_KIND_RAW\x10\x01\x12\x18\n\x14UPLOAD_KIND_PREPARED\x10\x02\x12\x19\n\x15UPLOAD_KIND_SYNTHETIC\x10\x03\x12\x1a\n\x16UPLOAD_KIND_STATISTICS\x10\x04\x12\x16\n\x12UPLOAD_KIND_REPORT\x10\x05\x32\xe7\x02\n\x0fSupplierService\x12?\n\tSubscribe\x12\x1d.fedsynth.v1.SubscribeRequest\x1a\x11.fedsynth.v1.Task0\x01\x12\x39\n\x0cReportResult\x12\x17.fedsynth.v1.TaskResult\x1a\x10.fedsynth.v1.Ack\x12\x43\n\x0b\x42\x65ginUpload\x12\x19.fedsynth.v1.UploadHeader\x1a\x19.fedsynth.v1.UploadStatus\x12?\n\x06Upload\x12\x18.fedsynth.v1.UploadChunk\x1a\x19.fedsynth.v1.UploadStatus(\x01\x12R\n\rFetchArtifact\x12!.fedsynth.v1.FetchArtifactRequest\x1a\x1c.fedsynth.v1.DownloadMessage0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64synth/v1/supplier.proto\x12\x0b\x66\x65\x64synth.v1\x1a\x18\x66\x65\x64synth/v1/common.proto\";\n\x10SubscribeRequest\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\"^\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0cpayload_json\x18\x04 \x01(\x0c\x12\x11\n\tartifacts\x18\x05 \x03(\t\",\n\x07TaskRef\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\";\n\nTaskStatus\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04open\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"p\n\nTaskResult\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x13\n\x0bresult_json\x18\x04 \x01(\x0c\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07uploads\x18\x06 \x03(\t\"\'\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06\x64\x65tail\x18\x02 \x01(\t\"\xa8\x01\n\x0cUploadHeader\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12%\n\x04kind\x18\x05 \x01(\x0e\x32\x17.fedsynth.v1.UploadKind\x12\x0c\n\x04size\x18\x06 \x01(\x04\x12\x0e\n\x06sha256\x18\x07 \x01(\t\x12\x12\n\nmedia_type\x18\x08 \x01(\t\"U\n\x0cUploadStatus\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x10\n\x08received\x18\x02 \x01(\x04\x12\x10\n\x08\x63omplete\x18\x03 \x01(\x08\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"N\n\x0bUploadChunk\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"H\n\x14\x46\x65tchArtifactRequest\x12\x10\n\x08supplier\x18\x01 \x01(\t\x12\x0e\n\x06sha256\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04*\xa7\x01\n\nUploadKind\x12\x1b\n\x17UPLOAD_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0fUPLOAD_KIND_RAW\x10\x01\x12\x18\n\x14UPLOAD_KIND_PREPARED\x10\x02\x12\x19\n\x15UPLOAD_KIND_SYNTHETIC\x10\x03\x12\x1a\n\x16UPLOAD_KIND_STATISTICS\x10\x04\x12\x16\n\x12UPLOAD_KIND_REPORT\x10\x05\x32\xa3\x03\n\x0fSupplierService\x12?\n\tSubscribe\x12\x1d.fedsynth.v1.SubscribeRequest\x1a\x11.fedsynth.v1.Task0\x01\x12\x39\n\x0cReportResult\x12\x17.fedsynth.v1.TaskResult\x1a\x10.fedsynth.v1.Ack\x12:\n\tCheckTask\x12\x14.fedsynth.v1.TaskRef\x1a\x17.fedsynth.v1.TaskStatus\x12\x43\n\x0b\x42\x65ginUpload\x12\x19.fedsynth.v1.UploadHeader\x1a\x19.fedsynth.v1.UploadStatus\x12?\n\x06Upload\x12\x18.fedsynth.v1.UploadChunk\x1a\x19.fedsynth.v1.UploadStatus(\x01\x12R\n\rFetchArtifact\x12!.fedsynth.v1.FetchArtifactRequest\x1a\x1c.fedsynth.v1.DownloadMessage0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedsynth.v1.supplier_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_UPLOADKIND']._serialized_start=794
-  _globals['_UPLOADKIND']._serialized_end=961
+  _globals['_UPLOADKIND']._serialized_start=901
+  _globals['_UPLOADKIND']._serialized_end=1068
   _globals['_SUBSCRIBEREQUEST']._serialized_start=69
   _globals['_SUBSCRIBEREQUEST']._serialized_end=128
   _globals['_TASK']._serialized_start=130
   _globals['_TASK']._serialized_end=224
-  _globals['_TASKRESULT']._serialized_start=226
-  _globals['_TASKRESULT']._serialized_end=338
-  _globals['_ACK']._serialized_start=340
-  _globals['_ACK']._serialized_end=379
-  _globals['_UPLOADHEADER']._serialized_start=382
-  _globals['_UPLOADHEADER']._serialized_end=550
-  _globals['_UPLOADSTATUS']._serialized_start=552
-  _globals['_UPLOADSTATUS']._serialized_end=637
-  _globals['_UPLOADCHUNK']._serialized_start=639
-  _globals['_UPLOADCHUNK']._serialized_end=717
-  _globals['_FETCHARTIFACTREQUEST']._serialized_start=719
-  _globals['_FETCHARTIFACTREQUEST']._serialized_end=791
-  _globals['_SUPPLIERSERVICE']._serialized_start=964
-  _globals['_SUPPLIERSERVICE']._serialized_end=1323
+  _globals['_TASKREF']._serialized_start=226
+  _globals['_TASKREF']._serialized_end=270
+  _globals['_TASKSTATUS']._serialized_start=272
+  _globals['_TASKSTATUS']._serialized_end=331
+  _globals['_TASKRESULT']._serialized_start=333
+  _globals['_TASKRESULT']._serialized_end=445
+  _globals['_ACK']._serialized_start=447
+  _globals['_ACK']._serialized_end=486
+  _globals['_UPLOADHEADER']._serialized_start=489
+  _globals['_UPLOADHEADER']._serialized_end=657
+  _globals['_UPLOADSTATUS']._serialized_start=659
+  _globals['_UPLOADSTATUS']._serialized_end=744
+  _globals['_UPLOADCHUNK']._serialized_start=746
+  _globals['_UPLOADCHUNK']._serialized_end=824
+  _globals['_FETCHARTIFACTREQUEST']._serialized_start=826
+  _globals['_FETCHARTIFACTREQUEST']._serialized_end=898
+  _globals['_SUPPLIERSERVICE']._serialized_start=1071
+  _globals['_SUPPLIERSERVICE']._serialized_end=1490
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,24 @@ class Task(_message.Message):
     artifacts: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, task_id: _Optional[str] = ..., job_id: _Optional[str] = ..., kind: _Optional[str] = ..., payload_json: _Optional[bytes] = ..., artifacts: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class TaskRef(_message.Message):
+    __slots__ = ("supplier", "task_id")
+    SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    supplier: str
+    task_id: str
+    def __init__(self, supplier: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class TaskStatus(_message.Message):
+    __slots__ = ("task_id", "open", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    open: bool
+    reason: str
+    def __init__(self, task_id: _Optional[str] = ..., open: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class TaskResult(_message.Message):
     __slots__ = ("supplier", "task_id", "ok", "result_json", "error", "uploads")
     SUPPLIER_FIELD_NUMBER: _ClassVar[int]

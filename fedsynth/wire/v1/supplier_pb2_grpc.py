@@ -45,6 +45,11 @@ class SupplierServiceStub:
                 request_serializer=fedsynth_dot_v1_dot_supplier__pb2.TaskResult.SerializeToString,
                 response_deserializer=fedsynth_dot_v1_dot_supplier__pb2.Ack.FromString,
                 _registered_method=True)
+        self.CheckTask = channel.unary_unary(
+                '/fedsynth.v1.SupplierService/CheckTask',
+                request_serializer=fedsynth_dot_v1_dot_supplier__pb2.TaskRef.SerializeToString,
+                response_deserializer=fedsynth_dot_v1_dot_supplier__pb2.TaskStatus.FromString,
+                _registered_method=True)
         self.BeginUpload = channel.unary_unary(
                 '/fedsynth.v1.SupplierService/BeginUpload',
                 request_serializer=fedsynth_dot_v1_dot_supplier__pb2.UploadHeader.SerializeToString,
@@ -74,6 +79,14 @@ class SupplierServiceServicer:
 
     def ReportResult(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckTask(self, request, context):
+        """Whether a task is still open. An agent asks while it works on a long task and stops when
+        the broker closed it (its job was cancelled, failed or ran out of time).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -112,6 +125,11 @@ def add_SupplierServiceServicer_to_server(servicer, server):
                     servicer.ReportResult,
                     request_deserializer=fedsynth_dot_v1_dot_supplier__pb2.TaskResult.FromString,
                     response_serializer=fedsynth_dot_v1_dot_supplier__pb2.Ack.SerializeToString,
+            ),
+            'CheckTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckTask,
+                    request_deserializer=fedsynth_dot_v1_dot_supplier__pb2.TaskRef.FromString,
+                    response_serializer=fedsynth_dot_v1_dot_supplier__pb2.TaskStatus.SerializeToString,
             ),
             'BeginUpload': grpc.unary_unary_rpc_method_handler(
                     servicer.BeginUpload,
@@ -183,6 +201,33 @@ class SupplierService:
             '/fedsynth.v1.SupplierService/ReportResult',
             fedsynth_dot_v1_dot_supplier__pb2.TaskResult.SerializeToString,
             fedsynth_dot_v1_dot_supplier__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedsynth.v1.SupplierService/CheckTask',
+            fedsynth_dot_v1_dot_supplier__pb2.TaskRef.SerializeToString,
+            fedsynth_dot_v1_dot_supplier__pb2.TaskStatus.FromString,
             options,
             channel_credentials,
             insecure,
