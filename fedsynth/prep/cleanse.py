@@ -47,7 +47,11 @@ def apply_range(values: pd.Series, rule: RangeRule) -> tuple[pd.Series, pd.Serie
 
 
 def schema_violations(values: pd.Series, column: Column) -> Iterator[Violation]:
-    """Every way `values` break the common schema's column: type, integer, bounds, domain, null."""
+    """Every way `values` break the common schema's column: type, integer, bounds, domain, null.
+
+    Infinities (a derivation dividing by zero, an overflowing conversion) break it too:
+    `fedsynth validate` refuses them, so prep must quarantine rather than write them.
+    """
     present = values.notna()
     if isinstance(column, NumericalColumn):
         yield from _numeric_violations(values, column, present)
@@ -70,6 +74,12 @@ def _numeric_violations(
         yield Violation("type", present, "not a number")
         return
     numbers = values.astype("float64")
+    yield Violation(
+        "not_finite",
+        present & ~np.isfinite(numbers),
+        "infinite (e.g. a derivation divided by zero); guard the derivation, e.g. "
+        "`a / b if b != 0 else None`",
+    )
     if column.dtype == "int":
         fraction = present & (numbers != numbers.round())
         yield Violation("not_integer", fraction, "has a fraction, but the column holds integers")

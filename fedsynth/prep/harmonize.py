@@ -35,7 +35,8 @@ def check_plan(
     """Parse the derivations and check that every schema column will exist; return the parsed list.
 
     Raises PrepSpecError naming each schema column that neither the source nor a derivation
-    provides, and each derivation input that does not exist at its point in the order.
+    provides, each derivation input that does not exist at its point in the order, and each
+    de-duplication key that is not a common-schema column (rows are de-duplicated on those).
     """
     available = set(columns)
     derived: list[tuple[str, Expression]] = []
@@ -60,6 +61,12 @@ def check_plan(
         raise PrepSpecError(
             f"source {spec.source!r}: 'columns' has rules for {unknown_rules}, which do not "
             "exist; key rules by the common (renamed) column name"
+        )
+    unknown_keys = [k for k in spec.dedup.keys if k not in schema.names] if spec.dedup else []
+    if unknown_keys:
+        raise PrepSpecError(
+            f"source {spec.source!r}: dedup.keys {unknown_keys} are not columns of the common "
+            f"schema; use common (renamed) column names from: {schema.names}"
         )
     clashing = sorted(n for n in schema.names if n.startswith(TOKEN_PREFIXES))
     if clashing:

@@ -96,7 +96,8 @@ class Linker:
         matched_right[exact["right"].to_numpy()] = True
         candidates, skipped = np.empty((0, 2), np.int64), 0
         fuzzy, ambiguous = _empty_pairs(), 0
-        if has_bloom and blocking:
+        # A table with no rows matches no one: its Bloom column holds no filter to compare.
+        if has_bloom and blocking and len(left) and len(right):
             candidates, skipped = self._candidates(left, right, blocking)
             keep = ~matched_left[candidates[:, 0]] & ~matched_right[candidates[:, 1]]
             candidates = candidates[keep]
@@ -254,7 +255,10 @@ def stacked_table(
         if person_ids is not None:
             part.insert(1, PERSON_COLUMN, person_ids[name])
         parts.append(part)
-    return pd.concat(parts, ignore_index=True)
+    columns = list(dict.fromkeys(c for part in parts for c in part.columns))
+    # pandas deprecates empty frames in concat (an empty source's dtypes would decide the result).
+    filled = [part for part in parts if len(part)] or parts
+    return pd.concat(filled, ignore_index=True).reindex(columns=columns)
 
 
 def person_ids_for(

@@ -82,7 +82,10 @@ class ColumnSpec(_Model):
     )
     trim: bool = True
     case: Literal["lower", "upper"] | None = None
-    missing: list[str] = Field(default_factory=list, description="Extra tokens meaning null.")
+    missing: list[str] = Field(
+        default_factory=list,
+        description="Extra tokens meaning null (compared after trimming, before case folding).",
+    )
     values: dict[str, str | None] = Field(
         default_factory=dict, description="Value map applied after trim/case, e.g. {'1': 'male'}."
     )
@@ -217,7 +220,8 @@ class PrepSpec(_Model):
     drop: list[str] = Field(default_factory=list, description="Source columns dropped at once.")
     missing: list[str] = Field(
         default_factory=lambda: list(DEFAULT_MISSING_TOKENS),
-        description="Tokens meaning null in every column (compared after trimming).",
+        description="Tokens meaning null in every column, compared after trimming and before "
+        "case folding.",
     )
     columns: dict[str, ColumnSpec] = Field(
         default_factory=dict, description="Per-column rules, keyed by common (renamed) name."

@@ -49,8 +49,10 @@ class Parsed:
 def clean_text(
     series: pd.Series, rules: ColumnSpec, missing: Sequence[str]
 ) -> dict[str, tuple[pd.Series, int]]:
-    """Trim, fold case, null missing tokens and apply the value map, in that order.
+    """Trim, null missing tokens, fold case and apply the value map, in that order.
 
+    Missing tokens are compared with the trimmed text as written, before case folding, so a
+    cell is null or not whatever the `case` option (`NA` stays a token under `case: lower`).
     Returns each step's result and how many cells it changed, keyed by rule name; the last
     entry holds the final text.
     """
@@ -61,14 +63,15 @@ def clean_text(
         trimmed = text.where(~present, text[present].str.strip())
         steps["trim"] = (trimmed, int((trimmed != text)[present].sum()))
         text = trimmed
-    if rules.case:
-        folded = text.where(~present, getattr(text[present].str, rules.case)())
-        steps["case"] = (folded, int((folded != text)[present].sum()))
-        text = folded
     tokens = set(missing) | set(rules.missing)
     is_missing = text.isin(tokens) & present
     text = text.where(~is_missing, None)
     steps["missing_token"] = (text, int(is_missing.sum()))
+    present = text.notna()
+    if rules.case:
+        folded = text.where(~present, getattr(text[present].str, rules.case)())
+        steps["case"] = (folded, int((folded != text)[present].sum()))
+        text = folded
     if rules.values:
         hit = text.isin(list(rules.values)) & text.notna()
         mapped = text.where(~hit, text.map(rules.values))

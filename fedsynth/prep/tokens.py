@@ -105,10 +105,15 @@ _NORMALIZERS: dict[Normalization, Callable[[str], str]] = {
 
 
 def normalize(values: pd.Series, steps: list[Normalization]) -> pd.Series:
-    """Normalized text of an identifier column; empty results become null."""
+    """Normalized text of an identifier column; empty results become null.
+
+    Every value is composed to Unicode NFC first, so one name typed as composed or decomposed
+    characters (`José` either way) gives one token whatever the steps.
+    """
     text = _as_text(values)
 
     def apply(value: str) -> str | None:
+        value = unicodedata.normalize("NFC", value)
         for step in steps:
             value = _NORMALIZERS[step](value)
         return value.strip() or None

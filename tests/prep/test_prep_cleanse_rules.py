@@ -5,11 +5,16 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedsynth.prep import PrepSpec, prepare
 from fedsynth.prep.report import REDACTED, write_quarantine
+from fedsynth.prep.spec import DEFAULT_MISSING_TOKENS, ColumnSpec
+from fedsynth.prep.standardize import clean_text
 from fedsynth.schema import TableSchema
 
 SCHEMA = TableSchema.from_yaml(
@@ -51,6 +56,34 @@ def test_missing_tokens_become_null() -> None:
     result = prepare(_raw(temp=["NA", "?", "-999"]), _spec(), SCHEMA)
     assert result.prepared["temp"].isna().all()
     assert result.report.count("missing_token", "temp") == 3
+
+
+def test_missing_tokens_become_null_under_case_folding() -> None:
+    raw = _raw(kind=["NA", " N/A ", "X"])
+    result = prepare(raw, _spec("columns: {kind: {case: lower}}"), SCHEMA)
+    assert result.quarantine == []
+    assert result.prepared["kind"].tolist()[2] == "x"
+    assert result.prepared["kind"][:2].isna().all()
+    assert result.report.count("missing_token", "kind") == 2
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([*DEFAULT_MISSING_TOKENS, "na", " NA ", "Null", "n/a"]),
+            st.text(max_size=6),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_case_option_never_changes_which_cells_are_missing(values: list[str]) -> None:
+    series = pd.Series(values, dtype=object)
+    expected = [v.strip() in DEFAULT_MISSING_TOKENS for v in values]
+    for case in (None, "lower", "upper"):
+        steps = clean_text(series, ColumnSpec(case=case), DEFAULT_MISSING_TOKENS)
+        assert steps["final"][0].isna().tolist() == expected, case
 
 
 def test_column_specific_missing_token_nulls_only_that_column() -> None:
@@ -133,6 +166,35 @@ def test_unit_conversion_applies_before_range_rules() -> None:
     result = prepare(_raw(temp=["98.6", "100.4", "212"]), spec, SCHEMA)
     assert result.prepared["temp"].tolist() == pytest.approx([37.0, 38.0])
     assert _reasons(result) == {(3, "temp", "range")}
+
+
+RATIOS = TableSchema.from_yaml(
+    """
+name: ratios
+columns:
+  - {name: a, kind: numerical}
+  - {name: b, kind: numerical}
+  - {name: ratio, kind: numerical}
+"""
+)
+
+
+def test_infinite_derived_value_is_quarantined_not_written() -> None:
+    raw = pd.DataFrame({"a": ["1", "-1", "4", "0"], "b": ["0", "0", "2", "0"]})
+    result = prepare(raw, _spec("derive: [{name: ratio, expr: a / b}]"), RATIOS)
+    assert np.isfinite(result.prepared["ratio"].dropna()).all()
+    assert result.prepared["ratio"].tolist()[0] == 2.0 and pd.isna(result.prepared["ratio"][1])
+    assert _reasons(result) == {(1, "ratio", "not_finite"), (2, "ratio", "not_finite")}
+    assert all("divided by zero" in e.reason for e in result.quarantine)
+    assert result.report.rows_quarantined == 2 and result.report.rows_out == 2
+
+
+def test_unit_conversion_overflowing_to_infinity_is_quarantined() -> None:
+    raw = pd.DataFrame({"a": ["1e308", "2"], "b": ["1", "1"], "ratio": ["1", "1"]})
+    spec = _spec("columns: {a: {unit: {from: x, to: y, factor: 10}}}")
+    result = prepare(raw, spec, RATIOS)
+    assert _reasons(result) == {(1, "a", "not_finite")}
+    assert result.prepared["a"].tolist() == [20.0]
 
 
 def test_exact_duplicates_are_removed_and_counted() -> None:

@@ -127,6 +127,29 @@ def test_prepare_then_link_leaves_only_tokens_and_links_people(workdir: Path) ->
     assert SECRET not in result.output
 
 
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("empty", ["a", "b"])
+def test_linking_with_a_source_of_no_rows_links_no_one(workdir: Path, empty: str) -> None:
+    source = workdir / f"{empty}.csv"
+    source.write_text(source.read_text().splitlines()[0] + "\n")
+    for name in ("a", "b"):
+        result = _prep(workdir, name, "--secret-file", str(workdir / "linkage.key"))
+        assert result.exit_code == 0, result.output
+    linker = typer.Typer()
+    linker.command()(link)
+    outputs = {f"--{o}": str(workdir / f"{o}.out") for o in ("out", "stacked", "report")}
+    paths = ["--left", str(workdir / "a.parquet"), "--right", str(workdir / "b.parquet")]
+    result = CliRunner().invoke(linker, [*paths, *(x for kv in outputs.items() for x in kv)])
+    assert result.exit_code == 0, result.output
+    assert "0 matches" in result.output
+    report = json.loads((workdir / "report.out").read_text())
+    rows = report["left_rows"] + report["right_rows"]
+    assert report["matches"] == 0 and rows > 0
+    assert report["unmatched_left"] + report["unmatched_right"] == rows
+    assert len(pd.read_parquet(workdir / "out.out")) == 0
+    assert len(pd.read_parquet(workdir / "stacked.out")) == rows
+
+
 def test_linkage_spec_without_a_secret_is_refused(workdir: Path) -> None:
     result = _prep(workdir, "a")
     assert result.exit_code == 2

@@ -157,6 +157,16 @@ def test_derivation_reading_an_unknown_column_is_a_spec_error(patients: TableSch
         run(SOURCE_A, spec, patients)
 
 
+@pytest.mark.parametrize("key", ["pid", "brith_date"])
+def test_dedup_key_outside_the_common_schema_is_refused_naming_it(
+    patients: TableSchema, key: str
+) -> None:
+    spec = PrepSpec.from_yaml(SPEC_A + f"dedup: {{keys: [last_name, {key}]}}\n")
+    with pytest.raises(PrepSpecError, match=rf"dedup.keys \['{key}'\]") as refused:
+        run(SOURCE_A, spec, patients)
+    assert "birth_date" in str(refused.value)
+
+
 def test_converted_numbers_are_rounded_to_the_schema_decimals() -> None:
     schema = TableSchema.from_yaml(
         "name: t\ncolumns:\n  - {name: height_cm, kind: numerical, decimals: 0}\n"

@@ -124,6 +124,14 @@ def test_exact_tokens_match_without_bloom_filters() -> None:
     assert result.report.exact_matches == 1
 
 
+def test_table_with_no_rows_links_to_no_pairs() -> None:
+    left, right = _tables([[1, 2, 3]], [[1, 2, 3]])
+    for a, b in ((left, right.iloc[:0]), (left.iloc[:0], right), (left.iloc[:0], right.iloc[:0])):
+        result = Linker().link(a, b)
+        assert result.pairs.empty
+        assert result.report.unmatched_left == len(a) and result.report.unmatched_right == len(b)
+
+
 def test_tables_without_tokens_are_refused() -> None:
     with pytest.raises(LinkageError, match="prepare both sources"):
         Linker().link(pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [1]}))

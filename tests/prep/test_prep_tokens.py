@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from fedsynth.prep.linker import dice
 from fedsynth.prep.population import FEMALE_NAMES, MALE_NAMES
-from fedsynth.prep.spec import LinkageSpec
+from fedsynth.prep.spec import LinkageSpec, Normalization
 from fedsynth.prep.tokens import (
     SECRET_ENV,
     SECRET_FILE_ENV,
@@ -23,6 +24,7 @@ from fedsynth.prep.tokens import (
     LinkageSecret,
     SecretError,
     bloom_from_text,
+    exact_tokens,
     normalize,
     soundex,
     tokenize,
@@ -119,6 +121,37 @@ def test_normalization_makes_spelling_variants_one_token(secret: LinkageSecret) 
     tokens = tokenize(variants, spec, secret)
     assert tokens["tok_first_name"].nunique() == 1
     assert tokens["tok_record"].nunique() == 1
+
+
+def test_composed_and_decomposed_name_give_one_token_without_strip_accents(
+    secret: LinkageSecret,
+) -> None:
+    names = [unicodedata.normalize(form, "José") for form in ("NFC", "NFD")]
+    assert names[0] != names[1]
+    spec = LinkageSpec.model_validate(
+        {
+            "fields": [
+                {"column": "first_name", "exact": True, "bloom_hashes": 10, "normalize": ["lower"]}
+            ],
+            "exact_key": ["first_name"],
+            "blocking": [{"name": "first", "parts": [{"column": "first_name"}]}],
+        }
+    )
+    tokens = tokenize(pd.DataFrame({"first_name": names}), spec, secret)
+    for column in tokens.columns:
+        assert tokens[column].nunique() == 1, column
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=12), st.lists(st.sampled_from(list(Normalization)), max_size=4))
+@example("José", [])
+@example("Ångström", [Normalization.LOWER, Normalization.TRIM])
+def test_nfc_and_nfd_forms_of_any_text_give_the_same_token(
+    text: str, steps: list[Normalization]
+) -> None:
+    forms = pd.Series([unicodedata.normalize(f, text) for f in ("NFC", "NFD")], dtype=object)
+    tokens = exact_tokens(normalize(forms, steps), "name", LinkageSecret(b"nfc-secret-0123456789"))
+    assert tokens[0] == tokens[1]
 
 
 def test_typo_keeps_bloom_filters_similar(secret: LinkageSecret) -> None:
