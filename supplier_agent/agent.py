@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import shutil
 import threading
 import time
@@ -46,6 +47,8 @@ from supplier_agent.tasks import (
 
 log = logging.getLogger(__name__)
 
+PLAIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,199}")
+"""Task and job ids name folders under state_dir: one plain name, never a path."""
 TASK_CHECK_S = 2.0
 """How often, at most, long work asks the broker whether its task is still open."""
 UPLOAD_KINDS = {
@@ -66,6 +69,24 @@ TRANSIENT = frozenset(
         grpc.StatusCode.INTERNAL,
     }
 )
+
+
+REFUSED_HINTS = {
+    grpc.StatusCode.UNAUTHENTICATED: (
+        "the broker does not accept this agent's certificate (revoked, expired or from another "
+        "federation); have the federation operator issue a new one (`fedsynth pki issue "
+        "--replace`) and point tls.cert and tls.key at it"
+    ),
+    grpc.StatusCode.PERMISSION_DENIED: (
+        "check that `name` in the agent config is the name in its certificate and that the "
+        "broker's config enrolls this supplier"
+    ),
+}
+"""Refusals that retrying cannot cure: the agent stops and says what a person must change."""
+
+
+class AgentRefused(Exception):
+    """The broker refuses this agent itself; reconnecting would be refused the same way."""
 
 
 def backoff_delay(attempt: int, reconnect: Reconnect, rng: random.Random) -> float:
@@ -101,7 +122,9 @@ class SupplierAgent:
             call.cancel()
 
     def run(self) -> None:
-        """Subscribe and serve tasks; reconnect with backoff whenever the stream drops."""
+        """Subscribe and serve tasks; reconnect with backoff whenever the stream drops.
+
+        Raises AgentRefused when the broker refuses the agent's identity or name."""
         attempt = 0
         while not self._stop.is_set():
             try:
@@ -109,6 +132,13 @@ class SupplierAgent:
             except (grpc.RpcError, TransferError) as exc:
                 if self._stop.is_set():
                     break
+                hint = REFUSED_HINTS.get(exc.code()) if isinstance(exc, grpc.Call) else None
+                if hint is not None:
+                    self.journal.close()
+                    raise AgentRefused(
+                        f"broker {self.config.broker} refused supplier {self.config.name!r}: "
+                        f"{_describe(exc)}; {hint}"
+                    ) from exc
                 log.warning("broker %s: %s; reconnecting", self.config.broker, _describe(exc))
             delay = backoff_delay(attempt, self.config.reconnect, self._rng)
             attempt += 1
@@ -133,6 +163,19 @@ class SupplierAgent:
 
     def handle(self, stub: SupplierStub, task: supplier_pb2.Task) -> None:
         """Run `task` once (or replay its recorded outcome) and report the result."""
+        crafted = [i for i in (task.task_id, task.job_id) if not PLAIN_ID.fullmatch(i)]
+        if crafted:
+            reason = (
+                f"task or job id {crafted[0]!r} is not a plain name; refused without running it"
+            )
+            log.error("broker %s sent %s", self.config.broker, reason)
+            stub.ReportResult(
+                supplier_pb2.TaskResult(
+                    supplier=self.config.name, task_id=task.task_id, ok=False, error=reason
+                ),
+                timeout=60,
+            )
+            return
         recorded = self.journal.result(task.task_id)
         if recorded is None:
             log.info("task %s (%s) for job %s started", task.task_id, task.kind, task.job_id)

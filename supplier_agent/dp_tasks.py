@@ -87,12 +87,21 @@ def charge(ctx: TaskContext, book: PrivacyLedger, cost: PrivacyCost) -> ChargeRe
     return ChargeReport.of(ctx.task_id, ctx.source, cost)
 
 
-def local_budget(ctx: TaskContext) -> PrivacyLedger | None:
-    """For a `local` DP job: the ledger, once the job's (epsilon, delta) fits under the cap."""
+def job_budget(ctx: TaskContext) -> PrivacyLedger | None:
+    """For a DP job that models this site's rows in one fit (here in `local`, at the broker in
+    `prepared` and `central`): the ledger, once the job's (epsilon, delta) fits under the cap."""
     privacy = ctx.payload.job.privacy
     if privacy is None:
         return None
-    return check_budget(ctx, approximate_cost(privacy.epsilon, privacy.delta, "local fit"))
+    return check_budget(ctx, job_cost(ctx))
+
+
+def job_cost(ctx: TaskContext) -> PrivacyCost:
+    """The whole DP job's (epsilon, delta), as one charge."""
+    privacy = ctx.payload.job.privacy
+    assert privacy is not None, "job_cost is for DP jobs"
+    fit = "local fit" if ctx.payload.job.topology.value == "local" else "broker fit"
+    return approximate_cost(privacy.epsilon, privacy.delta, fit)
 
 
 def _round(ctx: TaskContext) -> RoundInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, datetime
 
 import pandas as pd
 
@@ -20,8 +21,7 @@ def read_source(source: FileSource | SqlSource) -> pd.DataFrame:
     """The source's rows with its own column names; values as text, empty cells as None."""
     if isinstance(source, FileSource):
         table = read_raw(source.path, delimiter=source.delimiter, encoding=source.encoding)
-        df = table.to_pandas(types_mapper=None)
-        return _as_text(df)
+        return _as_text(table.to_pandas(types_mapper=pd.ArrowDtype))
     return pd.concat(list(iter_sql(source)), ignore_index=True)
 
 
@@ -34,7 +34,9 @@ def iter_sql(source: SqlSource) -> Iterator[pd.DataFrame]:
     shown = engine.url.render_as_string(hide_password=True)
     try:
         with engine.connect() as conn:
-            chunks = pd.read_sql_query(text(source.query), conn, chunksize=SQL_CHUNK_ROWS)
+            chunks = pd.read_sql_query(
+                text(source.query), conn, chunksize=SQL_CHUNK_ROWS, dtype_backend="pyarrow"
+            )
             empty = True
             for chunk in chunks:
                 empty = False
@@ -50,11 +52,13 @@ def iter_sql(source: SqlSource) -> Iterator[pd.DataFrame]:
 
 
 def _as_text(df: pd.DataFrame) -> pd.DataFrame:
+    """Every value as the text a person would write; integers exactly, whatever their size
+    (columns are Arrow-typed, so a null does not turn 17-digit ids into floats)."""
     out = {}
     for name in df.columns:
         series = df[name]
-        if pd.api.types.is_datetime64_any_dtype(series.dtype):
-            text = series.dt.strftime("%Y-%m-%d %H:%M:%S").str.removesuffix(" 00:00:00")
+        if pd.api.types.is_integer_dtype(series.dtype):
+            text = series.astype("string[pyarrow]")
         else:
             text = series.map(_text, na_action="ignore")
         out[str(name)] = text.astype(object).where(series.notna(), None)
@@ -62,8 +66,12 @@ def _as_text(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _text(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ").removesuffix(" 00:00:00")
+    if isinstance(value, date):
+        return value.isoformat()
     return str(value)

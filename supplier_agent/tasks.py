@@ -8,6 +8,7 @@ handler runs, so no handler ever reads data for a task the site refuses.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,8 @@ from fedsynth.audit.html import render_html
 from fedsynth.files import atomic_path, atomic_write_bytes, atomic_write_text
 from fedsynth.jobs import JobSpec
 from fedsynth.plans import RoundInfo, TaskKind
-from fedsynth.prep import PrepSpec
-from fedsynth.prep import run as prepare
+from fedsynth.prep import PrepSpec, prepare
+from fedsynth.prep.report import write_quarantine
 from fedsynth.prep.tokens import LinkageSecret
 from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.progress import ProgressFactory, Update, no_progress
@@ -34,7 +35,7 @@ from fedsynth.synth import GaussianCopula, SufficientStats, Synthesizer, synthes
 from fedsynth.wire.transfer import file_digest
 from supplier_agent.audit_bar import site_policy
 from supplier_agent.config import AgentConfig, ArtifactKind
-from supplier_agent.dp_tasks import DP_HANDLERS, charge, local_budget
+from supplier_agent.dp_tasks import DP_HANDLERS, charge, job_budget, job_cost
 from supplier_agent.outgoing import OutFile, Outgoing, TaskRefused
 from supplier_agent.rows_cache import PreparedRowsCache
 from supplier_agent.sources import read_source
@@ -66,6 +67,9 @@ class TaskPayload(BaseModel):
     dp_round: RoundInfo | None = Field(None, description="The DP round a round task is part of.")
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class TaskContext:
     """Everything a handler may use: the agent's config, the task, and artifact fetching."""
@@ -88,6 +92,12 @@ class TaskContext:
     def reports(self) -> Path:
         """Where the site keeps its own audit reports of this task (they stay at the site)."""
         return self.config.state_dir / "reports" / self.task_id
+
+    @property
+    def quarantine_path(self) -> Path:
+        """Where the site keeps the rows of this job's source that preparation rejected, with
+        reasons (they never leave the site)."""
+        return self.config.state_dir / "quarantine" / self.job_id / f"{self.source}.csv"
 
     @property
     def source(self) -> str:
@@ -129,13 +139,25 @@ class TaskContext:
                 )
             secret = LinkageSecret.from_file(self.config.linkage_secret)
         schema = job.schema_for(self.config.name)
-        prepared, report = prepare(self.raw_rows(), spec, schema, secret=secret)
+        result = prepare(self.raw_rows(), spec, schema, secret=secret)
+        report = result.report
+        if result.quarantine:
+            where = self.quarantine_path
+            write_quarantine(result.quarantine, where)
+            log.warning(
+                "job %s, source %r: %d row(s) quarantined, with reasons in %s",
+                self.job_id,
+                self.source,
+                report.rows_quarantined,
+                where,
+            )
         if report.rows_out == 0:
             raise TaskRefused(
                 f"source {self.source!r}: no row survived preparation "
-                f"({report.rows_quarantined} quarantined, {report.duplicates_removed} duplicates)"
+                f"({report.rows_quarantined} quarantined, {report.duplicates_removed} duplicates); "
+                f"the reasons are at the site in {self.quarantine_path}"
             )
-        return prepared
+        return result.prepared
 
     def input(self, name: str, suffix: str) -> Path:
         try:
@@ -252,7 +274,7 @@ def synthesize_locally(ctx: TaskContext) -> Outgoing:
     """Fit, sample and audit here; only output that clears the site's audit bar leaves."""
     job = ctx.payload.job
     schema = ctx.schema()
-    book = local_budget(ctx)
+    book = job_budget(ctx)
     train, holdout = ctx.split()
     model = synthesizer_class(job.synthesizer.name)(**job.model_params())
     with ctx.progress(f"fitting {job.synthesizer.name} for job {ctx.job_id}") as update:
@@ -297,14 +319,28 @@ def _charge_local(
 
 def upload_prepared(ctx: TaskContext) -> Outgoing:
     """Prepared rows (identifiers replaced by linkage tokens) for synthesis at the broker."""
+    book = job_budget(ctx)
     path = _write_parquet(ctx.workdir / "prepared.parquet", ctx.prepared_rows())
-    return Outgoing({}, (OutFile(path.name, ArtifactKind.PREPARED, path),))
+    return Outgoing(
+        {"charges": _charge_pooled(ctx, book)}, (OutFile(path.name, ArtifactKind.PREPARED, path),)
+    )
 
 
 def upload_raw(ctx: TaskContext) -> Outgoing:
     """The source's rows as read, for preparation at the broker."""
+    book = job_budget(ctx)
     path = _write_parquet(ctx.workdir / "raw.parquet", ctx.raw_rows())
-    return Outgoing({}, (OutFile(path.name, ArtifactKind.RAW, path),))
+    return Outgoing(
+        {"charges": _charge_pooled(ctx, book)}, (OutFile(path.name, ArtifactKind.RAW, path),)
+    )
+
+
+def _charge_pooled(ctx: TaskContext, book: PrivacyLedger | None) -> list[dict[str, Any]]:
+    """A DP job fitted at the broker on these rows costs this source the job's whole budget:
+    charged before the rows leave, as a local fit is before its output does."""
+    if book is None:
+        return []
+    return [charge(ctx, book, job_cost(ctx)).model_dump(mode="json")]
 
 
 HANDLERS: dict[TaskKind, Callable[[TaskContext], Outgoing]] = {

@@ -21,7 +21,7 @@ from consumer_client import Client
 from fedsynth.jobs import JobSpec
 from fedsynth.prep import PrepSpec
 from fedsynth.prep import run as prepare
-from fedsynth.privacy.accountant import PrivacyCost, compose
+from fedsynth.privacy.accountant import PrivacyCost, approximate_cost, compose
 from fedsynth.privacy.rounds import start_model, vector_from_bytes
 from fedsynth.privacy.secagg import fixed_point_for
 from fedsynth.schema import TableSchema
@@ -72,10 +72,17 @@ def state_dir(fed: Federation, name: str) -> Path:
 def charged(fed: Federation, name: str, release_ids: list[str]) -> float:
     """Epsilon, at the job's delta, of what `name`'s own ledger recorded under these releases."""
     with sqlite3.connect(state_dir(fed, name) / LEDGER_FILE) as db:
-        rows = db.execute("SELECT release_id, rdp FROM charges WHERE source = 'patients'")
-        curves = {release: json.loads(rdp) for release, rdp in rows}
-    assert set(release_ids) <= set(curves)
-    return compose(PrivacyCost(rdp=tuple(curves[r])) for r in release_ids).epsilon_at(DELTA)
+        rows = db.execute(
+            "SELECT release_id, epsilon, delta, rdp FROM charges WHERE source = 'patients'"
+        )
+        costs = {
+            release: PrivacyCost(rdp=tuple(json.loads(rdp)))
+            if rdp
+            else approximate_cost(epsilon, delta)
+            for release, epsilon, delta, rdp in rows
+        }
+    assert set(release_ids) <= set(costs)
+    return compose(costs[r] for r in release_ids).epsilon_at(DELTA)
 
 
 def site_training_rows(fed: Federation, name: str) -> pd.DataFrame:
@@ -203,6 +210,9 @@ def test_local_and_central_dp_jobs_attest_their_spend_and_a_non_dp_job_attests_n
     central_spent = attestation(federation, central)["privacy_spent"]
     assert central_spent["accounted_by"] == "broker"
     assert 0.99 * EPSILON <= central_spent["epsilon"] <= EPSILON + 1e-9
+    for name in ("north", "south"):
+        upload = f"{central}.0.{name}"
+        assert charged(federation, name, [upload]) == pytest.approx(EPSILON, rel=1e-6)
     assert attestation(federation, plain)["privacy_spent"] is None
 
 
