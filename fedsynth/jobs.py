@@ -279,8 +279,20 @@ class JobSpec(BaseModel):
         """The preparation `supplier` applies to `source`: its own spec, or the default one."""
         return self.prep.get(supplier) or PrepSpec(source=source)
 
+    def _entry(self, supplier: str) -> SupplierSource:
+        """`supplier`'s entry in the job; a JobSpecError naming the job's suppliers otherwise,
+        so a task for a supplier the job does not name is refused with a readable reason."""
+        for entry in self.suppliers:
+            if entry.supplier == supplier:
+                return entry
+        named = ", ".join(repr(s.supplier) for s in self.suppliers)
+        raise JobSpecError(
+            f"job {self.name!r} does not name supplier {supplier!r}; its suppliers are {named}"
+        )
+
     def source_of(self, supplier: str) -> str:
-        return next(s.source for s in self.suppliers if s.supplier == supplier)
+        """The source `supplier` contributes to the job."""
+        return self._entry(supplier).source
 
     def model_schema(self) -> TableSchema:
         """What is synthesized and released: the common schema without direct identifiers."""
@@ -297,7 +309,7 @@ class JobSpec(BaseModel):
 
     def schema_for(self, supplier: str) -> TableSchema:
         """The part of the common schema `supplier` holds (its columns and the identifiers)."""
-        listed = next(s.columns for s in self.suppliers if s.supplier == supplier)
+        listed = self._entry(supplier).columns
         if listed is None:
             return self.table_schema
         keep = set(listed)

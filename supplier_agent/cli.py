@@ -15,7 +15,7 @@ from rich.table import Table
 
 from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.progress import progress_bar
-from supplier_agent.agent import SupplierAgent
+from supplier_agent.agent import AgentRefused, SupplierAgent
 from supplier_agent.config import AgentConfig, AgentConfigError
 from supplier_agent.dp_tasks import LEDGER_FILE
 
@@ -45,10 +45,12 @@ def run(
     )
     try:
         agent_config = AgentConfig.load(config)
-        agent_config.check_deployment()
+        warnings = agent_config.check_deployment()
     except AgentConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    for warning in warnings:
+        typer.echo(f"warning: {config}: {warning}", err=True)
     # Bars show on a terminal; under systemd or a container runtime the log lines carry it all.
     bars = partial(progress_bar, console=Console(stderr=True))
     agent = SupplierAgent(agent_config, progress=bars)
@@ -58,7 +60,11 @@ def run(
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    agent.run()
+    try:
+        agent.run()
+    except AgentRefused as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("budget")

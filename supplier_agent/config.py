@@ -9,6 +9,7 @@ that DP releases may spend on each source over all jobs (no cap: no DP task is a
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,8 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from fedsynth.audit.policy import AuditPolicy
 from fedsynth.documents import describe_problems
 from fedsynth.jobs import Topology
+from fedsynth.prep.tokens import LinkageSecret, SecretError
 from fedsynth.privacy.spec import BudgetCap
+from fedsynth.security.certificates import load_cert
+from fedsynth.security.principals import (
+    IdentityError,
+    Role,
+    federation_of_ca,
+    principal_from_certificate,
+)
 from fedsynth.wire.address import check_host_port
+from fedsynth.wire.channel import CredentialsError, read_identity
 
 
 class ArtifactKind(StrEnum):
@@ -200,20 +210,33 @@ class AgentConfig(_Strict):
             raise AgentConfigError(describe_problems(str(path), exc, "agent config")) from exc
         return config.relative_to(path.parent)
 
-    def check_deployment(self) -> None:
-        """Refuse to start when a TLS file is missing or the state folder cannot be made, naming
-        each config field, before the agent dials anyone."""
+    def check_deployment(self) -> list[str]:
+        """Refuse to start, naming each config field and its fix, before the agent dials anyone:
+        a TLS file missing or not this supplier's identity (the broker would refuse it on every
+        call), a linkage secret it cannot use, a state folder it cannot make. Returns warnings
+        for file sources not there yet: a mount or an export may bring them before a task needs
+        them, and refusing would also stop the agent's other sources."""
         problems = [
             f"tls.{field} {path}: file not found"
             for field in ("ca", "cert", "key", "crl")
             if (path := getattr(self.tls, field)) is not None and not path.is_file()
         ]
+        if not problems:
+            problems += _identity_problems(self.tls, self.name)
+        if self.linkage_secret is not None:
+            problems += _secret_problems(self.linkage_secret)
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             problems.append(f"state_dir {self.state_dir}: {exc.strerror}; choose a writable folder")
         if problems:
             raise AgentConfigError("agent config: " + "; ".join(problems))
+        return [
+            f"sources.{name}.path {source.path}: no file there yet; tasks on source {name!r} "
+            "fail until it is (fix the path if it is a typo)"
+            for name, source in sorted(self.sources.items())
+            if isinstance(source, FileSource) and not source.path.is_file()
+        ]
 
     def relative_to(self, base: Path) -> AgentConfig:
         """A copy with every relative path resolved against `base`."""
@@ -244,3 +267,56 @@ class AgentConfig(_Strict):
 
 class AgentConfigError(ValueError):
     """A configuration the agent cannot run with; names the file and every problem."""
+
+
+_FLAG = re.compile(r"--(ca|cert|key)\b")
+"""`read_identity` names the client flags; the agent's config names the same files tls.*."""
+
+
+def _identity_problems(tls: TlsFiles, name: str) -> list[str]:
+    """Why tls.ca, tls.cert and tls.key are not supplier `name`'s TLS identity, if they are not:
+    a PEM pair issued by the CA whose certificate carries spiffe://<federation>/supplier/<name>,
+    which the broker demands on every call."""
+    try:
+        read_identity(tls.ca, tls.cert, tls.key)
+    except CredentialsError as exc:
+        return [_FLAG.sub(r"tls.\1", str(exc))]
+    except OSError as exc:
+        return [f"{exc.filename}: {exc.strerror}; let the agent's user read the TLS files"]
+    issue = f"`fedsynth pki issue --role supplier --name {name}`"
+    try:
+        federation = federation_of_ca(load_cert(tls.ca))
+    except IdentityError as exc:
+        return [f"tls.ca {tls.ca}: {exc}; use the federation's ca.pem"]
+    try:
+        principal = principal_from_certificate(load_cert(tls.cert), federation)
+    except IdentityError as exc:
+        return [f"tls.cert {tls.cert}: {exc}; use the certificate and key from {issue}"]
+    if principal.role is not Role.SUPPLIER:
+        return [
+            f"tls.cert {tls.cert} is the {principal.role} certificate {principal.uri}, not a "
+            f"supplier's; point tls.cert and tls.key at the pair from {issue}"
+        ]
+    if principal.name != name:
+        return [
+            f"name {name!r} is not the name in tls.cert {tls.cert} ({principal.uri}), so the "
+            f"broker would refuse every call; set name: {principal.name} or point tls.cert and "
+            f"tls.key at the pair from {issue}"
+        ]
+    return []
+
+
+def _secret_problems(path: Path) -> list[str]:
+    """Why the linkage secret at `path` cannot key linkage tokens, if it cannot."""
+    if not path.is_file():
+        return [
+            f"linkage_secret {path}: no file there; write the suppliers' shared secret to it "
+            "(mode 0600) or remove linkage_secret"
+        ]
+    try:
+        LinkageSecret.from_file(path)
+    except SecretError as exc:
+        return [f"linkage_secret {path}: {str(exc).removeprefix(f'{path}: ')}"]
+    except OSError as exc:
+        return [f"linkage_secret {path}: {exc.strerror}; let the agent's user read it"]
+    return []
