@@ -7,7 +7,7 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from fedsynth.io import read_raw
+from fedsynth.prep.source import SourceFileError, read_raw
 from supplier_agent.config import FileSource, SqlSource
 
 SQL_CHUNK_ROWS = 50_000
@@ -18,10 +18,15 @@ class SourceError(ValueError):
 
 
 def read_source(source: FileSource | SqlSource) -> pd.DataFrame:
-    """The source's rows with its own column names; values as text, empty cells as None."""
+    """The source's rows with its own column names, values as text: a file as `fedsynth prep
+    run` reads it (rows that are not records travel along for the quarantine); empty cells are
+    None, from a file as from SQL."""
     if isinstance(source, FileSource):
-        table = read_raw(source.path, delimiter=source.delimiter, encoding=source.encoding)
-        return _as_text(table.to_pandas(types_mapper=pd.ArrowDtype))
+        try:
+            rows = read_raw(source.path, delimiter=source.delimiter, encoding=source.encoding)
+        except SourceFileError as exc:
+            raise SourceError(str(exc)) from exc
+        return rows.where(rows.ne(""), None)
     return pd.concat(list(iter_sql(source)), ignore_index=True)
 
 

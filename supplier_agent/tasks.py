@@ -20,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from fedsynth import audit
 from fedsynth.audit.html import render_html
 from fedsynth.files import atomic_path, atomic_write_bytes, atomic_write_text
-from fedsynth.jobs import JobSpec
+from fedsynth.jobs import JobSpec, JobSpecError
 from fedsynth.plans import RoundInfo, TaskKind
 from fedsynth.prep import PrepSpec, prepare
 from fedsynth.prep.report import write_quarantine
+from fedsynth.prep.source import rejected_rows
 from fedsynth.prep.tokens import LinkageSecret
 from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.progress import ProgressFactory, Update, no_progress
@@ -101,7 +102,10 @@ class TaskContext:
 
     @property
     def source(self) -> str:
-        return self.payload.job.source_of(self.config.name)
+        try:
+            return self.payload.job.source_of(self.config.name)
+        except JobSpecError as exc:
+            raise TaskRefused(str(exc)) from exc
 
     def schema(self) -> TableSchema:
         """The schema that is modelled: the common one without direct identifiers or tokens."""
@@ -327,9 +331,22 @@ def upload_prepared(ctx: TaskContext) -> Outgoing:
 
 
 def upload_raw(ctx: TaskContext) -> Outgoing:
-    """The source's rows as read, for preparation at the broker."""
+    """The source's rows as read, for preparation at the broker; lines that are not records
+    (blank, wrong number of fields) stay in the site's quarantine."""
     book = job_budget(ctx)
-    path = _write_parquet(ctx.workdir / "raw.parquet", ctx.raw_rows())
+    rows = ctx.raw_rows()
+    unread = rejected_rows(rows)
+    if unread:
+        write_quarantine(unread, ctx.quarantine_path)
+        log.warning(
+            "job %s, source %r: %d line(s) are not records; kept at the site in %s",
+            ctx.job_id,
+            ctx.source,
+            len(unread),
+            ctx.quarantine_path,
+        )
+    rows.attrs = {}
+    path = _write_parquet(ctx.workdir / "raw.parquet", rows)
     return Outgoing(
         {"charges": _charge_pooled(ctx, book)}, (OutFile(path.name, ArtifactKind.RAW, path),)
     )

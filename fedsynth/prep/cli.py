@@ -60,6 +60,13 @@ def run_command(
             "tokens): the --schema for validating or fitting on --out.",
         ),
     ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option("--delimiter", help="CSV delimiter; sniffed from the header when omitted."),
+    ] = None,
+    encoding: Annotated[
+        str, typer.Option("--encoding", help="The CSV file's text encoding, e.g. cp1252.")
+    ] = "utf-8",
     secret_file: Annotated[
         Path | None,
         typer.Option(
@@ -89,7 +96,7 @@ def run_command(
             )
         with _progress() as progress:
             task = progress.add_task("reading", total=3)
-            raw = read_raw(input_path)
+            raw = read_raw(input_path, delimiter=delimiter, encoding=encoding)
             progress.update(task, advance=1, description="preparing")
             result = prepare(raw, spec, schema, secret=secret)
             progress.update(task, advance=1, description="writing")

@@ -19,30 +19,33 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from fedsynth.io import BLANK_ROW_RULE, FIELD_COUNT_RULE, field_count_message
+from fedsynth.io import BLANK_ROW_RULE, FIELD_COUNT_RULE, field_count_message, sniff_delimiter
 from fedsynth.prep.report import QuarantineEntry
 
 SOURCE_ROW = "source_row"
 _REJECTED = "fedsynth.prep.rejected_rows"
-_NOT_UTF8 = "re-export it as UTF-8 CSV"
+_NOT_UTF8 = "re-export it as UTF-8 CSV, or name its encoding (e.g. cp1252)"
 
 
 class SourceFileError(ValueError):
     """A source file that cannot be read; names the file and the fix."""
 
 
-def read_raw(path: str | Path) -> pd.DataFrame:
+def read_raw(
+    path: str | Path, *, delimiter: str | None = None, encoding: str = "utf-8"
+) -> pd.DataFrame:
     """Every column of a CSV or Parquet file as text (None for empty Parquet cells).
 
     Data rows are numbered from 1 after the header, as `fedsynth validate` numbers them; a
-    record with a quoted line break counts as one row.
+    record with a quoted line break counts as one row. A CSV delimiter of None is sniffed from
+    the header; `encoding` is the CSV file's text encoding (a UTF-8 byte-order mark is skipped).
     """
     path = Path(path)
     if not path.is_file():
         raise SourceFileError(f"{path}: no such file; give the path of a CSV or Parquet file")
     if path.suffix.lower() in (".parquet", ".pq"):
         return _read_parquet(path)
-    return _read_csv(path)
+    return _read_csv(path, delimiter, encoding)
 
 
 def source_rows(df: pd.DataFrame) -> np.ndarray:
@@ -88,13 +91,14 @@ def _parquet_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.replace_substring_regex(text, r" 00:00:00$", "")
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     with open(path, "rb") as fh:
-        header = _header(path, fh.readline())
+        header, delimiter = _header(path, fh.readline(), delimiter, encoding, utf8)
         if fh.tell() == path.stat().st_size:
             empty = pd.DataFrame({name: pd.Series(dtype=object) for name in header})
             return _with_rows(empty, np.empty(0, dtype=np.int64), [])
-        table, invalid = _parse_records(path, fh, header)
+        table, invalid = _parse_records(path, fh, header, delimiter, "utf8" if utf8 else encoding)
     rows = np.arange(1, table.num_rows + len(invalid) + 1, dtype=np.int64)
     rows = np.delete(rows, [r.number - 1 for r in invalid])
     blank = _blank(table)
@@ -126,7 +130,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def _parse_records(
-    path: Path, fh: BinaryIO, header: list[str]
+    path: Path, fh: BinaryIO, header: list[str], delimiter: str, encoding: str
 ) -> tuple[pa.Table, list[pacsv.InvalidRow]]:
     """The records that split into the header's fields, and those that do not (in file order)."""
     invalid: list[pacsv.InvalidRow] = []
@@ -139,8 +143,11 @@ def _parse_records(
         table = pacsv.read_csv(
             fh,
             # One thread: the parser numbers invalid rows only then.
-            read_options=pacsv.ReadOptions(use_threads=False, column_names=header),
+            read_options=pacsv.ReadOptions(
+                use_threads=False, column_names=header, encoding=encoding
+            ),
             parse_options=pacsv.ParseOptions(
+                delimiter=delimiter,
                 newlines_in_values=True,
                 ignore_empty_lines=False,
                 invalid_row_handler=keep_invalid,
@@ -160,23 +167,32 @@ def _parse_records(
     return table, invalid
 
 
-def _header(path: Path, line: bytes) -> list[str]:
-    """The column names on the first line; refuses an empty file and repeated names."""
+def _header(
+    path: Path, line: bytes, delimiter: str | None, encoding: str, utf8: bool
+) -> tuple[list[str], str]:
+    """The column names on the first line and the delimiter (sniffed when None); refuses an
+    empty file and repeated names."""
     try:
-        text = line.decode("utf-8-sig").rstrip("\r\n")
+        text = line.decode("utf-8-sig" if utf8 else encoding).rstrip("\r\n")
+    except LookupError as exc:
+        raise SourceFileError(
+            f"{path}: {encoding!r} is not a text encoding Python knows; name one such as "
+            "utf-8 or cp1252"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise SourceFileError(
-            f"{path}: not a readable UTF-8 CSV file (the header has bytes that are not UTF-8); "
-            f"{_NOT_UTF8}"
+            f"{path}: not a readable {encoding} CSV file (the header has bytes that are not "
+            f"{encoding}); {_NOT_UTF8}"
         ) from exc
     if not text.strip():
         problem = "the file is empty" if not line else "the first line is blank"
         raise SourceFileError(
             f"{path}: {problem}; a CSV source starts with a header row naming its columns"
         )
-    names = next(csv.reader([text]))
+    delimiter = delimiter or sniff_delimiter(text)
+    names = next(csv.reader([text], delimiter=delimiter))
     _check_header(path, names)
-    return names
+    return names, delimiter
 
 
 def _check_header(path: Path, names: list[str]) -> None:

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fedsynth.jobs import JobSpec
+from fedsynth.prep.source import rejected_rows
 from supplier_agent.config import AgentConfig, FileSource, SqlSource
 from supplier_agent.sources import read_source
 from supplier_agent.tasks import TaskContext, TaskPayload
@@ -95,3 +96,16 @@ def test_rows_preparation_rejects_are_written_at_the_site_with_reasons(tmp_path:
     ]
     assert all(e["reason"] for e in entries)
     assert ctx.quarantine_path.is_relative_to(config.state_dir)
+
+
+def test_lines_that_are_not_records_are_quarantined_at_their_row_as_prep_run_does(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "rows.csv"
+    source.write_text("age;sex\n40;F\n\n51;M;extra\n33;M\n")
+    rows = read_source(FileSource(kind="file", path=source))
+    assert rows.to_dict("list") == {"age": ["40", "33"], "sex": ["F", "M"]}
+    assert [(e.source_row, e.rule) for e in rejected_rows(rows)] == [
+        (2, "blank_row"),
+        (3, "field_count"),
+    ]

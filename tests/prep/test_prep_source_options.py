@@ -1,0 +1,70 @@
+"""`prep run` reads CSV files with other delimiters and encodings, as the agent's file sources
+may declare them: a semicolon file is sniffed, a cp1252 file is read with --encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from fedsynth.prep.cli import app
+
+SCHEMA = """
+name: people
+columns:
+  - {name: name, kind: categorical, domain: [Ann, José]}
+  - {name: age, kind: numerical, dtype: int, min: 0, max: 120}
+"""
+
+
+def run_prep(tmp_path: Path, source: Path, *options: str) -> tuple[int, str]:
+    (tmp_path / "schema.yaml").write_text(SCHEMA)
+    (tmp_path / "spec.yaml").write_text("source: people\n")
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            str(source),
+            "--spec",
+            str(tmp_path / "spec.yaml"),
+            "--schema",
+            str(tmp_path / "schema.yaml"),
+            "--out",
+            str(tmp_path / "out.parquet"),
+            "--quarantine",
+            str(tmp_path / "q.csv"),
+            *options,
+        ],
+    )
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize("options", [(), ("--delimiter", ";")])
+def test_a_semicolon_file_is_read_by_sniffing_or_by_its_declared_delimiter(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    source = tmp_path / "people.csv"
+    source.write_text("name;age\nAnn;40\nBo;51;extra\n")
+    code, output = run_prep(tmp_path, source, *options)
+    assert code == 0, output
+    assert pd.read_parquet(tmp_path / "out.parquet").to_dict("list") == {
+        "name": ["Ann"],
+        "age": [40],
+    }
+    quarantine = pd.read_csv(tmp_path / "q.csv")
+    assert quarantine[["source_row", "rule"]].values.tolist() == [[2, "field_count"]]
+
+
+def test_a_cp1252_file_is_read_with_its_encoding_and_refused_without_it(tmp_path: Path) -> None:
+    source = tmp_path / "people.csv"
+    source.write_bytes("name,age\nJosé,40\n".encode("cp1252"))
+    code, output = run_prep(tmp_path, source, "--encoding", "cp1252")
+    assert code == 0, output
+    assert pd.read_parquet(tmp_path / "out.parquet")["name"].tolist() == ["José"]
+    code, output = run_prep(tmp_path, source)
+    assert code == 2
+    assert "UTF-8" in output and "encoding" in output
+    code, output = run_prep(tmp_path, source, "--encoding", "klingon")
+    assert code == 2 and "'klingon' is not a text encoding" in output
