@@ -9,9 +9,9 @@ import grpc
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-from rich.table import Table
 
 from consumer_client.client import Client, ReleaseVerificationError
+from fedsynth.listing import print_listing
 from fedsynth.wire.transfer import TransferIncomplete
 
 app = typer.Typer(help="Pull audited, signed synthetic datasets from a fedsynth broker.")
@@ -43,26 +43,21 @@ def connect(
 @app.command("list")
 def list_command() -> None:
     """List releases."""
-    table = Table()
-    for column in ("release", "name", "job", "topology", "synthesizer", "bytes", "created"):
-        identifier = column in ("release", "job", "candidate")
-        table.add_column(
-            column,
-            no_wrap=identifier,
-            min_width=24 if identifier else None,
-            overflow="ellipsis" if identifier else "fold",
-        )
-    for r in settings.client.list():
-        table.add_row(
-            r.release_id,
-            r.name,
-            r.job_id,
-            r.topology,
-            r.synthesizer,
-            str(r.dataset_size),
-            r.created_at,
-        )
-    Console().print(table)
+    print_listing(
+        ["release", "name", "job", "topology", "synthesizer", "bytes", "created"],
+        [
+            [
+                r.release_id,
+                r.name,
+                r.job_id,
+                r.topology,
+                r.synthesizer,
+                str(r.dataset_size),
+                r.created_at,
+            ]
+            for r in settings.client.list()
+        ],
+    )
 
 
 @app.command()

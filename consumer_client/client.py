@@ -105,10 +105,12 @@ class Client:
 
         served = out.with_name(f".{out.name}.parquet")
         self._download(release_id, verified, served, on_progress)
-        frame = pq.read_table(served).to_pandas()
-        with atomic_path(out) as tmp:
-            frame.to_csv(tmp, index=False)
-        served.unlink()
+        try:
+            frame = pq.read_table(served).to_pandas()
+            with atomic_path(out) as tmp:
+                frame.to_csv(tmp, index=False)
+        finally:
+            served.unlink(missing_ok=True)
         return verified
 
     def pull(self, release_id: str, *, on_progress: Progress | None = None) -> pd.DataFrame:

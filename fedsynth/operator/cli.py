@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedsynth.jobs import JobSpec, JobSpecError
+from fedsynth.listing import print_listing
 from fedsynth.operator.client import OperatorClient
 from fedsynth.wire.v1 import operator_pb2
 
@@ -56,37 +57,8 @@ def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         _fail(f"broker answered {exc.code().name}: {exc.details()}")
 
 
-WIDE_TERMINAL = 120
-"""Below this many columns, full-width identifier columns would squeeze verdicts and reasons to
-nothing, so listings print one block of `field: value` lines per item instead."""
-_IDENTIFIERS = ("release", "job", "candidate")
-
-
-def _listing(columns: list[str], rows: list[list[str]]) -> None:
-    """Print rows as a table on a wide terminal, as blocks of labelled lines otherwise."""
-    console = Console(soft_wrap=True)
-    if console.width < WIDE_TERMINAL:
-        for row in rows:
-            for column, value in zip(columns, row, strict=True):
-                console.print(f"{column}: {value}", highlight=False, markup=False)
-            console.print()
-        return
-    table = Table()
-    for column in columns:
-        identifier = column in _IDENTIFIERS
-        table.add_column(
-            column,
-            no_wrap=identifier,
-            min_width=24 if identifier else None,
-            overflow="ellipsis" if identifier else "fold",
-        )
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
-
-
 def _jobs(jobs: list[operator_pb2.Job]) -> None:
-    _listing(
+    print_listing(
         ["job", "name", "topology", "state", "updated", "reason"],
         [[j.job_id, j.name, j.topology, j.state, j.updated_at, j.reason] for j in jobs],
     )
@@ -131,7 +103,7 @@ def cancel(job: str = typer.Argument(..., help="Job id.")) -> None:
 @app.command()
 def releases(job: str = typer.Option("", help="Only candidates of this job.")) -> None:
     """List candidates with their verdicts and reasons, and the releases they became."""
-    _listing(
+    print_listing(
         ["candidate", "job", "verdict", "release", "reasons"],
         [
             [c.candidate_id, c.job_id, c.verdict, c.release_id or "-", "; ".join(c.reasons)]

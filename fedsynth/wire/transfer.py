@@ -190,7 +190,8 @@ def download_file(
     With `expected_sha256`, the partial file is `resume_path(destination, expected_sha256)`
     and outlives an interrupted call (a dropped connection past the retries, Ctrl-C, a killed
     process): the next call for the same object and destination resumes from it, after hashing
-    what it holds. A partial that proves inconsistent is deleted.
+    what it holds. A partial that proves inconsistent is deleted, and a resumed download
+    whose whole hash does not match is fetched once more from the start before it is refused.
     """
     destination = Path(destination)
     if expected_sha256 is None:
@@ -200,18 +201,24 @@ def download_file(
     partial.parent.mkdir(parents=True, exist_ok=True)
     if expected_size is not None and partial.exists() and partial.stat().st_size > expected_size:
         partial.unlink()
-    try:
-        digest = _receive(open_stream, partial, attempts, on_progress)
-        if digest.sha256 != expected_sha256:
-            raise TransferError(
-                f"downloaded object has SHA-256 {digest.sha256}, expected {expected_sha256}: "
-                "the data was altered; nothing was written"
-            )
-    except TransferIncomplete:
-        raise
-    except TransferError:
-        partial.unlink(missing_ok=True)
-        raise
+    resumed = partial.exists() and partial.stat().st_size > 0
+    while True:
+        try:
+            digest = _receive(open_stream, partial, attempts, on_progress)
+            if digest.sha256 != expected_sha256:
+                raise TransferError(
+                    f"downloaded object has SHA-256 {digest.sha256}, expected {expected_sha256}: "
+                    "the data was altered; nothing was written"
+                )
+            break
+        except TransferIncomplete:
+            raise
+        except TransferError:
+            partial.unlink(missing_ok=True)
+            if not resumed:
+                raise
+            # The bytes kept from an earlier call may be what was damaged: fetch it all once.
+            resumed = False
     commit_file(partial, destination)
     return digest
 

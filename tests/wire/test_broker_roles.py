@@ -254,6 +254,9 @@ def test_consumer_cli_lists_shows_and_pulls(
     )
     args = connection_args(broker, Role.CONSUMER, "alice")
     assert published.release_id in runner.invoke(consumer_app, [*args, "list"]).output
+    narrow = CliRunner(env={"COLUMNS": "80"}).invoke(consumer_app, [*args, "list"]).output
+    for line in (f"release: {published.release_id}", "name: cli-release", "synthesizer: cart"):
+        assert line in narrow.splitlines()
     shown = runner.invoke(consumer_app, [*args, "show", published.release_id])
     assert json.loads(shown.output)["synthesizer"] == "cart"
     out = tmp_path / "pulled.parquet"

@@ -28,6 +28,7 @@ from fedsynth.security.attestation import SignedDocument, sign_document
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.security.principals import Role
+from fedsynth.wire.transfer import resume_path
 from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
 from tests.wire.broker_harness import FEDERATION, BrokerProcess, job_spec, submit_job
 
@@ -312,6 +313,37 @@ def test_an_interrupted_pull_resumes_where_it_stopped_in_a_new_client(
     assert progress[0] > kept
     assert not partial.exists()
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+
+
+def test_a_pull_whose_kept_bytes_were_damaged_fetches_the_release_again(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    published = publish_candidate(state, job_id)
+    out = tmp_path / "damaged.parquet"
+    sha256 = published.attestation["dataset"]["sha256"]
+    resume_path(out, sha256).write_bytes(b"not what the broker holds")
+    with consumer(broker) as client:
+        client.pull_to(published.release_id, out)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), FRAME)
+    assert not list(tmp_path.glob(".*.part"))
+
+
+def test_a_csv_pull_interrupted_while_converting_leaves_no_copy_behind(
+    broker: BrokerProcess,
+    state: BrokerState,
+    job_id: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published = publish_candidate(state, job_id)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", interrupted)
+    with consumer(broker) as client, pytest.raises(KeyboardInterrupt):
+        client.pull_to(published.release_id, tmp_path / "out.csv")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_operators_see_every_verdict_and_reason_on_a_narrow_terminal(
