@@ -77,6 +77,8 @@ def run_command(
     ] = None,
 ) -> None:
     """Harmonize, standardize, cleanse and tokenize one source into the common schema."""
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        _fail(ValueError(f"--out {out}: prepared rows are written as Parquet; name it *.parquet"))
     try:
         check_outputs(
             {

@@ -130,7 +130,7 @@ def prepare(
         except ExpressionError as exc:
             raise PrepSpecError(f"source {spec.source!r}: derivation {name!r}: {exc}") from exc
         ledger.changed("derive", name, int(work[name].notna().sum()))
-    _round_to_declared_decimals(work, schema, ledger)
+    _round_converted(work, schema, spec, ledger)
     for column in schema.columns:
         cells = failed.get(column.name, pd.Series(False, index=frame.index))
         for v in schema_violations(work[column.name], column):
@@ -170,19 +170,27 @@ def prepare(
     return PrepResult(prepared, report, ledger.entries)
 
 
-def _round_to_declared_decimals(work: pd.DataFrame, schema: TableSchema, ledger: Ledger) -> None:
-    """Round numbers to the common schema's declared decimals (after unit conversions).
+def _round_converted(
+    work: pd.DataFrame, schema: TableSchema, spec: PrepSpec, ledger: Ledger
+) -> None:
+    """Round numbers to the common schema's declared decimals, and unit-converted values of
+    integer columns to whole numbers.
 
     Without it a converted source (168.91 cm where the schema keeps whole centimetres) would
-    stand out from the others in every pooled model and audit.
+    stand out from the others in every pooled model and audit, and an integer column fed
+    through a conversion (inches to cm) would quarantine every row for its fraction.
     """
     for column in schema.columns:
-        if not isinstance(column, NumericalColumn) or column.decimals is None:
+        if not isinstance(column, NumericalColumn):
+            continue
+        converted = spec.columns.get(column.name, _NO_RULES).unit is not None
+        decimals = 0 if column.dtype == "int" and converted else column.decimals
+        if decimals is None:
             continue
         if column.name not in work or not pd.api.types.is_float_dtype(work[column.name].dtype):
             continue
         before = work[column.name]
-        after = before.round(column.decimals)
+        after = before.round(decimals)
         changed = int((after != before).sum() - (before.isna() & after.isna()).sum())
         if changed:
             work[column.name] = after
@@ -231,8 +239,9 @@ def _standardize(
 
 def _parse(text: pd.Series, column: Column | None, rules: ColumnSpec) -> Parsed:
     if isinstance(column, NumericalColumn):
-        kind = ValueType.INTEGER if column.dtype == "int" else ValueType.NUMBER
-        return parse_as(text, kind, rules)
+        # A source unit's value may have a fraction even where the common unit's does not.
+        whole = column.dtype == "int" and rules.unit is None
+        return parse_as(text, ValueType.INTEGER if whole else ValueType.NUMBER, rules)
     if isinstance(column, DatetimeColumn):
         formats = rules.date_formats or ([column.format] if column.format else [])
         return parse_dates(text, formats)

@@ -197,6 +197,18 @@ def test_unit_conversion_overflowing_to_infinity_is_quarantined() -> None:
     assert result.prepared["a"].tolist() == [20.0]
 
 
+def test_unit_converted_values_of_an_integer_column_are_rounded_not_quarantined() -> None:
+    schema = TableSchema.from_yaml(
+        "name: h\ncolumns:\n  - {name: height, kind: numerical, dtype: int, min: 0, max: 300}\n"
+    )
+    converted = _spec("columns: {height: {unit: {from: in, to: cm}}}")
+    result = prepare(pd.DataFrame({"height": ["66", "70.5"]}), converted, schema)
+    assert result.prepared["height"].tolist() == [168, 179]
+    assert result.quarantine == []
+    as_written = prepare(pd.DataFrame({"height": ["170.5"]}), _spec(), schema)
+    assert _reasons(as_written) == {(1, "height", "type")}
+
+
 def test_exact_duplicates_are_removed_and_counted() -> None:
     raw = _raw(
         visit=["a", "a", "c"],

@@ -19,7 +19,9 @@ columns:
 """
 
 
-def run_prep(tmp_path: Path, source: Path, *options: str) -> tuple[int, str]:
+def run_prep(
+    tmp_path: Path, source: Path, *options: str, out: str = "out.parquet"
+) -> tuple[int, str]:
     (tmp_path / "schema.yaml").write_text(SCHEMA)
     (tmp_path / "spec.yaml").write_text("source: people\n")
     result = CliRunner().invoke(
@@ -32,7 +34,7 @@ def run_prep(tmp_path: Path, source: Path, *options: str) -> tuple[int, str]:
             "--schema",
             str(tmp_path / "schema.yaml"),
             "--out",
-            str(tmp_path / "out.parquet"),
+            str(tmp_path / out),
             "--quarantine",
             str(tmp_path / "q.csv"),
             *options,
@@ -68,3 +70,14 @@ def test_a_cp1252_file_is_read_with_its_encoding_and_refused_without_it(tmp_path
     assert "UTF-8" in output and "encoding" in output
     code, output = run_prep(tmp_path, source, "--encoding", "klingon")
     assert code == 2 and "'klingon' is not a text encoding" in output
+
+
+def test_prepared_rows_named_as_csv_are_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "people.csv"
+    source.write_text("name,age\nAnn,40\n")
+    code, output = run_prep(tmp_path, source, out="prepared.csv")
+    assert code == 2
+    assert "name it *.parquet" in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["people.csv", "schema.yaml", "spec.yaml"]
