@@ -133,11 +133,14 @@ def prepare(
     _round_converted(work, schema, spec, ledger)
     for column in schema.columns:
         cells = failed.get(column.name, pd.Series(False, index=frame.index))
+        # The quarantine shows a cell as the source wrote it, not as converted (600 lb, not
+        # 272.155 kg); derived columns have only their computed value.
+        written = frame[column.name] if column.name in frame.columns else work[column.name]
         for v in schema_violations(work[column.name], column):
             redact = column.name in identifiers
             cells |= _reject(
                 v.mask & ~cells,
-                work[column.name],
+                written,
                 rows,
                 column.name,
                 v.rule,

@@ -263,6 +263,12 @@ def test_identifier_breaking_a_rule_is_redacted_in_quarantine() -> None:
     assert [e.value for e in result.quarantine] == [REDACTED]
 
 
+def test_quarantine_shows_a_converted_cell_as_the_source_wrote_it() -> None:
+    spec = _spec("columns: {temp: {unit: {from: F, to: C}}}")
+    result = prepare(_raw(temp=["98.6", "212", "99.5"]), spec, SCHEMA)
+    assert [(e.source_row, e.value, e.rule) for e in result.quarantine] == [(2, "212", "maximum")]
+
+
 def test_quarantine_file_lists_row_column_value_rule_reason(tmp_path: Path) -> None:
     result = prepare(_raw(temp=["37", "hot", "50"]), _spec(), SCHEMA)
     path = tmp_path / "q.csv"
@@ -271,6 +277,6 @@ def test_quarantine_file_lists_row_column_value_rule_reason(tmp_path: Path) -> N
         rows = list(csv.DictReader(fh))
     assert [(r["source_row"], r["column"], r["value"], r["rule"]) for r in rows] == [
         ("2", "temp", "hot", "type"),
-        ("3", "temp", "50.0", "maximum"),
+        ("3", "temp", "50", "maximum"),
     ]
     assert list(tmp_path.iterdir()) == [path]
