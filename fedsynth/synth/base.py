@@ -3,12 +3,14 @@
 Modelled in the scikit-learn way: parameters in ``__init__``, fitted state in attributes with a
 trailing underscore. A model works on the float view of `fedsynth.synth.encoding`; this base
 class turns it into typed rows, enforces constraints and conditions, and writes model files.
-Identifier and text columns are never modelled: `sample` returns them as all-null columns, so
-the output always has the schema's columns in the schema's order.
+Identifier and text columns are never modelled: `sample` fills identifier columns with fresh
+surrogate tokens and leaves text columns null, so the output always has the schema's columns in
+the schema's order.
 """
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,7 +20,13 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.frame import conform
-from fedsynth.schema import DatetimeColumn, NumericalColumn, SchemaError, TableSchema
+from fedsynth.schema import (
+    DatetimeColumn,
+    IdentifierColumn,
+    NumericalColumn,
+    SchemaError,
+    TableSchema,
+)
 from fedsynth.synth.artifact import Artifact, ArtifactError
 from fedsynth.synth.conditions import Condition, parse_conditions
 from fedsynth.synth.constraints import (
@@ -27,7 +35,15 @@ from fedsynth.synth.constraints import (
     dump_constraints,
     parse_constraints,
 )
-from fedsynth.synth.encoding import assemble, decode, encode, observed_decimals, observed_step
+from fedsynth.synth.encoding import (
+    assemble,
+    decode,
+    encode,
+    observed_decimals,
+    observed_step,
+    output_step,
+    surrogate_identifiers,
+)
 from fedsynth.synth.sampling import draw_rows
 
 Progress = Callable[[int, int], None]
@@ -101,7 +117,11 @@ class Synthesizer(ABC):
         conditions: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
     ) -> pd.DataFrame:
-        """`n` new rows; the same seed gives the same rows. Conditions fix values or ranges."""
+        """`n` new rows; the same seed gives the same rows. Conditions fix values or ranges.
+
+        Identifier columns get unique surrogate tokens, drawn after the rows (see
+        `_identifier_rng`).
+        """
         self._check_fitted()
         parsed = parse_conditions(conditions, self.schema_)
         rng = np.random.default_rng(seed)
@@ -112,7 +132,18 @@ class Synthesizer(ABC):
 
         rules: list[Any] = [(c, c.holds) for c in self.constraints_]
         rules += [(c, lambda df, c=c: c.holds(df, schema)) for c in parsed]
-        return draw_rows(n, draw, rules, progress=progress)
+        out = draw_rows(n, draw, rules, progress=progress)
+        identifiers = [c.name for c in schema.columns if isinstance(c, IdentifierColumn)]
+        if identifiers:
+            tokens = _identifier_rng(rng, out)
+            for name in identifiers:
+                out[name] = pd.array(surrogate_identifiers(len(out), tokens), dtype="string")
+        return out
+
+    def _condition_interval(self, condition: Condition) -> tuple[float, float]:
+        """The encoded values a model may draw for `condition`: those that decode into it."""
+        column = self.schema_.column(condition.column)
+        return condition.widened(output_step(column, self.rounding_[condition.column]))
 
     def _typed(self, encoded: dict[str, np.ndarray], n: int) -> pd.DataFrame:
         columns = {
@@ -190,6 +221,15 @@ class Synthesizer(ABC):
     @abstractmethod
     def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         """Inverse of `_state`; raise ValueError/KeyError on anything inconsistent."""
+
+
+def _identifier_rng(rng: np.random.Generator, rows: pd.DataFrame) -> np.random.Generator:
+    """The generator of surrogate identifiers: the sampling generator's next draws mixed with a
+    digest of the sampled rows. The same seed still gives the same tokens, and suppliers that
+    sample their own models with a job's one seed do not give the same tokens to merged rows."""
+    hashed = pd.util.hash_pandas_object(rows, index=False).to_numpy()
+    digest = np.frombuffer(hashlib.sha256(hashed.tobytes()).digest(), dtype=np.uint32)
+    return np.random.default_rng([*rng.integers(0, 2**32, size=4), *digest])
 
 
 def _rounding(df: pd.DataFrame, schema: TableSchema) -> dict[str, float]:

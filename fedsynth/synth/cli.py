@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +23,7 @@ from fedsynth.synth.conditions import ConditionError
 from fedsynth.synth.constraints import ConstraintError, parse_constraints
 from fedsynth.synth.sampling import SamplingError
 from fedsynth.synth.stats import StatsError
-from fedsynth.yaml12 import load_yaml
+from fedsynth.yaml12 import Yaml12Loader, load_yaml
 
 EXIT_FAILED = 2
 OUTPUT_FORMATS = (".parquet", ".csv")
@@ -55,15 +57,54 @@ def _fail(exc: BaseException) -> typer.Exit:
     return typer.Exit(EXIT_FAILED)
 
 
+class _ParamLoader(Yaml12Loader):
+    """The project's YAML 1.2 loader, with YAML 1.2's floats too (5e-1 and 1e6 are numbers)."""
+
+
+_ParamLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """Why YAML text could not be read, in one line: where, and what (PyYAML's own text spans
+    several lines; a bad value under an explicit tag such as !!float raises a plain error)."""
+    mark = getattr(exc, "problem_mark", None)
+    what = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return what if mark is None else f"line {mark.line + 1}, column {mark.column + 1}: {what}"
+
+
 def parse_params(items: list[str]) -> dict[str, Any]:
-    """`name=value` pairs, values read as YAML scalars (20 -> int, true -> bool)."""
+    """`name=value` pairs, values read as YAML 1.2 scalars (20 -> int, 5e-1 -> float, true ->
+    bool; yes and no stay text)."""
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name:
+        if not sep or not name.strip():
             raise ValueError(f"--param {item!r}: write it as name=value, e.g. min_samples_leaf=20")
-        params[name.strip()] = yaml.safe_load(value)
+        try:
+            params[name.strip()] = yaml.load(value, Loader=_ParamLoader)
+        except Exception as exc:
+            raise ValueError(
+                f"--param {item!r}: the value is not valid YAML ({_yaml_problem(exc)}); give a "
+                "number, true/false or plain text"
+            ) from exc
     return params
+
+
+def build_model(model: str, params: dict[str, Any]) -> Synthesizer:
+    """The named model with `params`, refusing a parameter it does not take by name."""
+    cls = synthesizer_class(model)
+    accepted = [p for p in inspect.signature(cls).parameters if p != "constraints"]
+    unknown = sorted(set(params) - {*accepted, "constraints"})
+    if unknown:
+        raise ValueError(
+            f"--param {unknown[0]}: the {model!r} model has no such parameter; its parameters "
+            f"are {', '.join(accepted)}"
+        )
+    return cls(**params)
 
 
 def parse_condition_args(items: list[str]) -> dict[str, Any]:
@@ -79,6 +120,23 @@ def parse_condition_args(items: list[str]) -> dict[str, Any]:
         else:
             conditions[name] = value
     return conditions
+
+
+def read_constraints(path: Path) -> list[Any]:
+    """The constraints of a YAML file, or one ConstraintError naming the file and the fix."""
+    try:
+        items = load_yaml(path.read_text(encoding="utf-8")) or []
+    except UnicodeDecodeError as exc:
+        raise ConstraintError(f"{path}: not UTF-8 text; save the constraints as UTF-8") from exc
+    except OSError as exc:
+        raise ConstraintError(f"{path}: cannot read the constraints: {exc.strerror}") from exc
+    except Exception as exc:
+        raise ConstraintError(
+            f"{path}: not valid YAML ({_yaml_problem(exc)}); fix the syntax"
+        ) from exc
+    if not isinstance(items, list):
+        raise ConstraintError(f"{path}: a constraints file is a YAML list")
+    return parse_constraints(items, source=str(path))
 
 
 @app.command("fit")
@@ -102,11 +160,8 @@ def fit(
         table_schema = TableSchema.load(schema)
         params = parse_params(param or [])
         if constraints is not None:
-            items = load_yaml(constraints.read_text(encoding="utf-8")) or []
-            if not isinstance(items, list):
-                raise ConstraintError(f"{constraints}: a constraints file is a YAML list")
-            params["constraints"] = parse_constraints(items, source=str(constraints))
-        synthesizer = synthesizer_class(model)(**params)
+            params["constraints"] = read_constraints(constraints)
+        synthesizer = build_model(model, params)
         df, report = read_table(data, table_schema)
         if len(df) == 0:
             raise ValueError(f"{data}: no valid rows to fit on")
@@ -131,7 +186,9 @@ def sample(
         int, typer.Option("--rows", min=0, max=MAX_ROWS, help="Number of rows to sample.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed: same seed, same rows.")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", min=0, help="Seed (0 or more): same seed, same rows.")
+    ] = None,
     condition: Annotated[
         list[str] | None,
         typer.Option("--condition", help="column=value or column=low..high; repeatable."),

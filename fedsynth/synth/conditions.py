@@ -43,6 +43,12 @@ class Condition:
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
         return df
 
+    def widened(self, step: float) -> tuple[float, float]:
+        """The interval of unrounded values that round into this one, for output values `step`
+        apart: half a step more on either side (an exact date takes in its whole day)."""
+        half = 0.0 if self.discrete else step / 2 * (1 - 1e-9)
+        return self.low - half, self.high + half
+
     def holds(self, df: pd.DataFrame, schema: TableSchema) -> np.ndarray:
         values = encode(df[self.column], schema.column(self.column))
         with np.errstate(invalid="ignore"):

@@ -9,13 +9,14 @@ combinations, where null is one of the values.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from fedsynth.expressions import Expression, ExpressionError, parse
 from fedsynth.schema import (
@@ -37,7 +38,7 @@ class ConstraintBase(BaseModel, ABC):
 
     @property
     def label(self) -> str:
-        fields = self.model_dump(exclude={"kind", "combinations"}, exclude_none=True)
+        fields = self.model_dump(mode="json", exclude={"kind", "combinations"}, exclude_none=True)
         return f"{self.kind}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"  # type: ignore[attr-defined]
 
     def columns_used(self) -> list[str]:
@@ -77,11 +78,40 @@ class Range(ConstraintBase):
     def columns_used(self) -> list[str]:
         return [self.column]
 
+    @field_validator("min", "max")
+    @classmethod
+    def _naive_utc(cls, value: float | datetime | None) -> float | datetime | None:
+        """A bound with a time zone becomes naive UTC, as `fedsynth.validation` reads cells."""
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
     def check_schema(self, schema: TableSchema) -> None:
+        """Bounds must be of the column's kind (dates for a datetime column) and in order."""
         super().check_schema(schema)
         _ordered_kind(schema, self.label, self.column)
         if self.min is None and self.max is None:
             raise ConstraintError(f"{self.label}: give min, max or both")
+        dated = isinstance(schema.column(self.column), DatetimeColumn)
+        for side, bound in (("min", self.min), ("max", self.max)):
+            if bound is None:
+                continue
+            if dated and not isinstance(bound, datetime):
+                raise ConstraintError(
+                    f"{self.label}: column {self.column!r} holds dates but {side} is the number "
+                    f"{bound:g}; write a date, e.g. {side}: '2021-01-01'"
+                )
+            if not dated and isinstance(bound, datetime):
+                raise ConstraintError(
+                    f"{self.label}: column {self.column!r} is numerical but {side} is the date "
+                    f"{bound.isoformat()}; write a number"
+                )
+            if not dated and not math.isfinite(bound):
+                raise ConstraintError(f"{self.label}: {side} must be a finite number")
+        if self.min is not None and self.max is not None and self.min > self.max:  # type: ignore[operator]
+            raise ConstraintError(
+                f"{self.label}: min {self.min} is above max {self.max}; swap them"
+            )
 
     def _bounds(self, series: pd.Series) -> tuple[Any, Any]:
         if series.dtype.kind == "M":

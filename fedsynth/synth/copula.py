@@ -18,11 +18,11 @@ import pandas as pd
 from scipy import special
 
 from fedsynth.frame import conform
-from fedsynth.schema import TableSchema
+from fedsynth.schema import Column, TableSchema
 from fedsynth.synth.base import NotFittedError, Progress, Synthesizer, register
 from fedsynth.synth.conditions import Condition, ConditionError
 from fedsynth.synth.constraints import ConstraintError, FixedCombinations, parse_constraints
-from fedsynth.synth.encoding import SECONDS_PER_DAY, encode
+from fedsynth.synth.encoding import SECONDS_PER_DAY, cardinality, encode
 from fedsynth.synth.marginals import DISCRETE, EMPIRICAL, FAMILIES, Marginal, fit_marginal
 from fedsynth.synth.stats import (
     DependenceStats,
@@ -171,8 +171,7 @@ class GaussianCopula(Synthesizer):
         index = {v: j for j, v in enumerate(self.variables_)}
         for cond in conditions:
             marginal = self.marginals_[cond.column]
-            widen = 0.5 - 1e-9 if cond.integer and not cond.discrete else 0.0
-            lo_u, hi_u = marginal.interval(cond.low - widen, cond.high + widen)
+            lo_u, hi_u = marginal.interval(*self._condition_interval(cond))
             if hi_u - lo_u <= 0 or marginal.null_rate >= 1.0 or cond.column not in index:
                 raise ConditionError(
                     f"condition {cond.label} is impossible under the model: it gives such "
@@ -221,7 +220,10 @@ class GaussianCopula(Synthesizer):
             raise ValueError(f"marginals do not match the modelled columns {names}")
         marginals = {}
         for i, e in enumerate(entries):
-            marginals[e["name"]] = _load_marginal(e, arrays[f"grid_{i}"], arrays[f"cum_{i}"])
+            column = self.schema_.column(e["name"])
+            marginals[e["name"]] = _load_marginal(
+                e, column, arrays[f"grid_{i}"], arrays[f"cum_{i}"]
+            )
         self.marginals_ = marginals
         self.variables_ = _variables(marginals)
         if list(state["variables"]) != self.variables_:
@@ -332,17 +334,31 @@ def _truncated_normal(
     return np.clip(mean + sd * special.ndtri(np.clip(u, 1e-300, 1 - 1e-16)), a, b)
 
 
-def _load_marginal(entry: dict[str, Any], grid: np.ndarray, cum: np.ndarray) -> Marginal:
+def _load_marginal(
+    entry: dict[str, Any], column: Column, grid: np.ndarray, cum: np.ndarray
+) -> Marginal:
     family = str(entry["family"])
     if family not in FAMILIES and family not in (EMPIRICAL, DISCRETE):
         raise ValueError(f"column {entry['name']!r}: unknown family {family!r}")
     params = tuple(float(p) for p in entry["params"])
     if family in FAMILIES and len(params) != _param_count(family):
         raise ValueError(f"column {entry['name']!r}: {family} needs {_param_count(family)} params")
+    grid = np.asarray(grid, dtype=np.float64)
+    cum = np.asarray(cum, dtype=np.float64)
+    sizes = _table_sizes(family, column, cum)
+    if grid.shape != (sizes[0],) or cum.shape != (sizes[1],):
+        raise ValueError(
+            f"column {entry['name']!r}: a {family} marginal needs {sizes[0]} grid points and "
+            f"{sizes[1]} cumulative probabilities, the file holds shapes {grid.shape} and "
+            f"{cum.shape}; the model file is corrupt or from an incompatible version: fit again"
+        )
     if family in (EMPIRICAL, DISCRETE) and (
-        cum.ndim != 1 or cum.size < 2 or np.any(np.diff(cum) < 0) or not np.isclose(cum[-1], 1.0)
+        not np.all(np.isfinite(grid))
+        or np.any(np.diff(grid) < 0)
+        or np.any(np.diff(cum) < 0)
+        or not np.isclose(cum[-1], 1.0)
     ):
-        raise ValueError(f"column {entry['name']!r}: cumulative probabilities are invalid")
+        raise ValueError(f"column {entry['name']!r}: grid or cumulative probabilities are invalid")
     null_rate = float(entry["null_rate"])
     if not 0.0 <= null_rate <= 1.0:
         raise ValueError(f"column {entry['name']!r}: null rate {null_rate} is not in [0, 1]")
@@ -352,12 +368,22 @@ def _load_marginal(entry: dict[str, Any], grid: np.ndarray, cum: np.ndarray) -> 
         params=params,
         support=(float(entry["support"][0]), float(entry["support"][1])),
         ks=float(entry["ks"]),
-        grid=np.asarray(grid, dtype=np.float64),
-        cum=np.asarray(cum, dtype=np.float64),
+        grid=grid,
+        cum=cum,
         null_rate=null_rate,
         decimals=int(entry["decimals"]),
         whole_days=bool(entry["whole_days"]),
     )
+
+
+def _table_sizes(family: str, column: Column, cum: np.ndarray) -> tuple[int, int]:
+    """Sizes of a marginal's grid and cumulative table: one code per category (plus the 0 the
+    cumulative starts at), one probability per grid point, or none for a parametric family."""
+    if family == DISCRETE:
+        return cardinality(column), cardinality(column) + 1
+    if family == EMPIRICAL:
+        return max(cum.size, 2), max(cum.size, 2)
+    return 0, 0
 
 
 def _param_count(family: str) -> int:

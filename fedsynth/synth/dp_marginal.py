@@ -141,14 +141,32 @@ class Cells:
         cells[null] = self.values
         return cells
 
-    def draw(self, cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    def draw(
+        self,
+        cells: np.ndarray,
+        rng: np.random.Generator,
+        interval: tuple[float, float] | None = None,
+    ) -> np.ndarray:
+        """A value uniformly inside each cell (NaN for the null cell).
+
+        With a condition's `interval`, the value lies in the part of its bin inside it, and the
+        row is kept with probability proportional to that part's share of the bin (NaN, which
+        fails the condition, otherwise): with rejection, that samples the model given the
+        interval exactly, however much narrower than a bin it is (an exact date).
+        """
         out = np.full(cells.shape, np.nan)
         present = cells < self.values
         if self.edges is None:
             out[present] = self.low + cells[present]
-        else:
-            lo, hi = self.edges[cells[present]], self.edges[cells[present] + 1]
-            out[present] = lo + rng.random(lo.size) * (hi - lo)
+            return out
+        lo, hi = self.edges[:-1], self.edges[1:]
+        if interval is not None:
+            lo, hi = np.maximum(lo, interval[0]), np.minimum(hi, interval[1])
+            share = np.clip(hi - lo, 0.0, None) / np.diff(self.edges)
+            cell_share = share[np.minimum(cells, self.values - 1)]
+            present &= rng.random(cells.shape) * share.max() < cell_share
+        kept = cells[present]
+        out[present] = lo[kept] + rng.random(kept.size) * (hi[kept] - lo[kept])
         return out
 
 
@@ -513,10 +531,12 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         for (a, b), table in zip(self.tree_, self.edges_, strict=True):
             conditional = table / np.maximum(table.sum(axis=1, keepdims=True), _FLOOR)
             groups[:, b] = _allocate(conditional, groups[:, a], rng)
+        intervals = {c.column: self._condition_interval(c) for c in conditions if not c.discrete}
         out = {}
         for j, layout in enumerate(self.layout_):
             within = _within(self.groups_[j], self.cells_[j])
-            out[layout.name] = layout.draw(_allocate(within, groups[:, j], rng), rng)
+            cells = _allocate(within, groups[:, j], rng)
+            out[layout.name] = layout.draw(cells, rng, intervals.get(layout.name))
         return out
 
     def _check_fitted(self) -> None:

@@ -102,7 +102,7 @@ def decode(values: np.ndarray, column: Column, rounding: float) -> pd.Series:
         cat = pd.Categorical.from_codes(codes, dtype=pandas_dtype(column))
         return pd.Series(cat, name=column.name)
     if isinstance(column, DatetimeColumn):
-        step = max(rounding, 1.0)
+        step = output_step(column, rounding)
         seconds = np.round(values / step) * step
         seconds = _clip_rounded(seconds, lo, hi, step)
         micros = np.where(null, 0, np.round(seconds * 1e6)).astype(np.int64)
@@ -110,11 +110,8 @@ def decode(values: np.ndarray, column: Column, rounding: float) -> pd.Series:
         stamps[null] = np.datetime64("NaT")
         return pd.Series(stamps, name=column.name, dtype=DATETIME_DTYPE)
     assert isinstance(column, NumericalColumn)
-    decimals = 0 if column.dtype == "int" else int(rounding)
-    if column.decimals is not None and column.dtype == "float":
-        decimals = column.decimals
-    step = 10.0**-decimals
-    values = _clip_rounded(np.round(values, decimals), lo, hi, step)
+    decimals = _decimals(column, rounding)
+    values = _clip_rounded(np.round(values, decimals), lo, hi, 10.0**-decimals)
     if column.dtype == "int":
         out = pd.array(np.where(null, 0, values).astype(np.int64), dtype="Int64")
         out[null] = pd.NA
@@ -123,8 +120,24 @@ def decode(values: np.ndarray, column: Column, rounding: float) -> pd.Series:
     return pd.Series(values, name=column.name, dtype="float64")
 
 
+def output_step(column: Column, rounding: float) -> float:
+    """Spacing of the values `decode` gives: seconds of a datetime, 10^-decimals of a number, 1
+    between codes. Conditions widen by half of it to take in the values that round into them."""
+    if isinstance(column, DatetimeColumn):
+        return max(rounding, 1.0)
+    if isinstance(column, NumericalColumn):
+        return 10.0 ** -_decimals(column, rounding)
+    return 1.0
+
+
+def _decimals(column: NumericalColumn, rounding: float) -> int:
+    if column.dtype == "int":
+        return 0
+    return int(rounding) if column.decimals is None else column.decimals
+
+
 def null_series(column: Column, n: int) -> pd.Series:
-    """An all-null column of the right dtype (identifier and text columns are never modelled)."""
+    """An all-null column of the right dtype (for the columns no model fills)."""
     return pd.Series(pd.array([pd.NA] * n, dtype="string"), name=column.name).astype(
         pandas_dtype(column)
     )
@@ -139,6 +152,23 @@ def assemble(columns: dict[str, pd.Series], schema: TableSchema, n: int) -> pd.D
             null_series(column, n) if series is None else series.reset_index(drop=True)
         )
     return pd.DataFrame(out)
+
+
+def surrogate_identifiers(n: int, rng: np.random.Generator) -> np.ndarray:
+    """`n` distinct fresh tokens of 16 hex characters drawn from `rng`.
+
+    Identifier columns are never modelled, so synthetic rows get new surrogate values: unique,
+    as a non-nullable identifier column demands, and unrelated to any real identifier.
+    """
+    tokens = rng.integers(0, 2**64, size=n, dtype=np.uint64)
+    while True:
+        _, first = np.unique(tokens, return_index=True)
+        if first.size == n:
+            break
+        again = np.setdiff1d(np.arange(n), first)
+        tokens[again] = rng.integers(0, 2**64, size=again.size, dtype=np.uint64)
+    text = tokens.astype(">u8").tobytes().hex().encode("ascii")
+    return np.frombuffer(text, dtype="S16").astype(str)
 
 
 def _clip_rounded(values: np.ndarray, lo: float, hi: float, step: float) -> np.ndarray:

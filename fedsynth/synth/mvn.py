@@ -1,8 +1,9 @@
 """Multivariate normal: the field's first baseline. One Gaussian over all columns, jointly.
 
-Ordered columns enter as standardised values, categories as one-hot indicators, booleans as 0/1,
-and every nullable column adds a null indicator (its value is imputed with the mean). Sampling
-draws from the fitted Gaussian and reads back: argmax for categories, > 0.5 for indicators.
+Ordered columns and booleans (as 0/1) enter as standardised values, categories as one-hot
+indicators, and every nullable column adds a null indicator (its value is imputed with the mean).
+Sampling draws from the fitted Gaussian and reads back: argmax for categories, > 0.5 for null
+indicators and for booleans once back on their 0/1 scale.
 """
 
 from __future__ import annotations
@@ -68,11 +69,10 @@ class MultivariateNormal(Synthesizer):
                 k = cardinality(column)
                 values = np.argmax(data[:, j : j + k], axis=1).astype(float)
                 j += k
-            elif isinstance(column, BooleanColumn):
-                values = (data[:, j] > 0.5).astype(float)
-                j += 1
             else:
                 values = data[:, j] * self.scale_[column.name] + self.center_[column.name]
+                if isinstance(column, BooleanColumn):
+                    values = (values > 0.5).astype(float)
                 j += 1
             if column.name in self.nullable_:
                 values[data[:, j] > 0.5] = np.nan

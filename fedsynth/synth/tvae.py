@@ -258,6 +258,9 @@ class TVAESynthesizer(Synthesizer):
             raise ValueError(f"epsilon must be positive and finite, or None, got {epsilon!r}")
         if not 0 < delta < 1:
             raise ValueError(f"delta must be in (0, 1), got {delta!r}")
+        for name, value in (("learning_rate", learning_rate), ("max_grad_norm", max_grad_norm)):
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         if min(epochs, batch_size, hidden, latent, modes, fedavg_rounds, local_epochs) < 1:
             raise ValueError(
                 "epochs, batch_size, hidden, latent, modes, fedavg_rounds and local_epochs must "
@@ -485,17 +488,30 @@ class TVAESynthesizer(Synthesizer):
         module.train()
         steps = 0
         for epoch in range(epochs):
+            finite = torch.ones((), dtype=torch.bool, device=self.device_)
             for (batch,) in loader:
                 if batch.shape[0] == 0:
                     continue
                 optimizer.zero_grad()
                 loss = self._loss(module, batch.to(self.device_))
+                finite &= torch.isfinite(loss)
                 loss.backward()
                 optimizer.step()
                 steps += 1
+            self._check_finite(module, finite, epoch + 1)
             if progress is not None:
                 progress(epoch + 1, epochs)
         return steps
+
+    def _check_finite(self, module: nn.Module, finite: torch.Tensor, epoch: int) -> None:
+        """Stop a fit whose loss or weights left the finite numbers: its model would sample
+        empty values. Checked once an epoch, so a GPU is not made to wait at every step."""
+        if bool(finite) and all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+            return
+        raise ValueError(
+            f"TVAE training diverged in epoch {epoch}: the loss or the weights are no longer "
+            f"finite; fit again with a learning_rate smaller than {self.learning_rate!r}"
+        )
 
     def _make_private(
         self, module: nn.Module, optimizer: torch.optim.Optimizer, loader: Any
@@ -573,6 +589,8 @@ class TVAESynthesizer(Synthesizer):
             tuple(weights[k].shape) != tuple(expected[k].shape) for k in expected
         ):
             raise ValueError("the stored weights do not fit the network these parameters build")
+        if not all(np.all(np.isfinite(v)) for v in weights.values()):
+            raise ValueError("the stored weights are not finite (a diverged fit); fit it again")
         self.network_.load_state_dict(
             {k: torch.from_numpy(np.array(v)) for k, v in weights.items()}
         )

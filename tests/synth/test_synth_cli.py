@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fedsynth.schema import TableSchema
-from fedsynth.synth.cli import app
+from fedsynth.synth.cli import app, parse_params
 
 Make = Callable[..., pd.DataFrame]
 runner = CliRunner()
@@ -87,3 +89,91 @@ def test_bad_inputs_exit_with_a_clear_message(files: tuple[Path, Path], tmp_path
     assert result.exit_code == 2 and "no synthesizer called 'gan'" in result.output
     result = runner.invoke(app, ["sample", str(broken), "--rows", "5", "--out", "x.json"])
     assert result.exit_code == 2 and ".parquet or .csv" in result.output
+
+
+def _fit(files: tuple[Path, Path], tmp_path: Path, *extra: str) -> tuple[int, str]:
+    data, schema_path = files
+    args = ["fit", str(data), "--schema", str(schema_path), "--out", str(tmp_path / "m.fsm")]
+    result = runner.invoke(app, [*args, *extra])
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("5e-1", 0.5), ("1e6", 1e6), ("-2.5E+3", -2500.0), (".5e1", 5.0), ("20", 20), ("no", "no")],
+)
+def test_param_values_are_read_as_yaml_1_2(text: str, value: object) -> None:
+    assert parse_params([f"epsilon={text}"]) == {"epsilon": value}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_param_floats_in_any_notation_come_back_as_the_same_float(x: float) -> None:
+    for text in (repr(x), f"{x:e}", f"{x:E}"):
+        (parsed,) = parse_params([f"p={text}"]).values()
+        assert isinstance(parsed, float) and parsed == float(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=20))
+def test_any_param_value_parses_or_fails_naming_the_option(text: str) -> None:
+    try:
+        parse_params([f"p={text}"])
+    except ValueError as exc:
+        message = str(exc)
+        assert message.startswith("--param ") and "\n" not in message
+
+
+def test_dp_model_takes_epsilon_in_exponent_notation(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    code, output = _fit(files, tmp_path, "--model", "dp-marginal", "--param", "epsilon=5e-1")
+    assert code == 0, output
+
+
+def test_param_that_is_not_yaml_is_refused_in_one_line(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    code, output = _fit(files, tmp_path, "--param", "x=[")
+    assert code == 2 and "Traceback" not in output
+    assert output.startswith("error: --param 'x=[': the value is not valid YAML (line 1")
+
+
+def test_constraints_file_with_a_yaml_syntax_error_is_named_in_one_line(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- {kind: range, column: age, min: [}\n")
+    code, output = _fit(files, tmp_path, "--constraints", str(rules))
+    assert code == 2 and "Traceback" not in output
+    assert f"{rules}: not valid YAML (line 1, column " in output and "fix the syntax" in output
+
+
+def test_unknown_param_names_the_models_parameters(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    code, output = _fit(files, tmp_path, "--model", "cart", "--param", "bogus=1")
+    assert code == 2
+    assert "--param bogus: the 'cart' model has no such parameter" in output
+    assert "min_samples_leaf" in output and "constraints" not in output
+
+
+def test_tvae_fit_that_diverges_exits_2_and_writes_no_model(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    code, output = _fit(
+        files,
+        tmp_path,
+        *("--model", "tvae", "--param", "learning_rate=1000000.0", "--param", "epochs=5"),
+    )
+    assert code == 2 and "learning_rate smaller than" in output
+    assert not (tmp_path / "m.fsm").exists()
+
+
+def test_negative_seed_is_refused_naming_the_option(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    assert _fit(files, tmp_path)[0] == 0
+    args = ["sample", str(tmp_path / "m.fsm"), "--rows", "5", "--out", str(tmp_path / "o.csv")]
+    result = runner.invoke(app, [*args, "--seed", "-1"])
+    assert result.exit_code == 2 and "--seed" in result.output

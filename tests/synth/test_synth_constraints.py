@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedsynth.frame import conform
 from fedsynth.schema import TableSchema
@@ -122,6 +125,68 @@ def test_constraint_on_unknown_or_wrong_column_is_refused(
         GaussianCopula(constraints=[{"kind": "positive", "column": "sex"}]).fit(
             make_patients(100), schema
         )
+
+
+@pytest.mark.parametrize(
+    ("bounds", "message"),
+    [
+        (
+            {"column": "admission", "min": 2021},
+            r"'admission' holds dates but min is the number 2021",
+        ),
+        (
+            {"column": "age", "min": "2021-01-01"},
+            r"'age' is numerical but min is the date 2021-01-01",
+        ),
+        ({"column": "age", "min": 60, "max": 30}, r"min 60.0 is above max 30.0; swap them"),
+        ({"column": "admission", "min": "2021-02-01", "max": "2021-01-01"}, r"swap them"),
+        ({"column": "income", "max": float("inf")}, r"max must be a finite number"),
+    ],
+)
+def test_range_bound_of_the_wrong_kind_or_order_is_refused_naming_it(
+    bounds: dict[str, object], message: str, schema: TableSchema, make_patients: Make
+) -> None:
+    model = GaussianCopula(constraints=[{"kind": "range", **bounds}])
+    with pytest.raises(ConstraintError, match=rf"^range\(column='{bounds['column']}'.*{message}"):
+        model.fit(make_patients(100), schema)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1)),
+)
+def test_range_bounds_are_checked_against_the_column_kind(
+    low: float, high: float, moment: datetime
+) -> None:
+    """Numbers bound numbers in order; a date never bounds a number, nor a number a date."""
+    schema = TableSchema.from_dict(
+        {
+            "name": "visits",
+            "columns": [
+                {"name": "dose", "kind": "numerical"},
+                {"name": "visit", "kind": "datetime"},
+            ],
+        }
+    )
+    (numbers,) = parse_constraints([{"kind": "range", "column": "dose", "min": low, "max": high}])
+    if low <= high:
+        numbers.check_schema(schema)
+    else:
+        with pytest.raises(ConstraintError, match="swap them"):
+            numbers.check_schema(schema)
+    for column, bound in (("visit", low), ("dose", moment)):
+        (rule,) = parse_constraints([{"kind": "range", "column": column, "min": bound}])
+        with pytest.raises(ConstraintError, match=f"column '{column}'.*; write a"):
+            rule.check_schema(schema)
+
+
+def test_range_bound_with_a_time_zone_is_read_as_utc() -> None:
+    (rule,) = parse_constraints(
+        [{"kind": "range", "column": "admission", "min": "2020-06-01T02:00:00+02:00"}]
+    )
+    assert rule.min == datetime(2020, 6, 1)
 
 
 def test_malformed_constraint_document_names_the_field() -> None:

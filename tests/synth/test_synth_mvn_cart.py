@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -87,3 +88,28 @@ def test_cart_file_with_tree_pointing_outside_is_refused(
     artifact.arrays["t3_left"][0] = 10_000
     with pytest.raises(ArtifactError, match="child index"):
         Synthesizer.from_artifact(artifact)
+
+
+def test_mvn_samples_booleans_at_their_real_share() -> None:
+    """Booleans are standardised at fit; sampling must read them back on the 0/1 scale."""
+    schema = TableSchema.from_dict(
+        {
+            "name": "flags",
+            "columns": [
+                {"name": "mostly", "kind": "boolean", "nullable": False},
+                {"name": "always", "kind": "boolean", "nullable": False},
+                {"name": "x", "kind": "numerical", "min": 0, "max": 1},
+            ],
+        }
+    )
+    n = 2000
+    real = pd.DataFrame(
+        {
+            "mostly": np.arange(n) % 10 != 0,
+            "always": np.ones(n, dtype=bool),
+            "x": np.random.default_rng(0).random(n),
+        }
+    )
+    out = MultivariateNormal().fit(real, schema).sample(5000, seed=1)
+    assert out["mostly"].mean() == pytest.approx(0.9, abs=0.03)
+    assert out["always"].all()
