@@ -52,6 +52,7 @@ _BOMS = {
     codecs.BOM_UTF16_BE: "UTF-16 BE",
 }
 _CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
+_DELIMITER_ESCAPES = {"\\t": "\t"}
 _QUARANTINE_ROW = "_row"
 _QUARANTINE_REASONS = "_reasons"
 
@@ -145,6 +146,8 @@ def iter_validated(
     if _is_parquet(path):
         chunks = _parquet_chunks(path, schema, progress)
     else:
+        delimiter = _csv_delimiter(path, delimiter)
+        _check_encoding(path, encoding)
         chunks = _prefetch(_csv_chunks(path, schema, delimiter, encoding, progress))
     for chunk in chunks:
         yield _validate_batch(path, chunk, schema, tally)
@@ -408,6 +411,7 @@ def _parquet_chunks(
             "re-export the table as Parquet, or give a .csv name if it is CSV text",
         ) from exc
     _check_columns(path, list(pf.schema_arrow.names), schema)
+    _check_flat(path, pf.schema_arrow)
     total = pf.metadata.num_rows
     done = 0
     for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=schema.names):
@@ -689,11 +693,14 @@ def read_raw(
             raise DataFileError(
                 path, f"not a readable Parquet file ({exc})", "re-export it"
             ) from exc
-        batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS)
         arrow_schema = pf.schema_arrow
+        _check_columns(path, list(arrow_schema.names), None)
+        _check_flat(path, arrow_schema)
+        batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS)
     else:
+        _check_encoding(path, encoding)
         line = read_header_line(path, encoding)
-        delimiter = delimiter or sniff_delimiter(line)
+        delimiter = _csv_delimiter(path, delimiter) if delimiter else sniff_delimiter(line)
         header = _split_header(line, delimiter)
         _check_columns(path, header, None)
         arrow_schema = pa.schema([(name, pa.string()) for name in header])
@@ -723,7 +730,16 @@ def _take_rows(batches: Any, max_rows: int | None) -> list[pa.RecordBatch]:
 
 
 def _check_columns(path: Path, header: list[str], schema: TableSchema | None) -> None:
-    """Refuse repeated header names and, given a schema, missing or unexpected columns."""
+    """Refuse unnamed or repeated header names and, given a schema, missing or unexpected
+    columns."""
+    unnamed = [i for i, h in enumerate(header, start=1) if not h]
+    if unnamed:
+        raise DataFileError(
+            path,
+            f"the header gives column(s) {', '.join(map(str, unnamed))} (counting from 1) no name",
+            "name every column in the header row (a leading or trailing delimiter leaves an "
+            "empty name)",
+        )
     repeated = sorted({h for h in header if header.count(h) > 1})
     if repeated:
         raise DataFileError(
@@ -745,6 +761,52 @@ def _check_columns(path: Path, header: list[str], schema: TableSchema | None) ->
             "rename the header to the schema's column names, drop extra columns, "
             "or update the schema (fedsynth schema infer proposes one)",
         )
+
+
+def _csv_delimiter(path: str | Path, delimiter: str) -> str:
+    """The one ASCII character `delimiter` names; the escape '\\t' typed in a shell is a tab.
+
+    DataFileError (naming --delimiter) for anything else the CSV parsers cannot split on.
+    """
+    value = _DELIMITER_ESCAPES.get(delimiter, delimiter)
+    if len(value) != 1 or not value.isascii():
+        raise DataFileError(
+            path,
+            f"the delimiter {delimiter!r} is not one ASCII character",
+            "give --delimiter a single character, e.g. ',' ';' '|' or '\\t' for a tab",
+        )
+    if value in '"\r\n':
+        raise DataFileError(
+            path,
+            f"the delimiter {delimiter!r} is a quote or a line break, which cannot separate fields",
+            "give --delimiter the character between fields, e.g. ',' ';' '|' or '\\t' for a tab",
+        )
+    return value
+
+
+def _check_encoding(path: Path, encoding: str) -> None:
+    """Refuse an encoding name Python does not know before any byte is read."""
+    try:
+        codecs.lookup(encoding)
+    except LookupError as exc:
+        raise DataFileError(
+            path,
+            f"unknown text encoding {encoding!r}",
+            "give --encoding a Python codec name, e.g. utf-8, latin-1 or cp1252",
+        ) from exc
+
+
+def _check_flat(path: Path, arrow_schema: pa.Schema) -> None:
+    """Refuse nested Parquet columns (lists, structs, maps): a cell must hold one value."""
+    for column in arrow_schema:
+        if pa.types.is_nested(column.type):
+            raise DataFileError(
+                path,
+                f"column {column.name!r} holds nested values ({column.type}); nested columns "
+                "are not supported",
+                f"flatten {column.name!r} into plain columns with one value per cell (e.g. one "
+                "column per element, or the values joined into text) and export again",
+            )
 
 
 def field_count_message(fields: int, expected: int) -> str:

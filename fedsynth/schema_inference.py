@@ -41,6 +41,7 @@ MIN_ROWS_FOR_UNIQUE = 20
 EXACT_FLOAT_LIMIT = 2**53
 
 _INTEGER_RE = r"^[+-]?\d+$"
+_LEADING_ZERO_RE = r"^[+-]?0\d"
 _EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 _PHONE_RE = r"^\+?[\d\s().-]{7,20}$"
 _PERSON_NAME_RE = r"^[A-Z][a-z'\-]+( [A-Z][a-z'\-]+){0,3}$"
@@ -167,6 +168,13 @@ def _as_number(
             break
     else:
         return None
+    padded = _leading_zero_example(values)
+    if padded is not None:
+        notes.append(
+            f"digits with leading zeros (e.g. {padded!r}): an identifier-like code, kept as "
+            "text so the zeros are not lost"
+        )
+        return None
     numbers = np.asarray(result.values.cast(pa.float64()), dtype=np.float64)
     if dtype == "int" and _ID_HINT.search(name) and len(np.unique(numbers)) == len(numbers):
         notes.append("unique whole numbers named like a record key: likely direct identifier")
@@ -186,6 +194,15 @@ def _stores_numbers(kind: pa.DataType) -> bool:
         or pa.types.is_floating(kind)
         or pa.types.is_decimal(kind)
     )
+
+
+def _leading_zero_example(values: pa.Array) -> str | None:
+    """A value written with a leading zero ('0123', not '0' or '0.5'), which a number drops."""
+    if not pa.types.is_string(values.type):
+        return None
+    text = pc.utf8_trim_whitespace(values)
+    padded = pc.filter(text, pc.match_substring_regex(text, _LEADING_ZERO_RE))
+    return padded[0].as_py() if len(padded) else None
 
 
 def _has_wide_integers(values: pa.Array) -> bool:

@@ -9,6 +9,9 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 from typer.testing import CliRunner
 
 from fedsynth.cli import app
@@ -129,3 +132,69 @@ def test_a_path_the_system_refuses_is_an_error_line_not_a_traceback(tmp_path: Pa
     )
     assert done.returncode == 2, done.stderr
     assert "check the path" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_validate_reads_a_tab_delimiter_typed_as_backslash_t(tmp_path: Path) -> None:
+    data = tmp_path / "people.tsv"
+    data.write_text("id\tage\np1\t30\np2\t41\n")
+    runner.invoke(app, ["schema", "infer", str(data), "--out", str(tmp_path / "s.yaml")])
+    result = runner.invoke(
+        app, ["validate", str(data), "--schema", str(tmp_path / "s.yaml"), "-d", "\\t"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 rows in, 2 accepted" in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (["-d", "ab"], "the delimiter 'ab' is not one ASCII character. Fix: give --delimiter"),
+        (["-d", "§"], "the delimiter '§' is not one ASCII character. Fix: give --delimiter"),
+        (["--encoding", "bogus"], "unknown text encoding 'bogus'. Fix: give --encoding"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "infer"])
+def test_an_unusable_delimiter_or_encoding_is_one_error_line_naming_the_option(
+    tmp_path: Path, options: list[str], named: str, command: str
+) -> None:
+    data = make_csv(tmp_path / "people.csv")
+    schema = tmp_path / "s.yaml"
+    runner.invoke(app, ["schema", "infer", str(data), "--out", str(schema)])
+    args = (
+        ["validate", str(data), "--schema", str(schema)]
+        if command == "validate"
+        else ["schema", "infer", str(data), "--out", str(tmp_path / "other.yaml")]
+    )
+    result = runner.invoke(app, [*args, *options])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert f"{data}: {named}" in result.output
+
+
+def test_schema_infer_refuses_a_header_with_an_unnamed_column(tmp_path: Path) -> None:
+    data = tmp_path / "unnamed.csv"
+    data.write_text(",b,\n1,x,2\n")
+    result = runner.invoke(app, ["schema", "infer", str(data), "--out", str(tmp_path / "s.yaml")])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert "the header gives column(s) 1, 3 (counting from 1) no name. Fix: name" in result.output
+
+
+@pytest.mark.parametrize("command", ["validate", "infer"])
+def test_a_nested_parquet_column_is_refused_naming_it(tmp_path: Path, command: str) -> None:
+    data = tmp_path / "tags.parquet"
+    pq.write_table(pa.table({"n": [1, 2], "tags": [[1, 2], [3]]}), data)
+    schema = tmp_path / "s.yaml"
+    schema.write_text(
+        "name: t\ncolumns:\n- {name: n, kind: numerical}\n- {name: tags, kind: text}\n"
+    )
+    args = (
+        ["validate", str(data), "--schema", str(schema)]
+        if command == "validate"
+        else ["schema", "infer", str(data), "--out", str(tmp_path / "other.yaml")]
+    )
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)
+    assert "column 'tags' holds nested values" in result.output
+    assert "nested columns are not supported. Fix: flatten 'tags'" in result.output

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fedsynth.io import read_table
 from fedsynth.schema import PrivacyRole
-from fedsynth.schema_inference import infer_schema
+from fedsynth.schema_inference import infer_from_table, infer_schema
 
 FIRST = ["Anna", "Ben", "Carla", "David", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jonas"]
 LAST = ["Meyer", "Smith", "Rossi", "Novak", "Berg", "Khan", "Silva", "Weber", "Lopez", "Dubois"]
@@ -118,3 +121,52 @@ def test_parquet_and_semicolon_csv_are_inferred_alike(tmp_path: Path, mixed_csv:
     assert {c.name: c.kind for c in from_parquet.columns} == {
         c.name: c.kind for c in from_csv.columns
     }
+
+
+def test_digits_with_leading_zeros_are_inferred_as_a_code_and_keep_their_zeros(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "areas.csv"
+    path.write_text("area,n\n0123,1\n0999,2\n0500,3\n")
+    schema, findings = infer_schema(path)
+    area = schema.column("area")
+    assert area.kind == "categorical" and area.domain == ["0123", "0500", "0999"]
+    assert "leading zeros (e.g. '0123')" in {f.column: f.message for f in findings}["area"]
+    df, report = read_table(path, schema)
+    assert report.clean and df["area"].astype(str).tolist() == ["0123", "0999", "0500"]
+
+
+whole = st.integers(min_value=-(10**9), max_value=10**9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(whole.map(str), min_size=0, max_size=30),
+    st.integers(min_value=0, max_value=10**6),
+    st.integers(min_value=1, max_value=4),
+    st.sampled_from(["", "-", "+"]),
+)
+def test_any_leading_zero_keeps_a_digit_column_out_of_numbers(
+    values: list[str], padded: int, zeros: int, sign: str
+) -> None:
+    column = [*values, f"{sign}{'0' * zeros}{padded}"]
+    schema, findings = infer_from_table(pa.table({"value": column}), name="t")
+    assert schema.column("value").kind != "numerical"
+    assert any("leading zeros" in f.message for f in findings)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            whole.map(str),
+            st.sampled_from(["0", "-0", "0.5", "-0.25", "0.0", "10", "100"]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_zero_and_decimals_below_one_stay_numbers(values: list[str]) -> None:
+    schema, findings = infer_from_table(pa.table({"amount": values}), name="t")
+    assert schema.column("amount").kind == "numerical"
+    assert not any("leading zeros" in f.message for f in findings)

@@ -14,8 +14,9 @@ from rich.console import Console
 from fedsynth.audit.html import write_html
 from fedsynth.audit.policy import AuditPolicy, PolicyError
 from fedsynth.audit.runner import run
+from fedsynth.audit.validity import synthetic_schema
 from fedsynth.files import atomic_write_text, check_outputs
-from fedsynth.io import DataFileError, read_table
+from fedsynth.io import DataFileError, ValidationReport, read_table
 from fedsynth.schema import SchemaError, TableSchema
 
 EXIT_FAIL = 3
@@ -44,7 +45,7 @@ def audit(
     ] = 1,
 ) -> None:
     """Audit SYNTHETIC against REAL (and HOLDOUT); exit 0 on pass, 3 on fail."""
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         check_outputs(
             {"--json": json_out, "--html": html_out}, [real, synthetic, schema, holdout, policy]
@@ -52,12 +53,12 @@ def audit(
         table_schema = TableSchema.load(schema)
         audit_policy = AuditPolicy.load(policy) if policy is not None else AuditPolicy()
         real_df, real_report = read_table(real, table_schema)
-        _refuse_rejected(real, real_report.rows_quarantined)
+        _refuse_rejected(real, schema, real_report)
         holdout_df = None
         if holdout is not None:
             holdout_df, holdout_report = read_table(holdout, table_schema)
-            _refuse_rejected(holdout, holdout_report.rows_quarantined)
-        synthetic_df, synthetic_report = read_table(synthetic, table_schema)
+            _refuse_rejected(holdout, schema, holdout_report)
+        synthetic_df, synthetic_report = read_table(synthetic, synthetic_schema(table_schema))
         report = run(
             real_df,
             synthetic_df,
@@ -86,12 +87,19 @@ def audit(
         raise typer.Exit(EXIT_FAIL)
 
 
-def _refuse_rejected(path: Path, rejected: int) -> None:
-    if rejected:
-        raise ValueError(
-            f"{path}: {rejected} real row(s) break the schema; clean the table first "
-            "(fedsynth.io.read_table with a quarantine path sets them aside) and audit the rest"
-        )
+def _refuse_rejected(path: Path, schema: Path, report: ValidationReport) -> None:
+    """Refuse real rows that break the schema, naming the first and the command that cleans."""
+    if report.clean:
+        return
+    first = report.examples[0]
+    where = f"column {first.column!r}: " if first.column else ""
+    clean = path.with_name(f"{path.stem}.clean.parquet")
+    quarantine = path.with_name(f"{path.stem}.quarantine.csv")
+    raise ValueError(
+        f"{path}: {report.rows_quarantined} real row(s) break the schema (e.g. row {first.row}, "
+        f"{where}{first.message}). Fix: set them aside with `fedsynth validate {path} "
+        f"--schema {schema} --out {clean} -q {quarantine}` and audit {clean} instead"
+    )
 
 
 app.command("audit")(audit)

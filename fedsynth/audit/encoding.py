@@ -1,6 +1,9 @@
-"""Numeric matrices of typed tables for the audit's models and nearest-neighbour searches."""
+"""Numeric matrices of typed tables for the audit's models and nearest-neighbour searches, and
+what the audit's boosting models can be fitted on."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -9,6 +12,7 @@ from fedsynth.audit.columns import as_codes, as_float, is_discrete, labels
 from fedsynth.schema import Column
 
 MAX_NATIVE_CATEGORIES = 250
+VALIDATION_FRACTION = 0.1
 ONE_HOT_WEIGHT = np.float32(np.sqrt(0.5))
 
 
@@ -26,6 +30,30 @@ def model_matrix(df: pd.DataFrame, columns: list[Column]) -> tuple[np.ndarray, n
             features.append(as_float(df[column.name], column))
             categorical.append(False)
     return np.column_stack(features), np.asarray(categorical, dtype=bool)
+
+
+def observed(x: np.ndarray) -> np.ndarray:
+    """Which columns of a model matrix hold at least one value.
+
+    A feature missing in every training row tells a model nothing, and histogram gradient
+    boosting cannot bin one at all, so models are fitted without such features.
+    """
+    return ~np.isnan(x).all(axis=0)
+
+
+def can_stop_early(y: np.ndarray, *, stratified: bool) -> bool:
+    """Whether boosting's early stopping can hold out its validation split of `y`.
+
+    The split is drawn as sklearn draws it (VALIDATION_FRACTION, rounded up); a stratified one
+    needs every class twice and room for each class on both sides. Tables too small for that
+    train every boosting round instead.
+    """
+    held_out = math.ceil(VALIDATION_FRACTION * len(y))
+    if not stratified:
+        return len(y) - held_out >= 2
+    counts = np.unique(y, return_counts=True)[1]
+    classes = len(counts)
+    return bool(counts.min() >= 2 and held_out >= classes and len(y) - held_out >= classes)
 
 
 class MixedEmbedding:

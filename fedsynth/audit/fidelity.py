@@ -77,12 +77,27 @@ def correlation_similarity(
     return 1.0 - abs(r_real - r_syn) / 2.0, r_real, r_syn
 
 
+def bin_edges(values: np.ndarray, bins: int) -> np.ndarray:
+    """`bins` equal-width edges over non-empty finite `values`, as numpy draws them.
+
+    Numpy widens a constant to +-0.5, which leaves no room for distinct float edges at the
+    magnitude of microsecond timestamps (a one-day extract); such a narrow range is widened
+    around its centre to a few float steps per bin instead.
+    """
+    try:
+        return np.histogram_bin_edges(values, bins=bins)
+    except ValueError:
+        centre = (float(values.min()) + float(values.max())) / 2
+        half = 2 * bins * np.spacing(abs(centre))
+        return np.linspace(centre - half, centre + half, bins + 1)
+
+
 def discretize(real: np.ndarray, synthetic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """SDMetrics' binning: 10 equal-width bins of the real values, open outer edges."""
     present = real[~np.isnan(real)]
     if len(present) == 0:
         present = np.zeros(1)
-    edges = np.histogram_bin_edges(present, bins=CONTINGENCY_BINS)
+    edges = bin_edges(present, CONTINGENCY_BINS)
     edges[0], edges[-1] = -np.inf, np.inf
     return np.digitize(real, edges), np.digitize(synthetic, edges)
 
@@ -189,7 +204,7 @@ def _binned_distribution(view: _View) -> Distribution:
     syn = view.synthetic_values[~np.isnan(view.synthetic_values)]
     if len(real) == 0:
         real = np.zeros(1)
-    edges = np.histogram_bin_edges(real, bins=OVERLAY_BINS)
+    edges = bin_edges(real, OVERLAY_BINS)
     real_counts = np.histogram(real, bins=edges)[0] / max(len(real), 1)
     syn_counts = np.histogram(np.clip(syn, edges[0], edges[-1]), bins=edges)[0] / max(len(syn), 1)
     return Distribution(

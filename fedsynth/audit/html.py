@@ -87,7 +87,7 @@ def _summary(report: AuditReport) -> str:
         + failed
         + "<h2>Checks</h2>"
         + _checks_table(report.checks)
-        + (f"<p class='note'>Not checked:</p><ul class='note'>{notes}</ul>" if notes else "")
+        + (f"<p class='note'>Notes:</p><ul class='note'>{notes}</ul>" if notes else "")
     )
 
 
@@ -131,19 +131,24 @@ def _fidelity(report: AuditReport) -> str:
 
 def _detection(report: AuditReport) -> str:
     d = report.detection
+    auc = "was not measured (the notes above say why)" if d.auc is None else f"<b>{d.auc:.3f}</b>"
+    pmse = (
+        ""
+        if d.pmse is None or d.pmse_ratio is None
+        else f" Propensity pMSE {d.pmse:.4g}, {d.pmse_ratio:.1%} of its maximum."
+    )
     return (
         "<h2>Distinguishability</h2>"
         f"<p>A {escape(d.classifier)} trained to tell real from synthetic rows ({d.folds}-fold "
         f"cross-validated on {d.rows_real} real and {d.rows_synthetic} synthetic rows) reached "
-        f"ROC AUC <b>{d.auc:.3f}</b> (0.5 = cannot tell them apart, 1 = always can). "
-        f"Propensity pMSE {d.pmse:.4g}, {d.pmse_ratio:.1%} of its maximum.</p>"
+        f"ROC AUC {auc} (0.5 = cannot tell them apart, 1 = always can).{pmse}</p>"
     )
 
 
 def _utility(report: AuditReport) -> str:
     u = report.utility
     if u is None:
-        return "<h2>Utility</h2><p>Not measured: it needs a target column and a holdout.</p>"
+        return "<h2>Utility</h2><p>Not measured; the notes above say why.</p>"
     rows = "".join(
         f"<tr><td>{escape(m)}</td><td>{_num(u.tstr[m])}</td><td>{_num(u.trtr[m])}</td>"
         f"<td>{_num(u.ratio[m])}</td></tr>"

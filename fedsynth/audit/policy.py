@@ -109,6 +109,11 @@ class AuditPolicy(BaseModel):
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError as exc:
             raise PolicyError(f"{path}: audit policy file not found") from exc
+        except UnicodeDecodeError as exc:
+            raise PolicyError(
+                f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                f"{exc.start}). Fix: save the audit policy as UTF-8 YAML"
+            ) from exc
         return cls.from_yaml(text, source=str(path))
 
 

@@ -89,11 +89,13 @@ class DetectionReport(_Model):
     folds: int
     rows_real: int
     rows_synthetic: int
-    auc: float
-    pmse: float = Field(
-        description="Mean of (logistic propensity - synthetic share) squared, in sample."
+    auc: float | None = Field(None, description="None when not measured (see the notes).")
+    pmse: float | None = Field(
+        None, description="Mean of (logistic propensity - synthetic share) squared, in sample."
     )
-    pmse_ratio: float = Field(description="pMSE over its maximum c(1-c): 0 = indistinguishable.")
+    pmse_ratio: float | None = Field(
+        None, description="pMSE over its maximum c(1-c): 0 = indistinguishable."
+    )
 
 
 class UtilityReport(_Model):

@@ -29,7 +29,9 @@ from fedsynth.audit.validity import (
     ConstraintCheck,
     ConstraintFunction,
     check_frame,
+    rejection_summary,
     require_valid,
+    synthetic_schema,
     validity,
 )
 from fedsynth.audit.verdict import Sections, evaluate
@@ -82,25 +84,32 @@ def run(
         step("validity")
         real_t = _real_frame(real, schema, "real (training) table")
         holdout_t = None if holdout is None else _real_frame(holdout, schema, "holdout table")
-        checked = check_frame(synthetic, schema, label="synthetic table")
+        syn_schema = synthetic_schema(schema)
+        checked = check_frame(synthetic, syn_schema, label="synthetic table")
         if len(checked.frame) < MIN_ROWS:
-            raise ValueError(
-                f"synthetic table has {len(checked.frame)} valid row(s); an audit needs at "
-                f"least {MIN_ROWS}"
-            )
+            raise ValueError(_too_few_synthetic(len(checked.frame), syn_schema, synthetic_rejected))
         valid = validity(
-            checked, schema, _constraint_list(constraints), rejected=synthetic_rejected
+            checked, syn_schema, _constraint_list(constraints), rejected=synthetic_rejected
         )
         syn_t = checked.frame
         step("fidelity")
         fid = fidelity(real_t, syn_t, columns)
         step("detection")
-        det = detection(real_t, syn_t, columns, max_rows=policy.detection_rows, seed=policy.seed)
+        det = detection(
+            real_t,
+            syn_t,
+            columns,
+            max_rows=policy.detection_rows,
+            seed=policy.seed,
+            notes=notes,
+        )
         step("utility")
         util = None
-        if target_column is not None and holdout_t is None:
+        if target_column is None:
+            notes.append("utility not measured: no target column was named")
+        elif holdout_t is None:
             notes.append(f"utility for target {target!r} needs a holdout table; not measured")
-        elif target_column is not None and holdout_t is not None:
+        else:
             util = utility(
                 real_t,
                 syn_t,
@@ -109,6 +118,7 @@ def run(
                 target_column,
                 max_rows=policy.utility_rows,
                 seed=policy.seed,
+                notes=notes,
             )
         step("privacy")
         privacy = _privacy(real_t, syn_t, holdout_t, schema, policy, rng, notes)
@@ -224,6 +234,18 @@ def _target(schema: TableSchema, target: str | None) -> Column | None:
             "choose a numerical, datetime, categorical or boolean column"
         )
     return column
+
+
+def _too_few_synthetic(rows: int, schema: TableSchema, rejected: ValidationReport | None) -> str:
+    """Why the synthetic table cannot be audited: its row count and the commonest rejections."""
+    message = f"synthetic table has {rows} valid row(s); an audit needs at least {MIN_ROWS}"
+    if rejected is None or not rejected.rows_quarantined:
+        return message
+    return (
+        f"{message}. {rejected.rows_quarantined} row(s) broke the schema, most often: "
+        f"{rejection_summary(rejected, schema)}. Fix: audit a synthetic table made for schema "
+        f"{schema.name!r} (fedsynth validate lists every rejected row)"
+    )
 
 
 def _real_frame(df: pd.DataFrame, schema: TableSchema, label: str) -> pd.DataFrame:

@@ -6,6 +6,8 @@ tested on the same real holdout, so the ratio measures what the synthetic data l
 
 from __future__ import annotations
 
+from itertools import compress
+
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
@@ -18,13 +20,14 @@ from sklearn.metrics import (
 )
 
 from fedsynth.audit.columns import as_codes, as_float, is_discrete, labels
-from fedsynth.audit.encoding import model_matrix
+from fedsynth.audit.encoding import VALIDATION_FRACTION, can_stop_early, model_matrix, observed
 from fedsynth.audit.report import UtilityReport
 from fedsynth.audit.sampling import sample_rows
 from fedsynth.schema import Column
 
 MAX_ITER = 100
 LOWER_IS_BETTER = frozenset({"mae"})
+TABLES = {"tstr": "synthetic table", "trtr": "training table"}
 
 
 def utility(
@@ -36,8 +39,14 @@ def utility(
     *,
     max_rows: int,
     seed: int,
-) -> UtilityReport:
-    """TSTR and TRTR scores for predicting `target` from the other `columns`."""
+    notes: list[str],
+) -> UtilityReport | None:
+    """TSTR and TRTR scores for predicting `target` from the other `columns`.
+
+    A feature empty in a training table is left out of that table's model; a model left with
+    no feature predicts the training target's distribution. None (with a note in `notes`) when
+    a table has no value in the target.
+    """
     rng = np.random.default_rng(seed)
     features = [c for c in columns if c.name != target.name]
     if not features:
@@ -46,17 +55,28 @@ def utility(
     train = sample_rows(train, size, rng)
     synthetic = sample_rows(synthetic, size, rng)
     x_test, y_test = _xy(holdout, features, target)
+    if len(y_test) == 0:
+        notes.append(_no_target("holdout table", target))
+        return None
     classification = is_discrete(target)
+    _, categorical = model_matrix(holdout.iloc[:0], features)
     scores = {}
     for name, frame in (("tstr", synthetic), ("trtr", train)):
         x, y = _xy(frame, features, target)
-        if len(y) == 0 or len(y_test) == 0:
-            raise ValueError(f"utility: no rows with a value in target {target.name!r} ({name})")
-        _, categorical = model_matrix(frame.iloc[:0], features)
+        if len(y) == 0:
+            notes.append(_no_target(TABLES[name], target))
+            return None
+        keep = observed(x)
+        for column in compress(features, ~keep):
+            notes.append(
+                f"utility: column {column.name!r} is empty in the {TABLES[name]}; "
+                f"the {name.upper()} model is trained without it"
+            )
+        fit = (x[:, keep], y, x_test[:, keep], y_test, categorical[keep], seed)
         if classification:
-            scores[name] = _classify(x, y, x_test, y_test, categorical, len(labels(target)), seed)
+            scores[name] = _classify(*fit, n_labels=len(labels(target)))
         else:
-            scores[name] = _regress(x, y, x_test, y_test, categorical, seed)
+            scores[name] = _regress(*fit)
     ratio = {m: _ratio(m, scores["tstr"][m], scores["trtr"][m]) for m in scores["tstr"]}
     primary = "macro_f1" if classification else "r2"
     return UtilityReport(
@@ -71,6 +91,10 @@ def utility(
         primary_metric=primary,
         primary_ratio=ratio[primary],
     )
+
+
+def _no_target(table: str, target: Column) -> str:
+    return f"utility not measured: the {table} has no value in target {target.name!r}"
 
 
 def _xy(df: pd.DataFrame, features: list[Column], target: Column) -> tuple[np.ndarray, np.ndarray]:
@@ -90,18 +114,20 @@ def _classify(
     x_test: np.ndarray,
     y_test: np.ndarray,
     categorical: np.ndarray,
-    n_labels: int,
     seed: int,
+    *,
+    n_labels: int,
 ) -> dict[str, float | None]:
-    if len(np.unique(y)) < 2:
-        predicted = np.full(len(y_test), y[0])
-        proba = np.zeros((len(y_test), n_labels))
-        proba[:, y[0]] = 1.0
+    if x.shape[1] == 0 or len(np.unique(y)) < 2:
+        # nothing to learn from: predict the training class shares
+        shares = np.bincount(y, minlength=n_labels) / len(y)
+        predicted = np.full(len(y_test), shares.argmax())
+        proba = np.tile(shares, (len(y_test), 1))
     else:
-        # early stopping holds out a stratified split, impossible with a one-row class
         model = HistGradientBoostingClassifier(
             max_iter=MAX_ITER,
-            early_stopping=bool(np.unique(y, return_counts=True)[1].min() >= 2),
+            early_stopping=can_stop_early(y, stratified=True),
+            validation_fraction=VALIDATION_FRACTION,
             categorical_features=categorical,
             random_state=seed,
         ).fit(x, y)
@@ -135,13 +161,17 @@ def _regress(
     categorical: np.ndarray,
     seed: int,
 ) -> dict[str, float | None]:
-    model = HistGradientBoostingRegressor(
-        max_iter=MAX_ITER,
-        early_stopping=True,
-        categorical_features=categorical,
-        random_state=seed,
-    ).fit(x, y)
-    predicted = model.predict(x_test)
+    if x.shape[1] == 0:
+        predicted = np.full(len(y_test), y.mean())
+    else:
+        model = HistGradientBoostingRegressor(
+            max_iter=MAX_ITER,
+            early_stopping=can_stop_early(y, stratified=False),
+            validation_fraction=VALIDATION_FRACTION,
+            categorical_features=categorical,
+            random_state=seed,
+        ).fit(x, y)
+        predicted = model.predict(x_test)
     return {
         "r2": float(r2_score(y_test, predicted)),
         "mae": float(mean_absolute_error(y_test, predicted)),

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from fedsynth.audit.report import ValidityCheck, ValidityReport
 from fedsynth.io import ValidationReport, to_pandas
-from fedsynth.schema import TableSchema
+from fedsynth.schema import TableSchema, TextColumn
 from fedsynth.validation import Rule, describe, validate_column
 
 ConstraintFunction = Callable[[pd.DataFrame], pd.Series]
@@ -48,6 +48,38 @@ class CheckedFrame:
         for codes in self.rules.values():
             bad |= codes != 0
         return bad
+
+
+def synthetic_schema(schema: TableSchema) -> TableSchema:
+    """The schema a synthetic table is held to: its free-text columns may be empty.
+
+    Synthesizers do not model text and leave it null, so a `nullable: false` text column
+    would otherwise make every synthetic row invalid.
+    """
+    columns = [
+        c.model_copy(update={"nullable": True}) if isinstance(c, TextColumn) else c
+        for c in schema.columns
+    ]
+    return schema.model_copy(update={"columns": columns})
+
+
+def rejection_summary(rejected: ValidationReport, schema: TableSchema, *, top: int = 3) -> str:
+    """The `top` most frequent reasons rows were rejected on reading, for an error message."""
+    counts = sorted(
+        (
+            (-n, column, rule)
+            for column, rules in rejected.issues_by_column.items()
+            for rule, n in rules.items()
+        )
+    )
+    parts = []
+    for negative, column, rule in counts[:top]:
+        if column in schema.names and rule.upper() in Rule.__members__:
+            reason = f"column {column!r}: {describe(Rule[rule.upper()], schema.column(column))}"
+        else:
+            reason = rule.replace("_", " ")
+        parts.append(f"{reason} ({-negative} row(s))")
+    return "; ".join(parts)
 
 
 def check_frame(df: pd.DataFrame, schema: TableSchema, *, label: str) -> CheckedFrame:

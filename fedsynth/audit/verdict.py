@@ -85,7 +85,7 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         policy.max_detection_auc,
         "max",
         "A classifier cannot easily tell synthetic rows from real ones.",
-        "",
+        "the AUC was not measured",
     )
     check(
         "utility.primary_ratio",
@@ -94,7 +94,7 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         "min",
         "A model trained on synthetic data predicts the target nearly as well as one trained "
         "on real data.",
-        "needs a target and a holdout" if sections.utility is None else "TRTR is not positive",
+        "utility was not measured" if sections.utility is None else "TRTR is not positive",
     )
     identity = priv.identity
     check(

@@ -81,3 +81,67 @@ def test_bad_policy_exits_two_naming_the_file_and_field(files, tmp_path: Path) -
     assert result.exit_code == 2
     assert "policy.yaml" in result.output and "max_detection_auc" in result.output
     assert not (tmp_path / "report.json").exists()
+
+
+def test_policy_that_is_not_utf8_is_refused_naming_the_file(files, tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_bytes(b"seed: 3\n# caf\xff\n")
+    result = runner.invoke(_app(), [*_args(files, "fresh", tmp_path), "--policy", str(policy)])
+    assert result.exit_code == 2
+    assert f"{policy}: not UTF-8 text (byte 0xff at offset 13)" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_real_rows_breaking_the_schema_point_to_fedsynth_validate(
+    files, tmp_path: Path, train: pd.DataFrame
+) -> None:
+    broken = train.astype({"age": "Float64"})
+    broken.loc[broken.index[3], "age"] = 300
+    broken.to_csv(files["train"], index=False)
+    result = runner.invoke(_app(), _args(files, "fresh", tmp_path))
+    assert result.exit_code == 2
+    line = next(x for x in result.output.splitlines() if x.startswith("audit:"))
+    assert "1 real row(s) break the schema (e.g. row 4, column 'age': above the maximum" in line
+    assert f"fedsynth validate {files['train']} --schema {files['schema']} --out " in line
+    assert "read_table" not in result.output
+
+
+def test_synthetic_rows_left_without_free_text_are_audited(
+    tmp_path: Path, train: pd.DataFrame, independent: pd.DataFrame, schema: TableSchema
+) -> None:
+    document = schema.model_dump(mode="json")
+    document["columns"].append({"name": "remarks", "kind": "text", "nullable": False})
+    TableSchema.model_validate(document).save(tmp_path / "schema.yaml")
+    train.assign(remarks="seen by the nurse").to_csv(tmp_path / "train.csv", index=False)
+    independent.assign(remarks=None).to_csv(tmp_path / "synthetic.csv", index=False)
+    result = runner.invoke(
+        _app(),
+        [
+            "audit",
+            "--real", str(tmp_path / "train.csv"),
+            "--synthetic", str(tmp_path / "synthetic.csv"),
+            "--schema", str(tmp_path / "schema.yaml"),
+            "--json", str(tmp_path / "report.json"),
+            "--html", str(tmp_path / "report.html"),
+        ],
+    )  # fmt: skip
+    assert result.exit_code in (0, 3), result.output
+    report = AuditReport.from_json((tmp_path / "report.json").read_text())
+    assert report.validity.invalid_rows == 0
+
+
+def test_too_few_valid_synthetic_rows_names_the_commonest_failures(
+    files, tmp_path: Path, independent: pd.DataFrame
+) -> None:
+    broken = independent.astype({"age": "Float64", "sex": "string"})
+    broken["age"] = 130.0
+    broken.loc[broken.index[:5], "sex"] = "X"
+    broken.to_csv(files["fresh"], index=False)
+    result = runner.invoke(_app(), _args(files, "fresh", tmp_path))
+    assert result.exit_code == 2
+    line = next(x for x in result.output.splitlines() if x.startswith("audit:"))
+    assert "synthetic table has 0 valid row(s); an audit needs at least 10" in line
+    assert "1500 row(s) broke the schema, most often: column 'age': above the maximum 120" in line
+    assert (
+        "(1500 row(s)); column 'sex': not one of the declared categories (F, M) (5 row(s))" in line
+    )

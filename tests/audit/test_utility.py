@@ -21,6 +21,7 @@ def test_training_rows_as_synthetic_give_ratio_one(
         schema.column("diagnosis"),
         max_rows=10_000,
         seed=0,
+        notes=[],
     )
     assert report.task == "classification"
     assert set(report.tstr) == {"accuracy", "macro_f1", "roc_auc"}
@@ -42,6 +43,7 @@ def test_labels_unrelated_to_features_lose_utility(
         schema.column("diagnosis"),
         max_rows=10_000,
         seed=0,
+        notes=[],
     )
     assert report.trtr["roc_auc"] > 0.85
     assert report.tstr["roc_auc"] < 0.65
@@ -62,6 +64,7 @@ def test_regression_target_reports_r2_and_inverted_mae_ratio(
         schema.column("age"),
         max_rows=10_000,
         seed=0,
+        notes=[],
     )
     assert report.task == "regression" and report.primary_metric == "r2"
     assert report.trtr["r2"] > 0.8
@@ -84,7 +87,9 @@ def test_single_class_synthetic_target_still_scores() -> None:
     x = rng.normal(size=400)
     real = pd.DataFrame({"x": x, "y": pd.array(x > 0, dtype="boolean")})
     syn = pd.DataFrame({"x": x, "y": pd.array(np.zeros(400, bool), dtype="boolean")})
-    report = utility(real, syn, real, schema.columns, schema.column("y"), max_rows=400, seed=0)
+    report = utility(
+        real, syn, real, schema.columns, schema.column("y"), max_rows=400, seed=0, notes=[]
+    )
     assert report.tstr["roc_auc"] == 0.5
     assert report.trtr["accuracy"] > 0.95
 
@@ -107,5 +112,6 @@ def test_a_class_with_a_single_training_row_does_not_stop_the_audit(
         schema.column("diagnosis"),
         max_rows=10_000,
         seed=0,
+        notes=[],
     )
     assert report.ratio["accuracy"] == pytest.approx(1.0)
