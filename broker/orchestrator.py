@@ -133,6 +133,14 @@ class Orchestrator:
                 except StepInterrupted as why:
                     log.info("job %s: step %s stopped: %s", job.job_id, step.name, why)
                     return
+                except Exception:
+                    # Ending a job purges its rows, so a step still reading them fails: that
+                    # failure is the job's end, not a fault of the step.
+                    state = self.state.store.job(job.job_id).state
+                    if state == JobState.RUNNING:
+                        raise
+                    log.info("job %s: step %s stopped: the job is %s", job.job_id, step.name, state)
+                    return
             else:
                 attempt = again.attempt if again is not None else 0
                 waited = self._supplier_step(ctx, i, step, attempt)
