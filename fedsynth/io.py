@@ -146,7 +146,7 @@ def iter_validated(
     if _is_parquet(path):
         chunks = _parquet_chunks(path, schema, progress)
     else:
-        delimiter = _csv_delimiter(path, delimiter)
+        delimiter = csv_delimiter(path, delimiter)
         _check_encoding(path, encoding)
         chunks = _prefetch(_csv_chunks(path, schema, delimiter, encoding, progress))
     for chunk in chunks:
@@ -700,7 +700,7 @@ def read_raw(
     else:
         _check_encoding(path, encoding)
         line = read_header_line(path, encoding)
-        delimiter = _csv_delimiter(path, delimiter) if delimiter else sniff_delimiter(line)
+        delimiter = csv_delimiter(path, delimiter) if delimiter else sniff_delimiter(line)
         header = _split_header(line, delimiter)
         _check_columns(path, header, None)
         arrow_schema = pa.schema([(name, pa.string()) for name in header])
@@ -763,7 +763,7 @@ def _check_columns(path: Path, header: list[str], schema: TableSchema | None) ->
         )
 
 
-def _csv_delimiter(path: str | Path, delimiter: str) -> str:
+def csv_delimiter(path: str | Path, delimiter: str) -> str:
     """The one ASCII character `delimiter` names; the escape '\\t' typed in a shell is a tab.
 
     DataFileError (naming --delimiter) for anything else the CSV parsers cannot split on.

@@ -19,7 +19,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from fedsynth.io import BLANK_ROW_RULE, FIELD_COUNT_RULE, field_count_message, sniff_delimiter
+from fedsynth.io import (
+    BLANK_ROW_RULE,
+    FIELD_COUNT_RULE,
+    DataFileError,
+    csv_delimiter,
+    field_count_message,
+    sniff_delimiter,
+)
 from fedsynth.prep.report import QuarantineEntry
 
 SOURCE_ROW = "source_row"
@@ -45,6 +52,11 @@ def read_raw(
         raise SourceFileError(f"{path}: no such file; give the path of a CSV or Parquet file")
     if path.suffix.lower() in (".parquet", ".pq"):
         return _read_parquet(path)
+    if delimiter is not None:
+        try:
+            delimiter = csv_delimiter(path, delimiter)
+        except DataFileError as exc:
+            raise SourceFileError(str(exc)) from exc
     return _read_csv(path, delimiter, encoding)
 
 

@@ -81,3 +81,12 @@ def test_prepared_rows_named_as_csv_are_refused_before_anything_is_written(
     assert code == 2
     assert "name it *.parquet" in output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["people.csv", "schema.yaml", "spec.yaml"]
+
+
+def test_a_tab_is_given_as_backslash_t_and_a_long_delimiter_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "people.csv"
+    source.write_text("name\tage\nAnn\t40\n")
+    code, output = run_prep(tmp_path, source, "--delimiter", "\\t")
+    assert code == 0, output
+    code, output = run_prep(tmp_path, source, "--delimiter", ";;")
+    assert code == 2 and "not one ASCII character" in output
