@@ -93,6 +93,20 @@ class SynthesizerSpec(BaseModel):
             raise ValueError(f"no synthesizer called {value!r}; known: {sorted(REGISTRY)}")
         return value
 
+    @model_validator(mode="after")
+    def _known_params(self) -> SynthesizerSpec:
+        """Refuse a parameter the model does not take here, not as a TypeError at a site."""
+        from fedsynth.synth.base import model_parameters
+
+        accepted = model_parameters(self.name)
+        unknown = sorted(set(self.params) - set(accepted))
+        if unknown:
+            raise ValueError(
+                f"params {unknown}: the {self.name!r} synthesizer has no such parameter; its "
+                f"parameters are {', '.join(accepted)}"
+            )
+        return self
+
 
 class Timeouts(BaseModel):
     """How long the broker waits, in seconds, before it gives up."""

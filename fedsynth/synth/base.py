@@ -11,6 +11,7 @@ the schema's order.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -68,6 +69,11 @@ def synthesizer_class(name: str) -> type[Synthesizer]:
         return REGISTRY[name]
     except KeyError:
         raise KeyError(f"no synthesizer called {name!r}; known: {sorted(REGISTRY)}") from None
+
+
+def model_parameters(name: str) -> list[str]:
+    """The constructor parameters of the model registered as `name`, in order."""
+    return list(inspect.signature(synthesizer_class(name)).parameters)
 
 
 class Synthesizer(ABC):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import re
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,7 +17,7 @@ from fedsynth.jobs import MAX_ROWS
 from fedsynth.progress import progress_bar
 from fedsynth.schema import SchemaError, TableSchema
 from fedsynth.synth.artifact import ArtifactError
-from fedsynth.synth.base import REGISTRY, Synthesizer, synthesizer_class
+from fedsynth.synth.base import REGISTRY, Synthesizer, model_parameters, synthesizer_class
 from fedsynth.synth.conditions import ConditionError
 from fedsynth.synth.constraints import ConstraintError, parse_constraints
 from fedsynth.synth.sampling import SamplingError
@@ -97,7 +96,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 def build_model(model: str, params: dict[str, Any]) -> Synthesizer:
     """The named model with `params`, refusing a parameter it does not take by name."""
     cls = synthesizer_class(model)
-    accepted = [p for p in inspect.signature(cls).parameters if p != "constraints"]
+    accepted = [p for p in model_parameters(model) if p != "constraints"]
     unknown = sorted(set(params) - {*accepted, "constraints"})
     if unknown:
         raise ValueError(

@@ -78,3 +78,9 @@ def test_a_job_spec_that_is_a_folder_or_not_utf8_is_refused_by_name(tmp_path) ->
     for path, reason in ((tmp_path, "cannot read"), (binary, "not UTF-8")):
         with pytest.raises(JobSpecError, match=reason):
             JobSpec.load(path)
+
+
+def test_a_synthesizer_parameter_the_model_does_not_take_is_refused_at_submission() -> None:
+    data = spec_data("local") | {"synthesizer": {"name": "cart", "params": {"bogus": 1}}}
+    with pytest.raises(JobSpecError, match=r"params \['bogus'\].*'cart' synthesizer"):
+        JobSpec.from_json(json.dumps(data).encode(), source="job.yaml")
