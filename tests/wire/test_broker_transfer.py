@@ -331,10 +331,14 @@ def test_upload_without_a_declared_hash_resumes_mid_stream_to_an_identical_hash(
     stub = supplier_stub(broker)
     request = undeclared(header(job_id, source))
     status = stub.BeginUpload(request, timeout=TIMEOUT)
+    # A stream that ends early is acknowledged, so the kill below lands after known progress
+    # (a kill right after sending may reach the broker before any chunk does).
+    held = stub.Upload(chunk_messages(status.upload_id, source, 0, 3), timeout=TIMEOUT)
+    assert (held.received, held.complete) == (3 * CHUNK, False)
     with pytest.raises(grpc.RpcError):
-        stub.Upload(killed_after(chunk_messages(status.upload_id, source, 0, 5)), timeout=TIMEOUT)
+        stub.Upload(killed_after(chunk_messages(status.upload_id, source, 3, 5)), timeout=TIMEOUT)
     resumed = stub.BeginUpload(request, timeout=TIMEOUT)
-    assert resumed.upload_id == status.upload_id and resumed.received > 0
+    assert resumed.upload_id == status.upload_id and resumed.received >= 3 * CHUNK
     final = upload_file(stub, request, source, chunk_bytes=CHUNK)
     expected = file_digest(source).sha256
     assert final.complete and final.sha256 == expected
