@@ -1,5 +1,8 @@
-"""YAML documents read with YAML 1.2 booleans: only true and false are booleans, so values such
-as NO (Norway), yes, on or off keep their text in domains, value maps and constraints."""
+"""YAML documents read with YAML 1.2 booleans and floats: only true and false are booleans, so
+values such as NO (Norway), yes, on or off keep their text in domains, value maps and
+constraints; 1e-5 or 5e-1 are numbers, as YAML 1.2 reads them (1.1 wants 1.0e-5); and codes
+with a leading zero (0123) or a colon (10:30) keep their text instead of YAML 1.1's octal and
+base-60 integers."""
 
 from __future__ import annotations
 
@@ -10,18 +13,31 @@ import yaml
 
 
 class Yaml12Loader(yaml.SafeLoader):
-    """The safe loader with YAML 1.2's boolean words."""
+    """The safe loader with YAML 1.2's boolean words and exponent floats."""
 
 
+_REPLACED = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"}
 Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _REPLACED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 Yaml12Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
+# Decimal and hex integers only: YAML 1.1 read 0123 as octal 83 and 10:30 as 630 (base 60);
+# such codes and times now keep their text.
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*)|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+    list("-+.0123456789"),
+)
 
 
 def load_yaml(text: str) -> Any:
-    """Parse one YAML document safely, with YAML 1.2 booleans."""
+    """Parse one YAML document safely, with YAML 1.2 booleans and floats."""
     return yaml.load(text, Loader=Yaml12Loader)

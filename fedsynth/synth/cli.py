@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
 import typer
-import yaml
 from rich.console import Console
 
 from fedsynth.files import OutputPathError, atomic_path, check_outputs
@@ -22,7 +20,7 @@ from fedsynth.synth.conditions import ConditionError
 from fedsynth.synth.constraints import ConstraintError, parse_constraints
 from fedsynth.synth.sampling import SamplingError
 from fedsynth.synth.stats import StatsError
-from fedsynth.yaml12 import Yaml12Loader, load_yaml
+from fedsynth.yaml12 import load_yaml
 
 EXIT_FAILED = 2
 OUTPUT_FORMATS = (".parquet", ".csv")
@@ -56,17 +54,6 @@ def _fail(exc: BaseException) -> typer.Exit:
     return typer.Exit(EXIT_FAILED)
 
 
-class _ParamLoader(Yaml12Loader):
-    """The project's YAML 1.2 loader, with YAML 1.2's floats too (5e-1 and 1e6 are numbers)."""
-
-
-_ParamLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
-    list("-+.0123456789"),
-)
-
-
 def _yaml_problem(exc: Exception) -> str:
     """Why YAML text could not be read, in one line: where, and what (PyYAML's own text spans
     several lines; a bad value under an explicit tag such as !!float raises a plain error)."""
@@ -84,7 +71,7 @@ def parse_params(items: list[str]) -> dict[str, Any]:
         if not sep or not name.strip():
             raise ValueError(f"--param {item!r}: write it as name=value, e.g. min_samples_leaf=20")
         try:
-            params[name.strip()] = yaml.load(value, Loader=_ParamLoader)
+            params[name.strip()] = load_yaml(value)
         except Exception as exc:
             raise ValueError(
                 f"--param {item!r}: the value is not valid YAML ({_yaml_problem(exc)}); give a "

@@ -1,0 +1,40 @@
+"""Configuration documents read YAML 1.2 scalars: codes and words keep their text, exponent
+numbers are numbers."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fedsynth.yaml12 import load_yaml
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("NO", "NO"),
+        ("yes", "yes"),
+        ("true", True),
+        ("0123", "0123"),
+        ("10:30", "10:30"),
+        ("1e-5", 1e-5),
+        ("5e-1", 0.5),
+        ("1.0e-6", 1e-6),
+        ("-3", -3),
+        ("0x1F", 31),
+        ("2.5", 2.5),
+    ],
+)
+def test_scalars_read_as_yaml_1_2_reads_them(text: str, value: object) -> None:
+    assert load_yaml(f"v: {text}") == {"v": value}
+
+
+@given(st.integers(min_value=-(10**18), max_value=10**18))
+def test_any_decimal_integer_reads_as_itself(number: int) -> None:
+    assert load_yaml(f"v: {number}") == {"v": number}
+
+
+@given(st.from_regex(r"0[0-9]{1,9}", fullmatch=True))
+def test_digits_with_a_leading_zero_keep_their_text(code: str) -> None:
+    assert load_yaml(f"v: {code}") == {"v": code}
