@@ -136,7 +136,7 @@ class Orchestrator:
                 except Exception:
                     # Ending a job purges its rows, so a step still reading them fails: that
                     # failure is the job's end, not a fault of the step.
-                    state = self.state.store.job(job.job_id).state
+                    state = self.state.settled_state(job.job_id)
                     if state == JobState.RUNNING:
                         raise
                     log.info("job %s: step %s stopped: the job is %s", job.job_id, step.name, state)

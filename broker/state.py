@@ -65,6 +65,12 @@ class BrokerState:
         self.notify_tasks()
         return job
 
+    def settled_state(self, job_id: str) -> str:
+        """The job's state once any ending in progress is done (`end_job` purges the rows
+        before it sets the state, so a plain read in between still says running)."""
+        with self._ending:
+            return self.store.job(job_id).state
+
     def notify_tasks(self) -> None:
         with self.tasks_changed:
             self.tasks_changed.notify_all()

@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -365,6 +366,46 @@ def test_operators_see_every_verdict_and_reason_on_a_narrow_terminal(
     assert result.exit_code == 0, result.output
     assert "verdict: fail" in result.output
     assert "reasons: DCR below threshold" in result.output
+
+
+def test_a_step_failing_while_its_job_is_being_ended_sees_the_job_ended(
+    state: BrokerState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ending a job purges its rows before it sets the state; a step that failed on the purged
+    rows must not read 'running' in between and be reported as a failure of its own."""
+    from fedsynth.jobs import JobState
+
+    spec = job_spec("ending")
+    job = state.store.create_job(
+        name=spec.name,
+        topology=spec.topology.value,
+        spec_json=spec.model_dump_json(by_alias=True).encode(),
+        spec_sha256=spec.spec_hash,
+        submitted_by="spiffe://test/operator/ops",
+    )
+    state.store.set_job_state(job.job_id, JobState.RUNNING)
+    purging, release = threading.Event(), threading.Event()
+    purge = state.uploads.purge_job
+
+    def slow_purge(job_id: str, actor: str) -> int:
+        purging.set()
+        release.wait(30)
+        return purge(job_id, actor)
+
+    monkeypatch.setattr(state.uploads, "purge_job", slow_purge)
+    ender = threading.Thread(
+        target=state.end_job, args=(job.job_id, JobState.CANCELLED, "by ops", "ops")
+    )
+    ender.start()
+    assert purging.wait(30)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.append(state.settled_state(job.job_id)))
+    reader.start()
+    assert state.store.job(job.job_id).state == JobState.RUNNING
+    release.set()
+    ender.join(30)
+    reader.join(30)
+    assert seen == [JobState.CANCELLED]
 
 
 def test_a_job_cancelled_while_its_last_step_ran_releases_nothing(state: BrokerState) -> None:
