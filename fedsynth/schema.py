@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fedsynth.documents import describe_problems
 from fedsynth.files import atomic_write_text
-from fedsynth.yaml12 import load_yaml
+from fedsynth.yaml12 import Yaml12Dumper, load_yaml
 
 SCHEMA_FORMAT_VERSION = 1
 
@@ -270,11 +270,11 @@ class TableSchema(BaseModel):
         return cls.model_json_schema()
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(Yaml12Dumper):
     """Safe YAML dumper that double-quotes strings holding characters YAML reads as line breaks."""
 
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+def _represent_str(dumper: Yaml12Dumper, value: str) -> yaml.ScalarNode:
     style = '"' if any(c in value for c in _YAML_LINE_BREAKS) else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 

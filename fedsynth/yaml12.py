@@ -41,3 +41,13 @@ Yaml12Loader.add_implicit_resolver(
 def load_yaml(text: str) -> Any:
     """Parse one YAML document safely, with YAML 1.2 booleans and floats."""
     return yaml.load(text, Loader=Yaml12Loader)
+
+
+class Yaml12Dumper(yaml.SafeDumper):
+    """The safe dumper, quoting exactly the strings `Yaml12Loader` would not read back as text
+    (a name such as 0e0 must stay a string through a write and a read)."""
+
+
+Yaml12Dumper.yaml_implicit_resolvers = {
+    first: list(resolvers) for first, resolvers in Yaml12Loader.yaml_implicit_resolvers.items()
+}

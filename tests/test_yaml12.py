@@ -4,10 +4,11 @@ numbers are numbers."""
 from __future__ import annotations
 
 import pytest
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fedsynth.yaml12 import load_yaml
+from fedsynth.yaml12 import Yaml12Dumper, load_yaml
 
 
 @pytest.mark.parametrize(
@@ -38,3 +39,17 @@ def test_any_decimal_integer_reads_as_itself(number: int) -> None:
 @given(st.from_regex(r"0[0-9]{1,9}", fullmatch=True))
 def test_digits_with_a_leading_zero_keep_their_text(code: str) -> None:
     assert load_yaml(f"v: {code}") == {"v": code}
+
+
+scalars = st.one_of(
+    st.text(max_size=12),
+    st.integers(min_value=-(10**12), max_value=10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+)
+
+
+@given(st.lists(scalars, max_size=8))
+def test_what_the_dumper_writes_the_loader_reads_back_unchanged(values: list[object]) -> None:
+    text = yaml.dump({"v": values}, Dumper=Yaml12Dumper, allow_unicode=True)
+    assert load_yaml(text) == {"v": values}

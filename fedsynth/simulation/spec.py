@@ -33,7 +33,7 @@ from fedsynth.schema import (
     TableSchema,
 )
 from fedsynth.simulation.distributions import Distribution
-from fedsynth.yaml12 import load_yaml
+from fedsynth.yaml12 import Yaml12Dumper, load_yaml
 
 SIMULATION_FORMAT_VERSION = 1
 PROBABILITY_TOLERANCE = 1e-6
@@ -388,7 +388,7 @@ class SimulationSpec(_Model):
     def to_yaml(self) -> str:
         """The spec as YAML, with only the fields its author set."""
         data = self.model_dump(mode="json", exclude_unset=True, by_alias=True)
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        return yaml.dump(data, Dumper=Yaml12Dumper, sort_keys=False, allow_unicode=True)
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "<string>") -> SimulationSpec:
