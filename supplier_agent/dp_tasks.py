@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import ValidationError
 
 from fedsynth.files import atomic_write_bytes
+from fedsynth.jobs import Topology
 from fedsynth.plans import ChargeReport, RoundInfo, TaskKind
 from fedsynth.privacy.accountant import PrivacyCost, approximate_cost, compose
 from fedsynth.privacy.announcements import KeyBundle, SignedKey, certificate_keys
@@ -100,7 +101,7 @@ def job_cost(ctx: TaskContext) -> PrivacyCost:
     """The whole DP job's (epsilon, delta), as one charge."""
     privacy = ctx.payload.job.privacy
     assert privacy is not None, "job_cost is for DP jobs"
-    fit = "local fit" if ctx.payload.job.topology.value == "local" else "broker fit"
+    fit = "local fit" if ctx.payload.job.topology is Topology.LOCAL else "broker fit"
     return approximate_cost(privacy.epsilon, privacy.delta, fit)
 
 

@@ -23,7 +23,7 @@ from fedsynth.files import atomic_path, atomic_write_bytes, atomic_write_text
 from fedsynth.jobs import JobSpec, JobSpecError
 from fedsynth.plans import RoundInfo, TaskKind
 from fedsynth.prep import PrepSpec, prepare
-from fedsynth.prep.report import write_quarantine
+from fedsynth.prep.report import QuarantineEntry, write_quarantine
 from fedsynth.prep.source import rejected_rows
 from fedsynth.prep.tokens import LinkageSecret
 from fedsynth.privacy.ledger import PrivacyLedger
@@ -145,16 +145,7 @@ class TaskContext:
         schema = job.schema_for(self.config.name)
         result = prepare(self.raw_rows(), spec, schema, secret=secret)
         report = result.report
-        if result.quarantine:
-            where = self.quarantine_path
-            write_quarantine(result.quarantine, where)
-            log.warning(
-                "job %s, source %r: %d row(s) quarantined, with reasons in %s",
-                self.job_id,
-                self.source,
-                report.rows_quarantined,
-                where,
-            )
+        self.keep_quarantine(result.quarantine)
         if report.rows_out == 0:
             raise TaskRefused(
                 f"source {self.source!r}: no row survived preparation "
@@ -162,6 +153,19 @@ class TaskContext:
                 f"the reasons are at the site in {self.quarantine_path}"
             )
         return result.prepared
+
+    def keep_quarantine(self, entries: list[QuarantineEntry]) -> None:
+        """Write rejected rows with their reasons to `quarantine_path` (at the site), if any."""
+        if not entries:
+            return
+        write_quarantine(entries, self.quarantine_path)
+        log.warning(
+            "job %s, source %r: %d rejected cell(s) or line(s), with reasons in %s",
+            self.job_id,
+            self.source,
+            len(entries),
+            self.quarantine_path,
+        )
 
     def input(self, name: str, suffix: str) -> Path:
         try:
@@ -335,16 +339,7 @@ def upload_raw(ctx: TaskContext) -> Outgoing:
     (blank, wrong number of fields) stay in the site's quarantine."""
     book = job_budget(ctx)
     rows = ctx.raw_rows()
-    unread = rejected_rows(rows)
-    if unread:
-        write_quarantine(unread, ctx.quarantine_path)
-        log.warning(
-            "job %s, source %r: %d line(s) are not records; kept at the site in %s",
-            ctx.job_id,
-            ctx.source,
-            len(unread),
-            ctx.quarantine_path,
-        )
+    ctx.keep_quarantine(rejected_rows(rows))
     rows.attrs = {}
     path = _write_parquet(ctx.workdir / "raw.parquet", rows)
     return Outgoing(

@@ -14,17 +14,13 @@ import yaml
 from fedsynth.security.principals import Role
 from supplier_agent.agent import AgentRefused, SupplierAgent
 from supplier_agent.config import AgentConfig
-from tests.wire.broker_harness import REPO, BrokerProcess, make_broker
+from tests.wire.broker_harness import REPO, BrokerProcess, running_broker
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    process = make_broker(tmp_path_factory.mktemp("refused"))
-    process.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("refused")) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def agent_config(broker: BrokerProcess, root: Path, name: str, cert_of: str) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,3 +149,14 @@ def submit_job(
         operator_pb2.SubmitJobRequest(spec_json=spec.canonical_json()), timeout=20
     )
     return reply.job_id
+
+
+@contextmanager
+def running_broker(root: Path) -> Iterator[BrokerProcess]:
+    """A broker process under `root`, started, and stopped when the block ends."""
+    process = make_broker(root)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -6,14 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.wire.broker_harness import BrokerProcess, make_broker
+from tests.wire.broker_harness import BrokerProcess, running_broker
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    proc = make_broker(tmp_path_factory.mktemp("broker"))
-    proc.start()
-    try:
+    with running_broker(tmp_path_factory.mktemp("broker")) as proc:
         yield proc
-    finally:
-        proc.stop()
