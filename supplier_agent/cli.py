@@ -85,14 +85,15 @@ def budget(
             table.add_row(source, "none: DP tasks refused", "", "", "", "")
             continue
         book = PrivacyLedger(path, supplier=agent_config.name, cap=cap)
-        spent = book.spent(source)
+        location = agent_config.source(source).location()
+        spent = book.spent(source, location=location)
         table.add_row(
             source,
             f"{cap.epsilon:g}",
             f"{cap.delta:g}",
-            str(len(book.history(source))),
+            str(len(book.history(source, location=location))),
             f"{spent.epsilon:.4g}",
-            f"{book.remaining_epsilon(source):.4g}",
+            f"{book.remaining_epsilon(source, location=location):.4g}",
         )
     Console(soft_wrap=True).print(table)
 

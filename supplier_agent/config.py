@@ -57,6 +57,10 @@ class FileSource(_Strict):
         None, description="This source's own privacy cap; default: the agent's privacy_cap."
     )
 
+    def location(self) -> str:
+        """Where the rows live, for the privacy ledger: the file's resolved path."""
+        return f"file:{self.path.resolve()}"
+
 
 class SqlSource(_Strict):
     """A query against a SQL database (SQLite, PostgreSQL, or any SQLAlchemy URL)."""
@@ -73,6 +77,13 @@ class SqlSource(_Strict):
     privacy_cap: BudgetCap | None = Field(
         None, description="This source's own privacy cap; default: the agent's privacy_cap."
     )
+
+    def location(self) -> str:
+        """Where the rows live, for the privacy ledger: the database and the query."""
+        from sqlalchemy.engine import make_url
+
+        database = make_url(self.url).render_as_string(hide_password=True)
+        return f"sql:{database} {' '.join(self.query.split())}"
 
     def resolved_url(self) -> str:
         """The URL with the password from `password_env` filled in."""

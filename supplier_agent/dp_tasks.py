@@ -73,7 +73,7 @@ def check_budget(ctx: TaskContext, cost: PrivacyCost) -> PrivacyLedger:
     """Refuse, before any data is read, a task whose cost the source's cap cannot cover."""
     book = ledger(ctx)
     try:
-        book.check(ctx.source, cost)
+        book.check(ctx.source, cost, location=_location(ctx))
     except LedgerError as exc:
         raise TaskRefused(str(exc)) from exc
     return book
@@ -82,10 +82,14 @@ def check_budget(ctx: TaskContext, cost: PrivacyCost) -> PrivacyLedger:
 def charge(ctx: TaskContext, book: PrivacyLedger, cost: PrivacyCost) -> ChargeReport:
     """Charge `cost` under this task's id (a retried task is not charged twice)."""
     try:
-        book.charge(ctx.source, ctx.task_id, cost)
+        book.charge(ctx.source, ctx.task_id, cost, location=_location(ctx))
     except LedgerError as exc:
         raise TaskRefused(str(exc)) from exc
     return ChargeReport.of(ctx.task_id, ctx.source, cost)
+
+
+def _location(ctx: TaskContext) -> str:
+    return ctx.config.source(ctx.source).location()
 
 
 def job_budget(ctx: TaskContext) -> PrivacyLedger | None:

@@ -6,6 +6,10 @@ processes are serialised and can never jointly overspend; the charge is durable 
 FULL) before `charge` returns, so the caller releases only what is already paid for. A charge is
 keyed by its release id: retrying a release after a crash finds the charge already made instead
 of paying twice, and a crash before the commit leaves no charge at all.
+
+A source is named by its label in the agent's config, and may also carry its location (a file
+path, a database and query). Charges to one location count against every label that names it, so
+renaming a source in the config does not start its budget again.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ CREATE TABLE IF NOT EXISTS charges (
     epsilon REAL NOT NULL,
     delta REAL NOT NULL,
     rdp TEXT,
-    charged_at TEXT NOT NULL
+    charged_at TEXT NOT NULL,
+    location TEXT
 )
 """
 
@@ -86,13 +91,19 @@ class PrivacyLedger:
         with self._open() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(charges)")}
+            if "location" not in columns:  # a ledger written before locations were kept
+                db.execute("ALTER TABLE charges ADD COLUMN location TEXT")
 
     def cap_for(self, source: str) -> BudgetCap:
         """The cap of `source` (its own, else the ledger-wide one)."""
         return self.source_caps.get(source, self.cap)
 
-    def charge(self, source: str, release_id: str, cost: PrivacyCost) -> Charge:
-        """Record `cost` for `source` if the cap allows it, else raise BudgetExceeded.
+    def charge(
+        self, source: str, release_id: str, cost: PrivacyCost, *, location: str | None = None
+    ) -> Charge:
+        """Record `cost` for `source` (found at `location`) if the cap allows it, else raise
+        BudgetExceeded.
 
         Call before the release leaves. The same release id charged again with the same cost
         returns the recorded charge (a retry after a crash); with another cost it is refused.
@@ -107,7 +118,7 @@ class PrivacyLedger:
                 "SELECT source, label, epsilon, delta, rdp FROM charges WHERE release_id = ?",
                 (release_id,),
             ).fetchone()
-            history = self._costs(db, source)
+            history = self._costs(db, source, location)
             if row is not None:
                 if row[0] != source or _row_cost(row[1:]) != cost:
                     raise LedgerError(
@@ -127,7 +138,7 @@ class PrivacyLedger:
                     "ask for less or raise the cap in the agent's config"
                 )
             db.execute(
-                "INSERT INTO charges VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO charges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     release_id,
                     self.supplier,
@@ -137,18 +148,19 @@ class PrivacyLedger:
                     cost.delta,
                     None if cost.rdp is None else json.dumps(list(cost.rdp)),
                     datetime.now(UTC).isoformat(),
+                    location,
                 ),
             )
             return result
 
-    def check(self, source: str, cost: PrivacyCost) -> None:
+    def check(self, source: str, cost: PrivacyCost, *, location: str | None = None) -> None:
         """Raise BudgetExceeded if charging `cost` to `source` now would pass its cap.
 
         Read-only: lets a site refuse a task before it touches data; `charge` still decides.
         """
         cap = self.cap_for(source)
         with self._open() as db:
-            total = _spent(compose([*self._costs(db, source), cost]), cap)
+            total = _spent(compose([*self._costs(db, source, location), cost]), cap)
         if total.epsilon > cap.epsilon + _TOLERANCE or total.delta > cap.delta + _TOLERANCE:
             raise BudgetExceeded(
                 f"supplier {self.supplier!r}, source {source!r}: {cost.label or 'this release'} "
@@ -157,15 +169,16 @@ class PrivacyLedger:
                 "agent's config"
             )
 
-    def spent(self, source: str) -> Spent:
-        """What `source` has spent so far."""
+    def spent(self, source: str, *, location: str | None = None) -> Spent:
+        """What `source` (and any label charged at `location`) has spent so far."""
         with self._open() as db:
-            total = compose(self._costs(db, source))
+            total = compose(self._costs(db, source, location))
         return _spent(total, self.cap_for(source))
 
-    def remaining_epsilon(self, source: str) -> float:
+    def remaining_epsilon(self, source: str, *, location: str | None = None) -> float:
         """Epsilon still available to `source` at its cap's delta."""
-        return max(0.0, self.cap_for(source).epsilon - self.spent(source).epsilon)
+        spent = self.spent(source, location=location)
+        return max(0.0, self.cap_for(source).epsilon - spent.epsilon)
 
     def sources(self) -> list[str]:
         """Every source of this supplier that has been charged, sorted."""
@@ -176,16 +189,18 @@ class PrivacyLedger:
             ).fetchall()
         return [row[0] for row in rows]
 
-    def history(self, source: str) -> list[PrivacyCost]:
-        """Every cost charged to `source`, oldest first."""
+    def history(self, source: str, *, location: str | None = None) -> list[PrivacyCost]:
+        """Every cost charged to `source` or, under any label, to `location`, oldest first."""
         with self._open() as db:
-            return self._costs(db, source)
+            return self._costs(db, source, location)
 
-    def _costs(self, db: sqlite3.Connection, source: str) -> list[PrivacyCost]:
+    def _costs(
+        self, db: sqlite3.Connection, source: str, location: str | None
+    ) -> list[PrivacyCost]:
         rows = db.execute(
-            "SELECT label, epsilon, delta, rdp FROM charges WHERE supplier = ? AND source = ? "
-            "ORDER BY rowid",
-            (self.supplier, source),
+            "SELECT label, epsilon, delta, rdp FROM charges WHERE supplier = ? "
+            "AND (source = ? OR (? IS NOT NULL AND location = ?)) ORDER BY rowid",
+            (self.supplier, source, location, location),
         ).fetchall()
         return [_row_cost(row) for row in rows]
 

@@ -123,3 +123,18 @@ def test_budget_command_shows_each_sources_cap_spend_and_remainder(tmp_path: Pat
     rows = {row[0]: row[1:] for row in cells}
     assert rows["registry"] == ["4", "1e-05", "1", "1.5", "2.5"]
     assert rows["admissions"] == ["0.5", "1e-06", "0", "0", "0.5"]
+
+
+def test_renaming_a_source_in_the_config_keeps_its_spent_budget(tmp_path: Path) -> None:
+    config = load(tmp_path)
+    book = PrivacyLedger(
+        config.state_dir / LEDGER_FILE, supplier="hospital-a", cap=BudgetCap(epsilon=4.0)
+    )
+    location = config.source("registry").location()
+    book.charge("registry", "job-0/round-1", approximate_cost(3.5, 0.0), location=location)
+    renamed = load(tmp_path, CONFIG.replace("registry:", "registry-2026:"))
+    ctx = context(renamed, tmp_path, "local", "registry-2026")
+    with pytest.raises(TaskRefused, match=r"source 'registry-2026'.*epsilon 4\.5.*over the cap"):
+        synthesize_locally(ctx)
+    result = CliRunner().invoke(app, ["budget", "--config", str(tmp_path / "agent.yaml")])
+    assert "registry-2026" in result.output and "3.5" in result.output, result.output

@@ -124,7 +124,7 @@ def _crash_inside_a_charge(path: str) -> None:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("BEGIN IMMEDIATE")
     db.execute(
-        "INSERT INTO charges VALUES ('half', 'hospital-a', 'visits', '', 0.9, 0, NULL, 'now')"
+        "INSERT INTO charges VALUES ('half', 'hospital-a', 'visits', '', 0.9, 0, NULL, 'now', NULL)"
     )
     os.kill(os.getpid(), signal.SIGKILL)
 
@@ -151,3 +151,29 @@ def test_negative_nan_and_infinite_costs_never_reach_the_ledger(tmp_path: Path, 
     with pytest.raises(ValueError):
         BudgetCap(epsilon=bad)
     assert ledger.history("visits") == []
+
+
+def test_charges_to_one_location_count_against_every_label_naming_it(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    ledger.charge("visits", "r1", approximate_cost(0.7), location="file:/data/visits.csv")
+    with pytest.raises(BudgetExceeded, match="over the cap"):
+        ledger.charge("visits-2024", "r2", approximate_cost(0.4), location="file:/data/visits.csv")
+    assert ledger.spent("visits-2024", location="file:/data/visits.csv").epsilon == 0.7
+    ledger.charge("claims", "r3", approximate_cost(0.9), location="file:/data/claims.csv")
+
+
+def test_a_ledger_written_before_locations_were_kept_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE charges (release_id TEXT PRIMARY KEY, supplier TEXT NOT NULL, "
+            "source TEXT NOT NULL, label TEXT NOT NULL, epsilon REAL NOT NULL, "
+            "delta REAL NOT NULL, rdp TEXT, charged_at TEXT NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO charges VALUES ('r1', 'hospital-a', 'visits', 'old', 0.5, 0, NULL, 'x')"
+        )
+    ledger = _ledger(tmp_path)
+    ledger.charge("visits", "r2", approximate_cost(0.3), location="file:/data/visits.csv")
+    assert ledger.spent("visits").epsilon == pytest.approx(0.8)
+    assert len(ledger.history("renamed", location="file:/data/visits.csv")) == 1
