@@ -95,16 +95,11 @@ class SynthesizerSpec(BaseModel):
 
     @model_validator(mode="after")
     def _known_params(self) -> SynthesizerSpec:
-        """Refuse a parameter the model does not take here, not as a TypeError at a site."""
-        from fedsynth.synth.base import model_parameters
+        """Refuse a parameter the model does not take, or of the wrong type, here rather than
+        as a TypeError at a site."""
+        from fedsynth.synth.base import check_model_parameters
 
-        accepted = model_parameters(self.name)
-        unknown = sorted(set(self.params) - set(accepted))
-        if unknown:
-            raise ValueError(
-                f"params {unknown}: the {self.name!r} synthesizer has no such parameter; its "
-                f"parameters are {', '.join(accepted)}"
-            )
+        check_model_parameters(self.name, self.params)
         return self
 
 

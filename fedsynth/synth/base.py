@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+from pydantic import TypeAdapter, ValidationError
 
 from fedsynth.frame import conform
 from fedsynth.schema import (
@@ -71,9 +73,29 @@ def synthesizer_class(name: str) -> type[Synthesizer]:
         raise KeyError(f"no synthesizer called {name!r}; known: {sorted(REGISTRY)}") from None
 
 
-def model_parameters(name: str) -> list[str]:
-    """The constructor parameters of the model registered as `name`, in order."""
-    return list(inspect.signature(synthesizer_class(name)).parameters)
+def check_model_parameters(name: str, params: Mapping[str, Any]) -> None:
+    """Refuse a parameter the model `name` does not take, or a value not of its type (1.5
+    epochs, a word for a rate, true for a count), naming the parameter and what it takes."""
+    cls = synthesizer_class(name)
+    signature = inspect.signature(cls)
+    unknown = sorted(set(params) - set(signature.parameters))
+    if unknown:
+        raise ValueError(
+            f"{unknown[0]}: the {name!r} synthesizer has no such parameter; its parameters are "
+            f"{', '.join(p for p in signature.parameters if p != 'constraints')}"
+        )
+    hints = typing.get_type_hints(cls.__init__)
+    for key, value in params.items():
+        if key == "constraints":
+            continue
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError:
+            wanted = signature.parameters[key].annotation
+            raise ValueError(
+                f"{key}={value!r}: the {name!r} synthesizer takes {wanted} for {key} "
+                f"(a {type(value).__name__} was given)"
+            ) from None
 
 
 class Synthesizer(ABC):

@@ -15,7 +15,12 @@ from fedsynth.jobs import MAX_ROWS
 from fedsynth.progress import progress_bar
 from fedsynth.schema import SchemaError, TableSchema
 from fedsynth.synth.artifact import ArtifactError
-from fedsynth.synth.base import REGISTRY, Synthesizer, model_parameters, synthesizer_class
+from fedsynth.synth.base import (
+    REGISTRY,
+    Synthesizer,
+    check_model_parameters,
+    synthesizer_class,
+)
 from fedsynth.synth.conditions import ConditionError
 from fedsynth.synth.constraints import ConstraintError, parse_constraints
 from fedsynth.synth.sampling import SamplingError
@@ -82,15 +87,11 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 def build_model(model: str, params: dict[str, Any]) -> Synthesizer:
     """The named model with `params`, refusing a parameter it does not take by name."""
-    cls = synthesizer_class(model)
-    accepted = [p for p in model_parameters(model) if p != "constraints"]
-    unknown = sorted(set(params) - {*accepted, "constraints"})
-    if unknown:
-        raise ValueError(
-            f"--param {unknown[0]}: the {model!r} model has no such parameter; its parameters "
-            f"are {', '.join(accepted)}"
-        )
-    return cls(**params)
+    try:
+        check_model_parameters(model, params)
+    except ValueError as exc:
+        raise ValueError(f"--param {exc}") from None
+    return synthesizer_class(model)(**params)
 
 
 def parse_condition_args(items: list[str]) -> dict[str, Any]:

@@ -82,5 +82,11 @@ def test_a_job_spec_that_is_a_folder_or_not_utf8_is_refused_by_name(tmp_path) ->
 
 def test_a_synthesizer_parameter_the_model_does_not_take_is_refused_at_submission() -> None:
     data = spec_data("local") | {"synthesizer": {"name": "cart", "params": {"bogus": 1}}}
-    with pytest.raises(JobSpecError, match=r"params \['bogus'\].*'cart' synthesizer"):
+    with pytest.raises(JobSpecError, match=r"bogus: the 'cart' synthesizer has no such"):
+        JobSpec.from_json(json.dumps(data).encode(), source="job.yaml")
+
+
+def test_a_synthesizer_parameter_of_the_wrong_type_is_refused_at_submission() -> None:
+    data = spec_data("local") | {"synthesizer": {"name": "cart", "params": {"smoothing": 1}}}
+    with pytest.raises(JobSpecError, match=r"smoothing=1: the 'cart' synthesizer takes bool"):
         JobSpec.from_json(json.dumps(data).encode(), source="job.yaml")

@@ -154,8 +154,25 @@ def test_unknown_param_names_the_models_parameters(
 ) -> None:
     code, output = _fit(files, tmp_path, "--model", "cart", "--param", "bogus=1")
     assert code == 2
-    assert "--param bogus: the 'cart' model has no such parameter" in output
+    assert "--param bogus: the 'cart' synthesizer has no such parameter" in output
     assert "min_samples_leaf" in output and "constraints" not in output
+
+
+@pytest.mark.parametrize(
+    ("param", "said"),
+    [
+        ("epochs=1.5", "epochs=1.5: the 'tvae' synthesizer takes int for epochs (a float"),
+        ("batch_size=abc", "batch_size='abc': the 'tvae' synthesizer takes int for batch_size"),
+        ("hidden=true", "hidden=True: the 'tvae' synthesizer takes int for hidden (a bool"),
+        ("learning_rate=fast", "learning_rate='fast': the 'tvae' synthesizer takes float"),
+    ],
+)
+def test_a_param_of_the_wrong_type_is_refused_naming_it_and_its_type(
+    files: tuple[Path, Path], tmp_path: Path, param: str, said: str
+) -> None:
+    code, output = _fit(files, tmp_path, "--model", "tvae", "--param", param)
+    assert code == 2 and "Traceback" not in output
+    assert f"--param {said}" in " ".join(output.split()), output
 
 
 def test_tvae_fit_that_diverges_exits_2_and_writes_no_model(
