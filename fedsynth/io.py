@@ -29,6 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
+from fedsynth.arrow_text import as_text
 from fedsynth.files import atomic_path
 from fedsynth.schema import TableSchema
 from fedsynth.validation import (
@@ -473,7 +474,7 @@ def _quarantine_batch(
     raw = chunk.batch
     positions = np.flatnonzero(bad | blank)
     texts = {
-        c.name: _as_text(raw.column(c.name)).take(positions).to_pylist() for c in schema.columns
+        c.name: as_text(raw.column(c.name)).take(positions).to_pylist() for c in schema.columns
     }
     records: list[tuple[int, list[CellIssue], dict[str, str | None]]] = []
     for i, pos in enumerate(positions):
@@ -524,14 +525,6 @@ def _quarantine_batch(
     for name in schema.names:
         columns[name] = [r[2][name] for r in records]
     return pa.RecordBatch.from_pydict(columns, schema=_quarantine_arrow_schema(schema))
-
-
-def _as_text(arr: pa.Array) -> pa.Array:
-    if pa.types.is_string(arr.type):
-        return arr
-    if pa.types.is_dictionary(arr.type):
-        return arr.dictionary_decode().cast(pa.string())
-    return pc.cast(arr, pa.string())
 
 
 def _raw_arrow_schema(schema: TableSchema) -> pa.Schema:

@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedsynth.arrow_text import as_text
 from fedsynth.io import DataFileError, read_raw
 from fedsynth.schema import (
     DEFAULT_FALSE_VALUES,
@@ -123,7 +124,7 @@ def _infer_column(name: str, raw: pa.Array) -> tuple[Column, list[str]]:
     if moment is not None:
         return moment, notes
 
-    text = values if pa.types.is_string(values.type) else values.cast(pa.string())
+    text = as_text(values)
     distinct = pc.count_distinct(text).as_py()
     identifier_reason = _identifier_reason(name, text, distinct)
     if identifier_reason:

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fedsynth.arrow_text import as_text
 from fedsynth.schema import (
     BooleanColumn,
     CategoricalColumn,
@@ -82,7 +83,7 @@ def validate_column(raw: pa.Array, column: Column) -> ColumnResult:
     elif isinstance(column, DatetimeColumn):
         values, codes = _datetimes(raw, column)
     else:
-        values = raw if pa.types.is_string(raw.type) else _text(raw)
+        values = as_text(raw)
         codes = np.zeros(len(raw), dtype=np.uint8)
     if not column.nullable:
         _mark(codes, np.asarray(pc.is_null(raw)), Rule.NOT_NULL)
@@ -260,7 +261,7 @@ def _typed_numbers(raw: pa.Array, integer: bool, codes: np.ndarray) -> tuple[pa.
 
 
 def _categories(raw: pa.Array, column: CategoricalColumn) -> tuple[pa.Array, np.ndarray]:
-    text = raw if pa.types.is_string(raw.type) else _text(raw)
+    text = as_text(raw)
     domain = pa.array(column.domain, type=pa.string())
     indices = pc.index_in(text, value_set=domain).cast(pa.int32())
     codes = np.zeros(len(raw), dtype=np.uint8)
@@ -272,7 +273,7 @@ def _booleans(raw: pa.Array, column: BooleanColumn) -> tuple[pa.Array, np.ndarra
     codes = np.zeros(len(raw), dtype=np.uint8)
     if pa.types.is_boolean(raw.type):
         return raw, codes
-    text = raw if pa.types.is_string(raw.type) else _text(raw)
+    text = as_text(raw)
     folded = pc.utf8_lower(pc.utf8_trim_whitespace(text))
     true_set = pa.array([v.lower() for v in column.true_values], type=pa.string())
     false_set = pa.array([v.lower() for v in column.false_values], type=pa.string())
@@ -324,21 +325,6 @@ def _parse_datetimes(raw: pa.Array, fmt: str | None) -> pa.Array:
 
 def _micros(moment: datetime) -> int:
     return int(np.datetime64(moment.replace(tzinfo=None), "us").astype(np.int64))
-
-
-def _text(raw: pa.Array) -> pa.Array:
-    """Text form of a typed array, as a person would have written it in a CSV."""
-    if pa.types.is_floating(raw.type):
-        as_float = raw.cast(pa.float64())
-        whole = pc.equal(pc.floor(as_float), as_float)
-        return pc.if_else(
-            whole,
-            as_float.cast(pa.int64(), safe=False).cast(pa.string()),
-            as_float.cast(pa.string()),
-        )
-    if pa.types.is_boolean(raw.type):
-        return pc.if_else(raw, "true", "false")
-    return raw.cast(pa.string())
 
 
 def _null_where(values: pa.Array, codes: np.ndarray) -> pa.Array:

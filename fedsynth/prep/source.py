@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from fedsynth.arrow_text import as_text
 from fedsynth.io import (
     BLANK_ROW_RULE,
     FIELD_COUNT_RULE,
@@ -81,26 +82,9 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             "or give the file a .csv name if it holds CSV text"
         ) from exc
     _check_header(path, table.column_names)
-    columns = {name: _parquet_text(table.column(name)).to_pylist() for name in table.column_names}
+    columns = {name: as_text(table.column(name)).to_pylist() for name in table.column_names}
     rows = np.arange(1, table.num_rows + 1, dtype=np.int64)
     return _with_rows(pd.DataFrame(columns, dtype=object), rows, [])
-
-
-def _parquet_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A Parquet column as text; timestamps as the supplier agent writes them.
-
-    Arrow writes `2024-01-02 00:00:00.000000000`, which no `date_formats` entry matches; the
-    agent writes a midnight as `2024-01-02` and any other time as `2024-01-02 10:30:00`, in the
-    column's own time zone. A non-zero fraction of a second is kept, without trailing zeros.
-    """
-    if not pa.types.is_timestamp(column.type):
-        return column.cast(pa.string())
-    if column.type.tz is not None:
-        column = pc.local_timestamp(column)
-    text = column.cast(pa.string())
-    text = pc.replace_substring_regex(text, r"(\.\d*?)0+$", r"\1")
-    text = pc.replace_substring_regex(text, r"\.$", "")
-    return pc.replace_substring_regex(text, r" 00:00:00$", "")
 
 
 def _read_csv(path: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
