@@ -1,14 +1,17 @@
 """Conditional sampling requests: fixed values for discrete columns, ranges for ordered ones.
 
 `{"diagnosis": "rare_x", "age": (60, 80)}` asks for rows with that diagnosis and an age between
-60 and 80 inclusive. Requests are checked against the schema up front so that an impossible one
-(a value outside the domain, a range outside the bounds) fails with a clear message.
+60 and 80 inclusive; `{"admitted": "2024-01-10"}` asks for rows on that day, whatever the
+time. Requests are checked against the schema up front so that an impossible one (a value
+outside the domain, a range outside the bounds) fails with a clear message.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
 
 import numpy as np
@@ -45,9 +48,15 @@ class Condition:
 
     def widened(self, step: float) -> tuple[float, float]:
         """The interval of unrounded values that round into this one, for output values `step`
-        apart: half a step more on either side (an exact date takes in its whole day)."""
-        half = 0.0 if self.discrete else step / 2 * (1 - 1e-9)
-        return self.low - half, self.high + half
+        apart: from half a step below its first output value to half a step above its last."""
+        if self.discrete:
+            return self.low, self.high
+        half = step / 2 * (1 - 1e-9)
+        first = np.ceil(self.low / step - 1e-9) * step
+        last = np.floor(self.high / step + 1e-9) * step
+        if not first <= last:  # no output value inside: let sampling report it unmet
+            return self.low - half, self.high + half
+        return first - half, last + half
 
     def holds(self, df: pd.DataFrame, schema: TableSchema) -> np.ndarray:
         values = encode(df[self.column], schema.column(self.column))
@@ -90,6 +99,9 @@ def _parse_one(column: Column, value: Any) -> Condition:
         if len(value) != 2:
             raise ConditionError(f"condition {label}: a range is two values (low, high)")
         low, high = value
+    elif isinstance(column, DatetimeColumn) and _is_day(value):
+        day = pd.Timestamp(value)
+        low, high = day, day + pd.Timedelta(days=1) - pd.Timedelta(microseconds=1)
     elif integer or isinstance(column, DatetimeColumn):
         low = high = value
     else:
@@ -105,6 +117,13 @@ def _parse_one(column: Column, value: Any) -> Condition:
             f"condition {label}: the range is empty or outside the bounds of {column.name!r}"
         )
     return Condition(column.name, lo, hi, label, discrete=False, integer=integer)
+
+
+def _is_day(value: Any) -> bool:
+    """A date without a time of day: the condition takes in the whole day."""
+    if isinstance(value, str):
+        return re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()) is not None
+    return isinstance(value, date) and not isinstance(value, datetime)
 
 
 def _boolean(column: BooleanColumn, value: Any, label: str) -> bool:
