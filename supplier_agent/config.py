@@ -120,6 +120,15 @@ class EgressPolicy(_Strict):
         description="Audit policy thresholds this site's own synthetic output must pass "
         "(on top of the job's policy); empty means the job's policy alone.",
     )
+    max_audits_per_job: int = Field(
+        2,
+        ge=1,
+        description="Candidates of one job this site audits against its rows; each verdict "
+        "tells the broker something about the rows, so more are refused.",
+    )
+    max_audits_per_day: int = Field(
+        48, ge=1, description="Candidates this site audits in any 24 hours, over all jobs."
+    )
 
     @field_validator("min_audit")
     @classmethod

@@ -35,6 +35,7 @@ from fedsynth.splits import holdout_split
 from fedsynth.synth import GaussianCopula, SufficientStats, Synthesizer, synthesizer_class
 from fedsynth.wire.transfer import file_digest
 from supplier_agent.audit_bar import site_policy
+from supplier_agent.audit_quota import AuditQuota, AuditQuotaExceeded
 from supplier_agent.config import AgentConfig, ArtifactKind
 from supplier_agent.dp_tasks import DP_HANDLERS, charge, job_budget, job_cost
 from supplier_agent.outgoing import OutFile, Outgoing, TaskRefused
@@ -42,6 +43,7 @@ from supplier_agent.rows_cache import PreparedRowsCache
 from supplier_agent.sources import read_source
 
 VERDICT_FORMAT = "fedsynth.supplier-verdict/v1"
+AUDIT_QUOTA_FILE = "audits.sqlite3"
 
 EGRESS: dict[TaskKind, ArtifactKind] = {
     TaskKind.MARGINAL_STATS: ArtifactKind.STATISTICS,
@@ -272,10 +274,21 @@ def audit_candidate(ctx: TaskContext) -> Outgoing:
     """Audit the broker's candidate against this site's rows (training rows, with the holdout
     as baseline) and sign the verdict."""
     path = ctx.input("candidate", ".parquet")
+    candidate_sha256 = _sha256(path)
+    egress = ctx.config.egress
+    quota = AuditQuota(
+        ctx.config.state_dir / AUDIT_QUOTA_FILE,
+        per_job=egress.max_audits_per_job,
+        per_day=egress.max_audits_per_day,
+    )
+    try:
+        quota.admit(ctx.task_id, ctx.job_id, candidate_sha256)
+    except AuditQuotaExceeded as exc:
+        raise TaskRefused(str(exc)) from exc
     synthetic = pd.read_parquet(path)
     train, holdout = ctx.split()
     report = _audit(ctx, train, synthetic, holdout)
-    return Outgoing({"verdict": _verdict(ctx, report, _sha256(path))})
+    return Outgoing({"verdict": _verdict(ctx, report, candidate_sha256)})
 
 
 def synthesize_locally(ctx: TaskContext) -> Outgoing:
