@@ -44,10 +44,19 @@ def load_yaml(text: str) -> Any:
 
 
 class Yaml12Dumper(yaml.SafeDumper):
-    """The safe dumper, quoting exactly the strings `Yaml12Loader` would not read back as text
-    (a name such as 0e0 must stay a string through a write and a read)."""
+    """The safe dumper, quoting every string that `Yaml12Loader` or a YAML 1.1 reader (PyYAML's
+    safe_load, most tools) would not read back as text: 0e0, 00501, yes and 10:30 stay text in
+    whatever reads the file next."""
 
 
 Yaml12Dumper.yaml_implicit_resolvers = {
-    first: list(resolvers) for first, resolvers in Yaml12Loader.yaml_implicit_resolvers.items()
+    first: list(
+        dict.fromkeys(
+            [
+                *yaml.SafeLoader.yaml_implicit_resolvers.get(first, []),
+                *Yaml12Loader.yaml_implicit_resolvers.get(first, []),
+            ]
+        )
+    )
+    for first in {*yaml.SafeLoader.yaml_implicit_resolvers, *Yaml12Loader.yaml_implicit_resolvers}
 }

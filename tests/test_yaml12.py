@@ -53,3 +53,18 @@ scalars = st.one_of(
 def test_what_the_dumper_writes_the_loader_reads_back_unchanged(values: list[object]) -> None:
     text = yaml.dump({"v": values}, Dumper=Yaml12Dumper, allow_unicode=True)
     assert load_yaml(text) == {"v": values}
+
+
+@pytest.mark.parametrize(
+    "text", ["00501", "0123", "10:30", "yes", "NO", "off", "1_000", "0x1F", "1e5", ".5", "~", ""]
+)
+def test_strings_the_dumper_writes_stay_text_for_a_yaml_1_1_reader_too(text: str) -> None:
+    written = yaml.dump({"domain": [text]}, Dumper=Yaml12Dumper)
+    assert yaml.safe_load(written) == {"domain": [text]}, written
+    assert load_yaml(written) == {"domain": [text]}
+
+
+@given(st.lists(st.text(alphabet="0123456789:._-+eExXyesnoYESNO", max_size=8), max_size=5))
+def test_any_string_the_dumper_writes_reads_back_as_text_in_both_readers(texts: list[str]) -> None:
+    written = yaml.dump(texts, Dumper=Yaml12Dumper)
+    assert yaml.safe_load(written) == texts and load_yaml(written) == texts
