@@ -117,7 +117,12 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1)
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f-\x9f]+$",
+        description="A label for people: printable text, at most 200 characters.",
+    )
     topology: Topology
     suppliers: list[SupplierSource] = Field(min_length=1)
     table_schema: TableSchema = Field(alias="schema")
@@ -229,6 +234,16 @@ class JobSpec(BaseModel):
             if unlinked:
                 problems.append(
                     (("prep",), f"suppliers {unlinked} need a prep spec with a 'linkage' section")
+                )
+        for s in self.suppliers:
+            prep = self.prep.get(s.supplier)
+            if prep is not None and prep.source != s.source:
+                problems.append(
+                    (
+                        ("prep", s.supplier, "source"),
+                        f"the prep spec of {s.supplier!r} is for source {prep.source!r}, but the "
+                        f"job takes its source {s.source!r}: make the two names agree",
+                    )
                 )
         strangers = sorted(set(self.prep) - {s.supplier for s in self.suppliers})
         if strangers:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fedsynth.documents import describe_problems
+from fedsynth.expressions import ExpressionError, parse
 from fedsynth.yaml12 import load_yaml
 
 PREP_FORMAT_VERSION = 1
@@ -116,6 +117,16 @@ class Derivation(_Model):
 
     name: str = Field(min_length=1)
     expr: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("expr")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        """Checked where the spec is written or submitted, not first at a site's task."""
+        try:
+            parse(value)
+        except ExpressionError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class DedupSpec(_Model):

@@ -90,3 +90,28 @@ def test_a_synthesizer_parameter_of_the_wrong_type_is_refused_at_submission() ->
     data = spec_data("local") | {"synthesizer": {"name": "cart", "params": {"smoothing": 1}}}
     with pytest.raises(JobSpecError, match=r"smoothing=1: the 'cart' synthesizer takes bool"):
         JobSpec.from_json(json.dumps(data).encode(), source="job.yaml")
+
+
+@pytest.mark.parametrize("name", ["x" * 201, "x\x1b[31mRED\n\nstate: released", "a\tb"])
+def test_a_job_name_too_long_or_with_control_characters_is_refused(name: str) -> None:
+    data = spec_data("local") | {"name": name}
+    with pytest.raises(JobSpecError, match=r"name"):
+        JobSpec.from_json(json.dumps(data))
+
+
+def test_a_prep_expression_outside_the_safe_language_is_refused_at_submission() -> None:
+    data = spec_data("local")
+    source = data["suppliers"][0]["source"]
+    supplier = data["suppliers"][0]["supplier"]
+    derive = [{"name": "x", "expr": '__import__("os").system("id")'}]
+    data["prep"] = {supplier: {"source": source, "derive": derive}}
+    with pytest.raises(JobSpecError, match=r"derive.*expr"):
+        JobSpec.from_json(json.dumps(data))
+
+
+def test_a_prep_spec_for_another_source_than_the_job_takes_is_refused() -> None:
+    data = spec_data("local")
+    supplier = data["suppliers"][0]["supplier"]
+    data["prep"] = {supplier: {"source": "other"}}
+    with pytest.raises(JobSpecError, match=r"prep spec of .* is for source 'other'"):
+        JobSpec.from_json(json.dumps(data))
