@@ -60,6 +60,11 @@ def run(
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    typer.echo(
+        f"supplier {agent_config.name!r}: taking tasks from broker {agent_config.broker} "
+        f"(state in {agent_config.state_dir}; -v logs each task; Ctrl-C stops)",
+        err=True,
+    )
     try:
         agent.run()
     except AgentRefused as exc:

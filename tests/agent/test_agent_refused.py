@@ -77,3 +77,4 @@ def test_an_agent_with_a_revoked_certificate_exits_2_naming_the_fix(
     assert done.returncode == 2, done.stderr
     assert "UNAUTHENTICATED" in done.stderr and "fedsynth pki issue --replace" in done.stderr
     assert "Traceback" not in done.stderr
+    assert "supplier 'hospital-b': taking tasks from broker 127.0.0.1:" in done.stderr
