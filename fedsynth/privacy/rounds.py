@@ -15,10 +15,15 @@ import pandas as pd
 
 from fedsynth.jobs import JobSpec
 from fedsynth.privacy.accountant import PrivacyCost
+from fedsynth.privacy.secagg import FEDERATED_BOUND_BITS
 from fedsynth.schema import TableSchema
 
 if TYPE_CHECKING:
     from fedsynth.synth.artifact import Artifact
+
+CLEAR_BOUND = 2.0**FEDERATED_BOUND_BITS
+"""The largest magnitude a vector in the clear may hold: the range secure aggregation admits for
+a round's whole sum, so one party's finite values cannot overflow the broker's sum to inf."""
 
 
 class RoundModel(Protocol):
@@ -81,14 +86,15 @@ def vector_bytes(vector: np.ndarray, *, masked: bool) -> bytes:
 
 
 def vector_from_bytes(data: bytes, *, masked: bool) -> np.ndarray:
-    """The vector `vector_bytes` wrote (ValueError when the length is not whole values)."""
+    """The vector `vector_bytes` wrote; ValueError when the length is not whole values, or a
+    value in the clear is not finite or not within +-CLEAR_BOUND (noisy ones may be negative)."""
     if len(data) % 8:
         raise ValueError(f"{len(data)} bytes are not a whole number of 8-byte values")
     if masked:
         return np.frombuffer(data, dtype="<u8").astype(np.uint64)
     vector = np.frombuffer(data, dtype="<f8").astype(np.float64)
-    if not np.all(np.isfinite(vector)):
-        raise ValueError("a round's sums must be finite numbers")
+    if not np.all(np.isfinite(vector)) or np.any(np.abs(vector) > CLEAR_BOUND):
+        raise ValueError(f"a round's sums must be finite numbers within +-{CLEAR_BOUND:g}")
     return vector
 
 

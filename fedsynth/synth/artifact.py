@@ -3,6 +3,11 @@
 Layout: an 8-byte magic, the JSON header length (8 bytes, little endian), the UTF-8 JSON header,
 an npz archive of the arrays (read with ``allow_pickle=False``), then the SHA-256 of everything
 before it. The digest catches truncation and corruption before any byte is interpreted.
+
+Arrays hold numbers only (bool, int, uint, float) and are stored uncompressed (``np.savez``), so
+they never take more bytes than the section that carries them. A reader checks each member's
+declared dtype and shape against that and against its own limit before inflating anything: a
+small file cannot make a reader allocate a huge array.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import struct
 import zipfile
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,6 +33,8 @@ MAGIC = b"FSYNTH\x00\x01"
 ARTIFACT_FORMAT_VERSION = 1
 _DIGEST_BYTES = 32
 _LENGTH = struct.Struct("<Q")
+NUMERIC_KINDS = "biuf"
+"""dtype kinds an artifact may hold: bool, signed and unsigned integers, floats."""
 
 
 class ArtifactError(ValueError):
@@ -44,6 +54,11 @@ class ArtifactHeader(BaseModel):
     arrays: list[str] = Field(description="Names of the arrays stored beside the header.")
 
 
+ArrayLimit = int | Callable[[ArtifactHeader], int]
+"""The most bytes an artifact's arrays may take once read, or a function of the validated header
+that gives it (for a reader that knows from the header, e.g. its schema, how large they can be)."""
+
+
 @dataclass
 class Artifact:
     """A model or statistics object as JSON-compatible data plus named numeric arrays."""
@@ -56,8 +71,10 @@ class Artifact:
     def to_bytes(self) -> bytes:
         """Serialise to the self-checking container described in the module docstring."""
         for name, array in self.arrays.items():
-            if array.dtype.hasobject:
-                raise ArtifactError(f"array {name!r} holds Python objects; only numbers are stored")
+            if array.dtype.kind not in NUMERIC_KINDS:
+                raise ArtifactError(
+                    f"array {name!r} holds {_describe(array.dtype)}; only numbers are stored"
+                )
         header = ArtifactHeader(
             kind=self.kind,
             model=self.model,
@@ -72,8 +89,14 @@ class Artifact:
         return payload + hashlib.sha256(payload).digest()
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, source: str = "<bytes>") -> Artifact:
-        """Parse and validate; ArtifactError names the source and the problem otherwise."""
+    def from_bytes(
+        cls, data: bytes, *, source: str = "<bytes>", max_array_bytes: ArrayLimit | None = None
+    ) -> Artifact:
+        """Parse and validate; ArtifactError names the source and the problem otherwise.
+
+        The arrays may take at most `max_array_bytes` once read (never more than the bytes that
+        carry them); a file declaring more is refused before any array is inflated.
+        """
         if not data.startswith(MAGIC[:6]):
             raise ArtifactError(f"{source}: not a fedsynth model file (bad magic bytes)")
         if data[: len(MAGIC)] != MAGIC:
@@ -104,11 +127,13 @@ class Artifact:
             header = ArtifactHeader.model_validate(raw_header)
         except ValidationError as exc:
             raise ArtifactError(f"{source}: invalid header: {exc}") from exc
-        arrays = _read_arrays(payload[start + header_len :], source)
-        if sorted(arrays) != header.arrays:
-            raise ArtifactError(
-                f"{source}: arrays {sorted(arrays)} do not match the header's {header.arrays}"
-            )
+        blob = payload[start + header_len :]
+        limit = len(blob)
+        if isinstance(max_array_bytes, int):
+            limit = min(limit, max_array_bytes)
+        elif max_array_bytes is not None:
+            limit = min(limit, max_array_bytes(header))
+        arrays = _read_arrays(blob, header.arrays, limit, source)
         return cls(kind=header.kind, model=header.model, body=header.body, arrays=arrays)
 
     def write(self, path: str | Path) -> None:
@@ -116,21 +141,84 @@ class Artifact:
         atomic_write_bytes(path, self.to_bytes())
 
     @classmethod
-    def read(cls, path: str | Path) -> Artifact:
+    def read(cls, path: str | Path, *, max_array_bytes: ArrayLimit | None = None) -> Artifact:
         path = Path(path)
         try:
             data = path.read_bytes()
         except FileNotFoundError as exc:
             raise ArtifactError(f"{path}: model file not found") from exc
-        return cls.from_bytes(data, source=str(path))
+        return cls.from_bytes(data, source=str(path), max_array_bytes=max_array_bytes)
 
 
-def _read_arrays(blob: bytes, source: str) -> dict[str, np.ndarray]:
+_UNREADABLE = (
+    zipfile.BadZipFile,
+    zlib.error,
+    ValueError,
+    OSError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+)
+
+
+def _read_arrays(blob: bytes, names: list[str], limit: int, source: str) -> dict[str, np.ndarray]:
+    """The npz section's arrays, once every member's declared dtype and size passed the checks.
+
+    Headers are read first (a few bytes of each member), so an array that is too large, or not
+    numbers, is refused before anything is inflated or allocated.
+    """
+    unreadable = f"{source}: the array section cannot be read"
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise ArtifactError(f"{source}: the array section cannot be read: {exc}") from exc
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            members = archive.infolist()
+            found = sorted(m.filename.removesuffix(".npy") for m in members)
+            if found != names or not all(m.filename.endswith(".npy") for m in members):
+                raise ArtifactError(f"{source}: arrays {found} do not match the header's {names}")
+            total = 0
+            for member in members:
+                with archive.open(member) as fh:
+                    dtype, shape = _declared(fh)
+                if dtype.kind not in NUMERIC_KINDS:
+                    raise ArtifactError(
+                        f"{unreadable}: member {member.filename!r} declares "
+                        f"{_describe(dtype)}; only numbers are read"
+                    )
+                size = dtype.itemsize * math.prod(shape)
+                total += size
+                if total > limit:
+                    raise ArtifactError(
+                        f"{unreadable}: member {member.filename!r} declares shape {shape} of "
+                        f"{dtype} ({size} bytes), bringing the arrays to {total} bytes, past "
+                        f"their limit of {limit} bytes"
+                    )
+            arrays = {}
+            for member in members:
+                with archive.open(member) as fh:
+                    array = np.lib.format.read_array(fh, allow_pickle=False)
+                arrays[member.filename.removesuffix(".npy")] = array
+            return arrays
+    except ArtifactError:
+        raise
+    except _UNREADABLE as exc:
+        raise ArtifactError(f"{unreadable}: {exc}") from exc
+
+
+def _declared(fh: IO[bytes]) -> tuple[np.dtype[Any], tuple[int, ...]]:
+    """The dtype and shape an npy member declares in its header (its first bytes only)."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    else:
+        raise ValueError(f"npy format version {version} is not read")
+    if any(n < 0 for n in shape):
+        raise ValueError(f"an array declares the negative shape {shape}")
+    return dtype, shape
+
+
+def _describe(dtype: np.dtype[Any]) -> str:
+    return "Python objects" if dtype.hasobject else f"dtype {dtype.str!r}"
 
 
 def _package_version() -> str:
