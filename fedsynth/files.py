@@ -4,28 +4,54 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync and rename it over `path`.
 
-    On any exception the temporary file is removed and `path` is left untouched.
+    Without `mode` the file is private (0600, from mkstemp). With `mode` (e.g. 0o644 for a public
+    certificate) a new file gets exactly that mode, and rewriting an existing file keeps its mode
+    and, where this process may set them, its owner and group, so an operator's chmod/chown for
+    a service user survives the rewrite. On any exception the temporary file is removed and
+    `path` is left untouched.
     """
+    if mode is not None and not 0 <= mode <= 0o777:
+        raise ValueError(f"mode {mode:#o}: give permission bits only, e.g. 0o644")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        if mode is not None:
+            _take_permissions(tmp, path, mode)
         yield tmp
         commit_file(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _take_permissions(tmp: Path, path: Path, mode: int) -> None:
+    """Give `tmp` the mode and owner of the file it will replace, or `mode` if there is none."""
+    try:
+        current = path.stat()
+    except FileNotFoundError:
+        os.chmod(tmp, mode)
+        return
+    mine = tmp.stat()
+    if (current.st_uid, current.st_gid) != (mine.st_uid, mine.st_gid):
+        try:
+            os.chown(tmp, current.st_uid, current.st_gid)
+        except PermissionError:  # not root: keep at least a group this user belongs to
+            with contextlib.suppress(PermissionError):
+                os.chown(tmp, -1, current.st_gid)
+    os.chmod(tmp, stat.S_IMODE(current.st_mode))
 
 
 def commit_file(tmp: Path, path: Path) -> None:
@@ -42,9 +68,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` atomically."""
-    with atomic_path(path) as tmp:
+def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> None:
+    """Write `data` to `path` atomically; `mode` as in `atomic_path`."""
+    with atomic_path(path, mode=mode) as tmp:
         tmp.write_bytes(data)
 
 

@@ -13,6 +13,7 @@ paid for once, also when the broker restarts a round.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ from fedsynth.privacy.secagg import (
     fixed_point_for,
     verify_announcements,
 )
-from fedsynth.security.ca import load_revoked_serials
+from fedsynth.security.ca import load_crl
 from fedsynth.security.certificates import load_cert, load_key, write_private
 from fedsynth.security.principals import federation_of_ca
 from supplier_agent.config import ArtifactKind
@@ -50,6 +51,8 @@ from supplier_agent.outgoing import OutFile, Outgoing, TaskRefused
 
 if TYPE_CHECKING:
     from supplier_agent.tasks import TaskContext
+
+log = logging.getLogger(__name__)
 
 LEDGER_FILE = "privacy-ledger.sqlite3"
 ANNOUNCEMENT = "announcement.json"
@@ -197,12 +200,16 @@ def _revoked(ctx: TaskContext, ca: x509.Certificate) -> frozenset[int]:
     if crl is None:
         return frozenset()
     try:
-        return load_revoked_serials(crl, ca)
+        checked = load_crl(crl, ca)
     except (OSError, ValueError) as exc:
         raise TaskRefused(
             f"tls.crl {crl}: cannot read the revocation list ({exc}); copy the federation's "
             "current crl.pem there or remove tls.crl from the agent config"
         ) from exc
+    stale = checked.stale_warning()
+    if stale is not None:
+        log.warning("%s", stale)
+    return checked.serials
 
 
 def dp_measure(ctx: TaskContext) -> Outgoing:

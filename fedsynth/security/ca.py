@@ -1,13 +1,16 @@
 """The federation CA on disk: a PKI folder with the root, an inventory and a revocation list.
 
 Layout of `pki/`: `ca.pem`, `ca.key` (0600), `federation.json`, `issued.json` (every certificate
-issued, for revocation by name), `crl.pem` (signed by the CA, re-signed on each revocation), and
-`<role>/<name>.pem` + `<role>/<name>.key` (0600) for each party.
+issued, for revocation by name), `crl.pem` (signed by the CA, re-signed on each revocation and by
+`fedsynth pki crl`), and `<role>/<name>.pem` + `<role>/<name>.key` (0600) for each party. Public
+PEMs (`ca.pem`, `crl.pem`, party certificates) are created 0644, and a rewrite keeps the mode and
+owner an operator gave them.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,10 +18,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from pydantic import BaseModel, ConfigDict
 
-from fedsynth.files import atomic_write_bytes, atomic_write_text
+from fedsynth.files import atomic_write_text
 from fedsynth.security.certificates import (
     Issued,
     cert_pem,
+    check_within_ca,
     create_ca,
     issue_certificate,
     key_pem,
@@ -26,10 +30,12 @@ from fedsynth.security.certificates import (
     load_key,
     write_issued,
     write_private,
+    write_public,
 )
 from fedsynth.security.principals import Role, check_name
 
 CRL_DAYS = 30
+"""Days until a CRL's nextUpdate; `fedsynth pki crl` re-signs it before then."""
 
 
 class IssuedRecord(BaseModel):
@@ -84,7 +90,7 @@ class FederationCA:
             raise FileExistsError(f"{directory}: a CA already exists; use another --dir")
         ca = create_ca(federation, days=days)
         write_private(directory / "ca.key", key_pem(ca.key))
-        atomic_write_bytes(directory / "ca.pem", cert_pem(ca.cert))
+        write_public(directory / "ca.pem", cert_pem(ca.cert))
         atomic_write_text(
             directory / "federation.json", json.dumps({"federation": federation}, indent=2) + "\n"
         )
@@ -159,9 +165,15 @@ class FederationCA:
     def revoke(
         self, *, serial: int | None = None, role: Role | None = None, name: str | None = None
     ) -> list[int]:
-        """Revoke by serial, or every live certificate of (role, name); re-sign the CRL."""
+        """Revoke by serial, or every live certificate of (role, name); re-sign the CRL.
+
+        With a serial, a role or name given too must be the serial's: a mismatch means the
+        operator meant another certificate, so nothing is revoked.
+        """
         if serial is None and (role is None or name is None):
             raise ValueError("revoke needs a serial, or both a role and a name")
+        if serial is not None:
+            self._check_owner(serial, role, name)
         now = datetime.now(UTC)
         hits = [
             r
@@ -180,14 +192,38 @@ class FederationCA:
         self.write_crl()
         return [r.serial for r in hits]
 
-    def write_crl(self) -> None:
-        """Write `crl.pem` listing every revoked serial, signed by the CA."""
+    def _check_owner(self, serial: int, role: Role | None, name: str | None) -> None:
+        """Raise LookupError if `serial` is recorded for another role or name than those given."""
+        record = next((r for r in self.inventory.issued if r.serial == serial), None)
+        if record is None:
+            return
+        if (role is not None and Role(role) is not record.role) or (
+            name is not None and name != record.name
+        ):
+            raise LookupError(
+                f"serial {serial} is the certificate of {record.role}/{record.name}, not "
+                f"{role or record.role}/{name or record.name}; nothing revoked (see "
+                f"{self.directory / 'issued.json'})"
+            )
+
+    def resign_crl(self, days: int = CRL_DAYS) -> datetime:
+        """Re-sign `crl.pem` with the same entries, valid `days` more; return its nextUpdate.
+
+        Nothing else refreshes the CRL between revocations, and relying parties warn once it
+        is past its nextUpdate.
+        """
+        check_within_ca(self.ca.cert, datetime.now(UTC), days)
+        return self.write_crl(days)
+
+    def write_crl(self, days: int = CRL_DAYS) -> datetime:
+        """Write `crl.pem` listing every revoked serial, signed by the CA; return its nextUpdate."""
         now = datetime.now(UTC)
+        next_update = now + timedelta(days=days)
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(self.ca.cert.subject)
             .last_update(now)
-            .next_update(now + timedelta(days=CRL_DAYS))
+            .next_update(next_update)
         )
         for record in self.inventory.issued:
             if record.revoked_at is not None:
@@ -198,14 +234,40 @@ class FederationCA:
                     .build()
                 )
         crl = builder.sign(self.ca.key, hashes.SHA256())
-        atomic_write_bytes(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        write_public(self.crl_path, crl.public_bytes(serialization.Encoding.PEM))
+        return next_update
 
     def _save(self) -> None:
         atomic_write_text(self.directory / "issued.json", self.inventory.model_dump_json(indent=2))
 
 
-def load_revoked_serials(crl_path: str | Path, ca_cert: x509.Certificate) -> frozenset[int]:
-    """Serials listed in a CRL, after checking the CA signed it."""
+@dataclass(frozen=True)
+class CheckedCRL:
+    """A CRL whose CA signature verified: the serials it revokes and when it must be renewed."""
+
+    path: Path
+    serials: frozenset[int]
+    next_update: datetime | None
+
+    def stale_warning(self, now: datetime | None = None) -> str | None:
+        """A log message if the CRL is past its nextUpdate, else None.
+
+        A stale CRL is a warning, not a refusal: its revocations still hold, and refusing every
+        peer because nobody re-signed the list in time would be an outage.
+        """
+        now = now or datetime.now(UTC)
+        if self.next_update is None or now <= self.next_update:
+            return None
+        return (
+            f"{self.path}: revocation list is stale: its nextUpdate was "
+            f"{self.next_update:%Y-%m-%d %H:%M} UTC, so revocations since then may be missing; "
+            "re-sign it with `fedsynth pki crl --dir PKI_DIR` and copy the new crl.pem here "
+            "(its revocations are still enforced)"
+        )
+
+
+def load_crl(crl_path: str | Path, ca_cert: x509.Certificate) -> CheckedCRL:
+    """Read a CRL and check the CA signed it; raise ValueError otherwise."""
     crl_path = Path(crl_path)
     try:
         crl = x509.load_pem_x509_crl(crl_path.read_bytes())
@@ -213,4 +275,9 @@ def load_revoked_serials(crl_path: str | Path, ca_cert: x509.Certificate) -> fro
         raise ValueError(f"{crl_path}: not a PEM CRL: {exc}") from exc
     if crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_cert.public_key()):
         raise ValueError(f"{crl_path}: CRL is not signed by the federation CA")
-    return frozenset(r.serial_number for r in crl)
+    return CheckedCRL(crl_path, frozenset(r.serial_number for r in crl), crl.next_update_utc)
+
+
+def load_revoked_serials(crl_path: str | Path, ca_cert: x509.Certificate) -> frozenset[int]:
+    """Serials listed in a CRL, after checking the CA signed it; `load_crl` also tells staleness."""
+    return load_crl(crl_path, ca_cert).serials

@@ -17,6 +17,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fedsynth.files import atomic_path, atomic_write_bytes
 from fedsynth.security.principals import Role, spiffe_uri
 
+PUBLIC_MODE = 0o644
+"""Mode of new public PEMs (CA certificate, CRL, party certificates): every party may read them."""
+
+LAST_DATE = datetime.max.replace(tzinfo=UTC)
+"""The latest validity end Python dates and X.509 GeneralizedTime (year 9999) both hold."""
+
 
 @dataclass(frozen=True)
 class Issued:
@@ -32,9 +38,10 @@ def new_key() -> ec.EllipticCurvePrivateKey:
 
 def create_ca(federation: str, *, days: int = 3650) -> Issued:
     """A self-signed federation root CA whose subject and SAN name the federation."""
+    now = datetime.now(UTC)
+    check_representable(now, days)
     key = new_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{federation} federation CA")])
-    now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -129,17 +136,28 @@ def issue_certificate(
     return Issued(key, cert)
 
 
+def check_representable(start: datetime, days: int) -> None:
+    """Raise ValueError naming the largest --days if `start` + `days` is past year 9999, the last
+    date a certificate can carry (Python would raise OverflowError)."""
+    largest = (LAST_DATE - start).days
+    if days > largest:
+        raise ValueError(
+            f"--days {days} ends after year 9999, the last date a certificate can carry; "
+            f"the largest --days allowed is {largest}"
+        )
+
+
 def check_within_ca(ca_cert: x509.Certificate, start: datetime, days: int) -> None:
-    """Raise ValueError if a leaf valid `days` from `start` would outlive the CA that signs it:
-    clients stop trusting it when the CA expires, whatever its own dates say."""
+    """Raise ValueError if a leaf or CRL valid `days` from `start` would outlive the CA that signs
+    it: clients stop trusting it when the CA expires, whatever its own dates say."""
     ca_end = ca_cert.not_valid_after_utc
     largest = (ca_end - start).days
     if days <= largest:
         return
     if largest < 1:
         raise ValueError(
-            f"the federation CA expires {ca_end:%Y-%m-%d %H:%M} UTC, less than a day after the "
-            "certificate would start; create a new CA with `fedsynth pki init`"
+            f"the federation CA expires {ca_end:%Y-%m-%d %H:%M} UTC, less than a day after "
+            f"{start:%Y-%m-%d %H:%M} UTC; create a new CA with `fedsynth pki init`"
         )
     raise ValueError(
         f"--days {days} would outlive the federation CA, which is valid until "
@@ -201,6 +219,23 @@ def write_private(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def write_public(path: str | Path, data: bytes) -> None:
+    """Write a public PEM atomically: 0644 when new, an existing file's mode and owner kept."""
+    atomic_write_bytes(path, data, mode=PUBLIC_MODE)
+
+
 def write_issued(issued: Issued, cert_path: Path, key_path: Path) -> None:
+    """Write a party's key (0600) and certificate (public)."""
     write_private(key_path, key_pem(issued.key))
-    atomic_write_bytes(cert_path, cert_pem(issued.cert))
+    write_public(cert_path, cert_pem(issued.cert))
+
+
+def served_names(cert: x509.Certificate) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The (DNS names, IP addresses) a broker certificate serves, from its SAN."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return (), ()
+    dns = tuple(san.get_values_for_type(x509.DNSName))
+    ips = tuple(str(a) for a in san.get_values_for_type(x509.IPAddress))
+    return dns, ips
