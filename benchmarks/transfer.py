@@ -75,9 +75,9 @@ from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.transfer import upload_file
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.v1 import supplier_pb2
-address, ca, cert, key, job_id, path, chunk, attempt = sys.argv[1:9]
+address, ca, cert, key, job_id, task_id, path, chunk, attempt = sys.argv[1:10]
 channel = secure_channel(address, ca=ca, cert=cert, key=key, max_message_bytes=16 << 20)
-header = supplier_pb2.UploadHeader(supplier="site-a", job_id=job_id, task_id="bench",
+header = supplier_pb2.UploadHeader(supplier="site-a", job_id=job_id, task_id=task_id,
     name=f"{attempt}/" + path.rsplit("/", 1)[-1], kind=supplier_pb2.UPLOAD_KIND_SYNTHETIC)
 import time
 started, cpu = time.perf_counter(), time.process_time()
@@ -437,6 +437,17 @@ class Broker:
     scratch: Path
 
 
+def pending_task(state: BrokerState, job_id: str, supplier: str, wait_s: float = 30.0) -> str:
+    """The task the broker queued for `supplier` in `job_id`: uploads must name one."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        for task in state.store.tasks_of_job(job_id):
+            if task.supplier == supplier and task.state == "pending":
+                return task.task_id
+        time.sleep(0.1)
+    raise RuntimeError(f"the broker queued no task for {supplier} in job {job_id}")
+
+
 def through_broker(
     broker: Broker,
     files: dict[int, Path],
@@ -454,6 +465,7 @@ def through_broker(
     with OperatorClient(address, ca=ca, cert=ops_ids[0], key=ops_ids[1]) as ops:
         job_id = ops.submit(JobSpec.model_validate(SPEC)).job_id
     state = BrokerState.open(BrokerConfig.load(broker.config_path))
+    task_id = pending_task(state, job_id, "site-a")
     rows: list[dict[str, Any]] = []
     try:
         for size, path in sorted(files.items(), reverse=True):
@@ -463,7 +475,7 @@ def through_broker(
             bare_up = Measurement(BARE_UP, [*bare_args, str(chunk)], bare_pid)
             upload = Measurement(
                 UPLOAD,
-                [address, ca, *map(str, sup), job_id, str(path), str(chunk)],
+                [address, ca, *map(str, sup), job_id, task_id, str(path), str(chunk)],
                 broker_pid,
                 numbered=True,
             )

@@ -6,6 +6,7 @@ object. Raw and prepared rows are stored encrypted (AES-256-GCM segments, `.enc`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -66,10 +67,17 @@ class ArtifactStore:
         return digest
 
     def adopt(self, partial: Path, sha256: str, *, encrypted: bool) -> Path:
-        """Move a verified, fsynced partial file to its content-addressed name."""
+        """Move a verified, fsynced partial file to its content-addressed name.
+
+        A name, once written, is never overwritten: if the object is already stored it is kept
+        and `partial` deleted (the name is its content's hash, so nothing is lost). The link is
+        atomic, so of two files adopted at once under one name only the first is kept.
+        """
         target = self.path(sha256, encrypted=encrypted)
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(partial, target)
+        with contextlib.suppress(FileExistsError):
+            os.link(partial, target)
+        partial.unlink()
         return target
 
     def size(self, sha256: str) -> int:

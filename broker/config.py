@@ -12,6 +12,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from fedsynth.documents import describe_problems
@@ -30,6 +31,10 @@ class TLSConfig(BaseModel):
     crl: Path | None = Field(None, description="Revocation list (PEM CRL), reloaded on change.")
 
 
+MESSAGE_OVERHEAD = 64 * 1024
+"""Room a chunk message needs beside its bytes (ids, offsets, hashes, protobuf framing)."""
+
+
 class LimitsConfig(BaseModel):
     """Bounds on what a peer may send or ask for."""
 
@@ -41,6 +46,55 @@ class LimitsConfig(BaseModel):
     max_workers: int = Field(32, ge=4, description="Threads; each subscribed agent holds one.")
     keepalive_time_s: int = Field(30, ge=1, description="Ping idle connections this often.")
     keepalive_timeout_s: int = Field(10, ge=1, description="Drop a peer silent this long.")
+    max_open_uploads: int = Field(
+        16,
+        ge=1,
+        description="Uploads one supplier may have begun and not yet finished, over all its "
+        "jobs; one more is refused with RESOURCE_EXHAUSTED until one completes or its job ends.",
+    )
+    max_open_upload_bytes: int = Field(
+        32 * 1024**3,
+        ge=1,
+        description="Total declared size of one supplier's unfinished uploads (the disk it may "
+        "claim); an upload that would pass it is refused with RESOURCE_EXHAUSTED.",
+    )
+    max_streams_per_principal: int | None = Field(
+        None,
+        ge=1,
+        description="Calls one certificate may have open at once among those that hold a "
+        "thread for long (Upload, BeginUpload, FetchArtifact, Download); one more is refused "
+        "with RESOURCE_EXHAUSTED. Default max_workers // 8 (at least 1); at most max_workers // 2, "
+        "so one peer cannot take the pool. Subscribe is separate: one stream per supplier.",
+    )
+
+    @model_validator(mode="after")
+    def _chunks_fit_messages(self) -> LimitsConfig:
+        if self.chunk_bytes + MESSAGE_OVERHEAD > self.max_message_bytes:
+            raise ValueError(
+                f"chunk_bytes ({self.chunk_bytes}) plus {MESSAGE_OVERHEAD} bytes of framing must "
+                f"fit in max_message_bytes ({self.max_message_bytes}), or every transfer fails: "
+                "lower chunk_bytes or raise max_message_bytes"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _streams_leave_workers(self) -> LimitsConfig:
+        if (
+            self.max_streams_per_principal is not None
+            and self.max_streams_per_principal > self.max_workers // 2
+        ):
+            raise ValueError(
+                f"max_streams_per_principal ({self.max_streams_per_principal}) may be at most "
+                f"half of max_workers ({self.max_workers}): one peer must not hold the pool"
+            )
+        return self
+
+    @property
+    def streams_per_principal(self) -> int:
+        """The effective `max_streams_per_principal`."""
+        if self.max_streams_per_principal is not None:
+            return self.max_streams_per_principal
+        return max(1, self.max_workers // 8)
 
 
 class BrokerConfig(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from broker.steps import JobContext, StepFailed, parquet_bytes
+from broker.steps import STATISTICS, JobContext, StepFailed, parquet_bytes
 from fedsynth.plans import RoundInfo
 from fedsynth.privacy.announcements import KeyBundle, SignedKey
 from fedsynth.privacy.rounds import (
@@ -54,7 +54,9 @@ def collect_keys(ctx: JobContext) -> dict[str, Any]:
     keys = []
     for supplier, result in sorted(ctx.supplier_results(f"announce_{info.number}").items()):
         try:
-            entry = SignedKey.model_validate_json(ctx.upload(supplier, result, ANNOUNCEMENT))
+            entry = SignedKey.model_validate_json(
+                ctx.upload(supplier, result, ANNOUNCEMENT, STATISTICS)
+            )
         except ValidationError as exc:
             raise StepFailed(
                 f"supplier {supplier!r} sent an invalid key announcement: {exc}"
@@ -105,7 +107,7 @@ def sum_round(ctx: JobContext) -> dict[str, Any]:
     for supplier, result in measured["suppliers"].items():
         try:
             vectors[supplier] = vector_from_bytes(
-                ctx.upload(supplier, result, MEASUREMENT), masked=info.secure
+                ctx.upload(supplier, result, MEASUREMENT, STATISTICS), masked=info.secure
             )
         except ValueError as exc:
             raise StepFailed(f"supplier {supplier!r} sent an unreadable vector: {exc}") from exc

@@ -4,12 +4,18 @@ Every method is denied unless its service lists the caller's role; the health se
 answers any verified peer. Identity checks the TLS stack leaves out (CA certificates used as
 leaves, missing client-auth usage, revocation, enrollment) happen here, on every call, so a
 certificate revoked mid-session is refused on its next call.
+
+Calls that hold a server thread for long (streams, and BeginUpload, which may wait for a stream
+of its upload) are counted per certificate and refused past a cap, so no one peer can take the
+thread pool from the others.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -21,6 +27,16 @@ from broker.tls import RevocationList
 from fedsynth.security.principals import IdentityError, Principal, Role, principal_from_certificate
 
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
+LONG_CALLS = frozenset(
+    {
+        "/fedsynth.v1.SupplierService/Upload",
+        "/fedsynth.v1.SupplierService/BeginUpload",
+        "/fedsynth.v1.SupplierService/FetchArtifact",
+        "/fedsynth.v1.ConsumerService/Download",
+    }
+)
+"""Methods counted against `max_streams` per certificate. Subscribe is not: a supplier has one
+task stream at a time (SupplierService)."""
 SERVICE_ROLES: dict[str, frozenset[Role]] = {
     "/fedsynth.v1.SupplierService/": frozenset({Role.SUPPLIER}),
     "/fedsynth.v1.OperatorService/": frozenset({Role.OPERATOR}),
@@ -58,12 +74,20 @@ class AuthInterceptor(grpc.ServerInterceptor):
     """Authorizes every call before its handler runs; refusals are written to the audit log."""
 
     def __init__(
-        self, federation: str, store: Store, revocations: RevocationList, audit: AuditLog
+        self,
+        federation: str,
+        store: Store,
+        revocations: RevocationList,
+        audit: AuditLog,
+        max_streams: int,
     ) -> None:
         self.federation = federation
         self.store = store
         self.revocations = revocations
         self.audit = audit
+        self.max_streams = max_streams
+        self._open: Counter[str] = Counter()
+        self._open_lock = threading.Lock()
 
     def intercept_service(
         self,
@@ -74,7 +98,34 @@ class AuthInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(HEALTH_PREFIX):
             return handler
-        return _guarded(handler, functools.partial(self._authorize, method))
+        slot = functools.partial(self._slot, method) if method in LONG_CALLS else None
+        return _guarded(handler, functools.partial(self._authorize, method), slot)
+
+    def _slot(self, method: str, context: grpc.ServicerContext) -> Callable[[], None]:
+        """Count a long call of the caller's certificate, refused past `max_streams`; returns
+        the function that releases it when the call ends."""
+        uri = principal_of(context, self.federation).uri
+        with self._open_lock:
+            held = self._open[uri]
+            if held < self.max_streams:
+                self._open[uri] = held + 1
+        if held >= self.max_streams:
+            self._refuse(
+                context,
+                method,
+                uri,
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{uri} has {held} uploads/downloads open, the broker limit "
+                "(limits.max_streams_per_principal): let one finish first",
+            )
+
+        def release() -> None:
+            with self._open_lock:
+                self._open[uri] -= 1
+                if not self._open[uri]:
+                    del self._open[uri]
+
+        return release
 
     def _authorize(self, method: str, context: grpc.ServicerContext) -> None:
         try:
@@ -121,15 +172,41 @@ class AuthInterceptor(grpc.ServerInterceptor):
         context.abort(code, detail)
 
 
+Slot = Callable[[grpc.ServicerContext], Callable[[], None]]
+
+
 def _guarded(
-    handler: grpc.RpcMethodHandler, check: Callable[[grpc.ServicerContext], None]
+    handler: grpc.RpcMethodHandler,
+    check: Callable[[grpc.ServicerContext], None],
+    slot: Slot | None = None,
 ) -> grpc.RpcMethodHandler:
-    """The same handler, with `check(context)` run before its behaviour."""
+    """The same handler, with `check(context)` run before its behaviour; with a `slot`, the
+    call holds one (taken after the check) until its behaviour, streamed replies included, ends."""
 
     def wrap(behaviour: Callable[..., Any]) -> Callable[..., Any]:
         def guarded(request: Any, context: grpc.ServicerContext) -> Any:
             check(context)
-            return behaviour(request, context)
+            if slot is None:
+                return behaviour(request, context)
+            release = slot(context)
+            try:
+                return behaviour(request, context)
+            finally:
+                release()
+
+        return guarded
+
+    def wrap_stream(behaviour: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        def guarded(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            check(context)
+            if slot is None:
+                yield from behaviour(request, context)
+                return
+            release = slot(context)
+            try:
+                yield from behaviour(request, context)
+            finally:
+                release()
 
         return guarded
 
@@ -140,7 +217,11 @@ def _guarded(
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary), **serialization)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream), **serialization)
+        return grpc.unary_stream_rpc_method_handler(
+            wrap_stream(handler.unary_stream), **serialization
+        )
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary), **serialization)
-    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream), **serialization)
+    return grpc.stream_stream_rpc_method_handler(
+        wrap_stream(handler.stream_stream), **serialization
+    )

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +42,7 @@ CREATE TABLE IF NOT EXISTS job_restarts (
     reason TEXT NOT NULL, restarted_at TEXT NOT NULL, PRIMARY KEY (job_id, round, attempt));
 """
 POLL_S = 0.5
+RETRY_S = 5.0
 ALL_ACTIONS = ACTIONS | DP_ACTIONS
 
 
@@ -55,9 +58,18 @@ class Attempt:
 class Orchestrator:
     """Advances every submitted or running job, on a background thread or one `tick` at a time."""
 
-    def __init__(self, state: BrokerState, poll_s: float = POLL_S) -> None:
+    def __init__(
+        self,
+        state: BrokerState,
+        poll_s: float = POLL_S,
+        on_health: Callable[[bool], None] = lambda healthy: None,
+        retry_s: float = RETRY_S,
+    ) -> None:
         self.state = state
         self.poll_s = poll_s
+        self.retry_s = retry_s
+        self.on_health = on_health
+        self._healthy = True
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
         state.db.create_tables(STEPS_SCHEMA)
@@ -72,13 +84,30 @@ class Orchestrator:
             self._thread.join()
 
     def _loop(self) -> None:
+        """Tick until stopped. A pass that fails outside any one job (the store cannot be
+        written: a full disk) is retried, and the broker reports NOT_SERVING until one passes."""
         while not self._stop.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:
+                log.exception("job runner pass failed (%s); retrying in %ss", exc, self.retry_s)
+                self._set_healthy(False)
+                self._stop.wait(self.retry_s)
+                continue
+            self._set_healthy(True)
             with self.state.tasks_changed:
                 self.state.tasks_changed.wait(timeout=self.poll_s)
 
+    def _set_healthy(self, healthy: bool) -> None:
+        if healthy != self._healthy and not self._stop.is_set():
+            self._healthy = healthy
+            if healthy:
+                log.warning("job runner recovered")
+            self.on_health(healthy)
+
     def tick(self) -> None:
-        """One pass over the unfinished jobs."""
+        """One pass over the unfinished jobs; the store's own errors end the pass, since they
+        say nothing about the job being advanced."""
         store = self.state.store
         for job in store.jobs(JobState.SUBMITTED) + store.jobs(JobState.RUNNING):
             if self._stop.is_set():
@@ -87,6 +116,8 @@ class Orchestrator:
                 self.advance(job)
             except StepFailed as exc:
                 self._finish(job.job_id, JobState.FAILED, str(exc))
+            except sqlite3.OperationalError:
+                raise
             except Exception as exc:
                 log.exception("job %s: unexpected error", job.job_id)
                 self._finish(job.job_id, JobState.FAILED, f"broker error: {exc}")

@@ -14,18 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from broker.state import BrokerState
 from broker.store import ReleaseRow, new_id, now_iso
 from fedsynth.plans import ChargeReport
 from fedsynth.privacy.accountant import compose
 from fedsynth.security.attestation import (
+    MERGING_TOPOLOGIES,
     AttestationError,
     SignedDocument,
     sign_document,
-    verify_document,
+    verify_supplier_verdict,
 )
+from fedsynth.security.ca import load_revoked_serials
 from fedsynth.security.certificates import cert_pem, load_cert
-from fedsynth.security.principals import Role
 
 ATTESTATION_FORMAT = "fedsynth.attestation/v1"
 PARQUET = "application/vnd.apache.parquet"
@@ -63,22 +66,69 @@ def _report_verdict(audit_report_json: bytes) -> tuple[str, list[str]]:
     return verdict, reasons or ["the audit verdict is 'fail'"]
 
 
+def _revoked_serials(state: BrokerState, ca_cert: x509.Certificate) -> frozenset[int]:
+    """Serials on the federation CRL the broker is configured with (none configured: none)."""
+    crl = state.config.tls.crl
+    return frozenset() if crl is None else load_revoked_serials(crl, ca_cert)
+
+
 def _supplier_reasons(
-    state: BrokerState, verdicts: list[SignedDocument]
-) -> tuple[list[dict[str, str]], list[str]]:
+    state: BrokerState,
+    verdicts: list[SignedDocument],
+    *,
+    job_id: str,
+    job_spec_hash: str,
+    dataset_sha256: str,
+    topology: str,
+) -> tuple[list[dict[str, str]], dict[str, str], list[str]]:
+    """Verify each supplier verdict and bind it to this job and dataset.
+
+    Returns the signed verdicts for the attestation, each supplier's audited part where the
+    topology merges parts, and the reasons to reject the candidate. A verdict counts only when
+    signed by the supplier it speaks for, with a certificate not revoked and valid now (so at
+    signing, which came before), naming this job and the dataset it must cover.
+    """
+    if not verdicts:
+        return [], {}, []
     ca_cert = load_cert(state.config.tls.ca)
+    try:
+        revoked = _revoked_serials(state, ca_cert)
+    except (OSError, ValueError) as exc:
+        return [], {}, [f"supplier verdicts cannot be checked against the revocation list: {exc}"]
+    merging = topology in MERGING_TOPOLOGIES
+    uploaded = {
+        (u.supplier, u.sha256)
+        for u in state.store.uploads_of_job(job_id)
+        if merging and u.state == "complete"
+    }
     reasons: list[str] = []
-    for signed in verdicts:
+    parts: dict[str, str] = {}
+    seen: set[str] = set()
+    for index, signed in enumerate(verdicts, 1):
         try:
-            signer, document = verify_document(
-                signed, ca_cert, state.config.federation, role=Role.SUPPLIER
+            verdict = verify_supplier_verdict(
+                signed, ca_cert, state.config.federation, revoked=revoked
             )
         except AttestationError as exc:
-            reasons.append(f"a supplier verdict does not verify: {exc}")
+            reasons.append(f"supplier verdict {index} does not verify: {exc}")
             continue
-        if document.get("verdict") != "pass":
-            reasons.append(f"supplier {signer.name!r} verdict is {document.get('verdict')!r}")
-    return [v.to_json() for v in verdicts], reasons
+        if verdict.supplier in seen:
+            reasons.append(f"supplier {verdict.supplier!r} sent more than one verdict")
+        seen.add(verdict.supplier)
+        covers = dataset_sha256
+        if merging:
+            covers = parts[verdict.supplier] = verdict.dataset_sha256
+            if (verdict.supplier, covers) not in uploaded:
+                reasons.append(
+                    f"supplier {verdict.supplier!r}'s verdict names dataset {covers}, which is "
+                    f"not an output it uploaded for job {job_id}"
+                )
+        reasons += verdict.binding_problems(
+            job_id=job_id, job_spec_sha256=job_spec_hash, dataset_sha256=covers
+        )
+        if verdict.verdict != "pass":
+            reasons.append(f"supplier {verdict.supplier!r} verdict is {verdict.verdict!r}")
+    return [v.to_json() for v in verdicts], parts, reasons
 
 
 def charges_spent(charges: Mapping[str, Sequence[ChargeReport]], delta: float) -> dict[str, Any]:
@@ -116,11 +166,14 @@ def publish(
     synthesizer: str,
     privacy_spent: dict[str, Any] | None,
     supplier_verdicts: Sequence[SignedDocument] = (),
+    audited_sha256: str | None = None,
 ) -> Published:
     """Record a candidate and release it when every verdict passed; raise ReleaseRefused if not.
 
     `dataset` is Parquet bytes or a path to a Parquet file (streamed, for large outputs).
     `privacy_spent` is the (epsilon, delta) the release spent, None for a job without DP.
+    Every supplier verdict must cover `dataset` (in `local`, the supplier's own uploaded part),
+    and so must the broker's own audit: `audited_sha256` names the candidate it audited.
     """
     store, artifacts = state.store, state.artifacts
     data = (
@@ -129,7 +182,19 @@ def publish(
     report = artifacts.put_bytes(audit_report_json)
     html = artifacts.put_bytes(audit_html)
     verdict, reasons = _report_verdict(audit_report_json)
-    signed_verdicts, supplier_reasons = _supplier_reasons(state, list(supplier_verdicts))
+    if audited_sha256 is not None and audited_sha256 != data.sha256:
+        reasons.append(
+            f"the broker audited dataset {audited_sha256}, but the dataset to release is "
+            f"{data.sha256}"
+        )
+    signed_verdicts, parts, supplier_reasons = _supplier_reasons(
+        state,
+        list(supplier_verdicts),
+        job_id=job_id,
+        job_spec_hash=job_spec_hash,
+        dataset_sha256=data.sha256,
+        topology=topology,
+    )
     reasons += supplier_reasons
     candidate_id = store.add_candidate(
         job_id=job_id,
@@ -158,8 +223,17 @@ def publish(
         "release_id": release_id,
         "job_id": job_id,
         "name": name,
-        "dataset": {"sha256": data.sha256, "size": data.size, "media_type": PARQUET},
-        "audit_report": {"sha256": report.sha256, "verdict": verdict},
+        "dataset": {
+            "sha256": data.sha256,
+            "size": data.size,
+            "media_type": PARQUET,
+            **({"parts": parts} if topology in MERGING_TOPOLOGIES else {}),
+        },
+        "audit_report": {
+            "sha256": report.sha256,
+            "verdict": verdict,
+            "dataset_sha256": data.sha256,
+        },
         "audit_html": {"sha256": html.sha256},
         "job_spec_sha256": job_spec_hash,
         "topology": topology,

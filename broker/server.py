@@ -170,7 +170,13 @@ def _start(
 ) -> RunningBroker:
     state = BrokerState.open(config)
     revocations = RevocationList(config.tls.crl, config.tls.ca)
-    interceptor = AuthInterceptor(config.federation, state.store, revocations, state.audit)
+    interceptor = AuthInterceptor(
+        config.federation,
+        state.store,
+        revocations,
+        state.audit,
+        max_streams=config.limits.streams_per_principal,
+    )
     health = HealthServicer()
     options = server_options(config)
     server = grpc.server(
@@ -182,7 +188,7 @@ def _start(
     _add_service(
         server,
         supplier_pb2_grpc.add_SupplierServiceServicer_to_server,
-        SupplierService(state),
+        SupplierService(state, revocations),
         {"Upload": _upload_codec, "FetchArtifact": _download_codec},
     )
     operator_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorService(state), server)
@@ -201,7 +207,7 @@ def _start(
         _bind(health_server, config.health_listen, None)
         health_server.start()
     server.start()
-    orchestrator = Orchestrator(state)
+    orchestrator = Orchestrator(state, on_health=health.set_serving)
     orchestrator.start()
     state.audit.append(
         f"spiffe://{config.federation}/broker/{config.name}", "broker.started", config.listen

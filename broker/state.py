@@ -41,7 +41,7 @@ class BrokerState:
         audit = AuditLog(db, key, config.state_dir / "audit-head.json")
         artifacts = ArtifactStore(config.state_dir / "artifacts", key)
         uploads = UploadReceiver(
-            store, artifacts, audit, config.state_dir / "uploads", config.limits.max_upload_bytes
+            store, artifacts, audit, config.state_dir / "uploads", config.limits
         )
         return cls(config, db, store, audit, artifacts, uploads)
 
@@ -51,8 +51,9 @@ class BrokerState:
 
     def end_job(self, job_id: str, outcome: JobState, reason: str, actor: str) -> JobRow | None:
         """End an unfinished job, once: close its pending tasks so no agent starts or resumes
-        work for it, purge its raw and prepared rows, then record the outcome (anyone who sees
-        the job ended sees its rows gone). None when the job had already ended."""
+        work for it, purge its raw and prepared rows and the partial bytes of its unfinished
+        uploads, then record the outcome (anyone who sees the job ended sees its rows gone).
+        None when the job had already ended."""
         with self._ending:
             if JobState(self.store.job(job_id).state).finished:
                 return None

@@ -7,24 +7,32 @@ persists, so a restarted broker resumes after the last finished step.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import reduce
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from broker.releases import ReleaseRefused, charges_spent, publish
 from broker.state import BrokerState
 from broker.store import JobRow, age_s
 from fedsynth import audit
+from fedsynth.arrow_text import as_text
 from fedsynth.audit.html import render_html
+from fedsynth.audit.validity import check_frame, require_valid, synthetic_schema
 from fedsynth.frame import conform
+from fedsynth.io import PARQUET_BATCH_ROWS, to_pandas
 from fedsynth.jobs import JobSpec, JobState, Topology
 from fedsynth.plans import RoundInfo, TaskOutcome
 from fedsynth.prep import PrepSpec, output_schema
@@ -35,9 +43,19 @@ from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import SignedDocument
 from fedsynth.splits import holdout_split
 from fedsynth.synth import GaussianCopula, SufficientStats, synthesizer_class
+from fedsynth.validation import Rule, UnsupportedStorage, describe, validate_column
+from fedsynth.wire.v1 import supplier_pb2
 
 SOURCE_COLUMN = "source"
 CHECK_S = 0.25
+MAX_SUPPLIER_ROWS = 10_000_000
+"""The most raw or prepared rows one supplier may send: the broker pools them in memory, so a
+Parquet file that declares more (a few kB of run-length encoding can declare millions) is refused
+from its footer, before any row is decoded."""
+MAX_SUPPLIER_BYTES = 2 << 30
+"""The most bytes one supplier's table may take decoded (text cells at their full length); the
+footer's uncompressed sizes are checked first, then each batch before its dictionaries expand."""
+STATISTICS = supplier_pb2.UPLOAD_KIND_STATISTICS
 
 
 class StepFailed(Exception):
@@ -119,9 +137,14 @@ class JobContext:
     def supplier_results(self, step: str) -> dict[str, dict[str, Any]]:
         return dict(self.results[step]["suppliers"])
 
-    def upload(self, supplier: str, result: dict[str, Any], name: str) -> bytes:
-        """The bytes `supplier` uploaded as `name` for this job, checked against the store."""
+    def upload(self, supplier: str, result: dict[str, Any], name: str, kind: int) -> bytes:
+        """The bytes `supplier` uploaded as `name` of upload `kind` for this job.
+
+        Only a complete upload of that kind counts (raw rows sent as statistics would skip the
+        encryption at rest and the end-of-job purge), and its bytes must still hash to its name.
+        """
         sha256 = result.get("uploads", {}).get(name)
+        expected = supplier_pb2.UploadKind.Name(kind)
         rows = [
             u
             for u in self.state.store.uploads_of_job(self.job.job_id)
@@ -129,12 +152,36 @@ class JobContext:
         ]
         if sha256 is None or not rows:
             raise StepFailed(f"supplier {supplier!r} reported {name!r} but no such upload exists")
-        if rows[0].encrypted:
-            return b"".join(self.state.artifacts.read_encrypted(sha256))
-        return self.state.artifacts.path(sha256).read_bytes()
+        right = [u for u in rows if u.kind == expected]
+        if not right:
+            raise StepFailed(
+                f"supplier {supplier!r} uploaded {name!r} as {rows[0].kind}; this step takes "
+                f"only {expected}"
+            )
+        if right[0].encrypted:
+            data = b"".join(self.state.artifacts.read_encrypted(sha256))
+        else:
+            data = self.state.artifacts.path(sha256).read_bytes()
+        return _verified(data, sha256, f"supplier {supplier!r}'s upload {name!r}")
 
-    def stored(self, sha256: str) -> bytes:
-        return self.state.artifacts.path(sha256).read_bytes()
+    def stored(self, sha256: str, what: str = "the stored artifact") -> bytes:
+        """An artifact's bytes, refused unless they still hash to its name."""
+        data = self.state.artifacts.path(sha256).read_bytes()
+        return _verified(data, sha256, what)
+
+
+def _verified(data: bytes, sha256: str, what: str) -> bytes:
+    """`data`, read once from the artifact store, if it hashes to `sha256`; StepFailed if not.
+
+    Hashing the very bytes that are then used leaves no window in which the file could change
+    between the check and the use."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise StepFailed(
+            f"{what} {sha256} was altered on the broker's disk (its bytes hash to {actual}); "
+            "nothing derived from it is used or released"
+        )
+    return data
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -144,9 +191,158 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def _open_parquet(
+    label: str, data: bytes, allowed: list[str], rows: int | None = None
+) -> pq.ParquetFile:
+    """A supplier's Parquet file, refused from its footer alone: other than `rows` rows (when
+    given) or more than MAX_SUPPLIER_ROWS, columns outside `allowed`, nested columns, or more
+    than MAX_SUPPLIER_BYTES uncompressed.
+
+    Text columns are opened dictionary-encoded, so no cell is expanded before `_batches` has
+    counted what it would take."""
+    try:
+        found = pq.ParquetFile(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise StepFailed(f"{label}: not a readable Parquet file: {exc}") from exc
+    meta, columns = found.metadata, found.schema_arrow
+    if rows is not None and meta.num_rows != rows:
+        raise StepFailed(f"{label}: the file has {meta.num_rows} rows; the job asked for {rows}")
+    if meta.num_rows > MAX_SUPPLIER_ROWS:
+        raise StepFailed(
+            f"{label}: the file declares {meta.num_rows} rows; at most {MAX_SUPPLIER_ROWS} "
+            "are taken from one supplier"
+        )
+    undeclared = [n for n in columns.names if n not in allowed]
+    if undeclared:
+        raise StepFailed(
+            f"{label}: columns the job does not declare {undeclared}; declared: {allowed}"
+        )
+    repeated = sorted({n for n in columns.names if columns.names.count(n) > 1})
+    if repeated:
+        raise StepFailed(f"{label}: columns {repeated} appear more than once")
+    nested = [f.name for f in columns if pa.types.is_nested(f.type)]
+    if nested:
+        raise StepFailed(f"{label}: columns {nested} hold nested values; cells hold one value")
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if size > MAX_SUPPLIER_BYTES:
+        raise StepFailed(
+            f"{label}: the file takes {size} bytes uncompressed; at most {MAX_SUPPLIER_BYTES}"
+        )
+    texts = [f.name for f in columns if _is_text(f.type)]
+    return pq.ParquetFile(io.BytesIO(data), read_dictionary=texts)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return any(
+        check(kind)
+        for check in (
+            pa.types.is_string,
+            pa.types.is_large_string,
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+        )
+    )
+
+
+def _batches(label: str, found: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
+    """The file's rows in batches, refused once they would take more than MAX_SUPPLIER_BYTES
+    decoded (a dictionary of one long value repeated on every row is counted at full length)."""
+    total = 0
+    for batch in found.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        total += sum(_decoded_bytes(array) for array in batch.columns)
+        if total > MAX_SUPPLIER_BYTES:
+            raise StepFailed(f"{label}: the rows take more than {MAX_SUPPLIER_BYTES} bytes decoded")
+        yield batch
+    if found.metadata.num_rows == 0:
+        yield pa.RecordBatch.from_pylist([], schema=found.schema_arrow)
+
+
+def _decoded_bytes(array: pa.Array) -> int:
+    """The bytes `array` takes once its dictionary, if any, is expanded."""
+    if not pa.types.is_dictionary(array.type):
+        return int(array.nbytes)
+    values = array.dictionary
+    if not _is_text(values.type):
+        return len(array) * max(values.type.bit_width // 8, 1)
+    lengths = pc.binary_length(values).take(array.indices)
+    return int(pc.sum(lengths).as_py() or 0) + 8 * len(array)
+
+
+def read_supplier_table(
+    label: str, data: bytes, schema: TableSchema, rows: int | None = None
+) -> pd.DataFrame:
+    """A supplier's table (of exactly `rows` rows when given), read only if every cell is valid
+    under `schema`.
+
+    Cells are judged by `fedsynth.validation`, the rules `fedsynth validate` applies to files;
+    one invalid cell fails the step (reason: the column, how many cells and the rule) rather
+    than dropping the row, since a supplier that sends invalid rows is not to be trusted with
+    the rest of the table either."""
+    found = _open_parquet(label, data, schema.names, rows)
+    missing = [n for n in schema.names if n not in found.schema_arrow.names]
+    if missing:
+        raise StepFailed(f"{label}: the schema's columns {missing} are missing")
+    typed: list[pa.RecordBatch] = []
+    broken: dict[str, Counter[Rule]] = {}
+    for batch in _batches(label, found):
+        arrays = []
+        for column in schema.columns:
+            try:
+                result = validate_column(batch.column(column.name), column)
+            except UnsupportedStorage as exc:
+                raise StepFailed(f"{label}: column {column.name!r} is {exc}") from exc
+            codes = result.codes[result.codes != 0]
+            if len(codes):
+                broken.setdefault(column.name, Counter()).update(Rule(int(c)) for c in codes)
+            arrays.append(result.values)
+        typed.append(pa.RecordBatch.from_arrays(arrays, names=schema.names))
+    if broken:
+        raise StepFailed(
+            f"{label}: "
+            + "; ".join(
+                f"column {name!r}: "
+                + ", ".join(
+                    f"{n} value(s) {describe(rule, schema.column(name))}"
+                    for rule, n in sorted(rules.items())
+                )
+                for name, rules in broken.items()
+            )
+        )
+    return to_pandas(pa.Table.from_batches(typed), schema)
+
+
+def read_raw_rows(label: str, data: bytes, allowed: list[str]) -> pd.DataFrame:
+    """A supplier's raw rows as the text the prep pipeline takes (None for empty cells), as the
+    supplier agent sends them; a column stored as anything but text is refused, naming it."""
+    found = _open_parquet(label, data, allowed)
+    typed = []
+    for f in found.schema_arrow:
+        stored = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+        if not (_is_text(stored) or pa.types.is_null(stored)):
+            typed.append(f"{f.name!r} ({stored})")
+    if typed:
+        raise StepFailed(f"{label}: columns {', '.join(typed)} are not text; raw rows are text")
+    names = found.schema_arrow.names
+    columns: dict[str, list[Any]] = {n: [] for n in names}
+    for batch in _batches(label, found):
+        for name, array in zip(names, batch.columns, strict=True):
+            columns[name].extend(as_text(array).to_pylist())
+    return pd.DataFrame(columns, dtype=object)
+
+
+def _asked_rows(ctx: JobContext, supplier: str, kind: str) -> int:
+    """The rows the broker asked `supplier` for in its finished `kind` task (its share)."""
+    for task in ctx.state.store.tasks_of_job(ctx.job.job_id):
+        if task.supplier == supplier and task.kind == kind and task.state == "done":
+            return int(json.loads(task.payload_json)["rows"])
+    raise StepFailed(f"supplier {supplier!r} has no finished {kind} task in this job")
+
+
 def _stats(ctx: JobContext, step: str, name: str) -> SufficientStats:
     parts = [
-        SufficientStats.from_bytes(ctx.upload(s, r, name), source=f"{s}'s {step}")
+        SufficientStats.from_bytes(
+            ctx.upload(s, r, name, STATISTICS), source=f"{s}'s {step}", schema=ctx.schema()
+        )
         for s, r in sorted(ctx.supplier_results(step).items())
     ]
     try:
@@ -166,6 +362,13 @@ def fit_and_sample(ctx: JobContext) -> dict[str, Any]:
     """Fit the copula from both merged rounds and sample the candidate table."""
     marginal = SufficientStats.from_bytes(ctx.stored(ctx.artifact("marginal_stats")))
     dependence = _stats(ctx, "dependence_stats", "dependence-stats.fsa")
+    rows = {c.count + c.null_count for c in marginal.columns.values()}
+    counted = dependence.dependence.n if dependence.dependence is not None else None
+    if counted is not None and rows and counted not in rows:
+        raise StepFailed(
+            f"the suppliers' dependence statistics count {counted:g} rows but their marginal "
+            f"statistics {min(rows):g}: a supplier's two rounds disagree"
+        )
     model = GaussianCopula(**ctx.spec.synthesizer.params)
     model.fit_marginals(marginal, progress=ctx.checkpoint)
     model.fit_dependence(dependence)
@@ -207,6 +410,7 @@ def _release(
     report: dict[str, Any],
     verdicts: list[SignedDocument],
     html: bytes | None = None,
+    audited_sha256: str | None = None,
 ) -> dict[str, Any]:
     state = ctx.state.store.job(ctx.job.job_id).state
     if state != JobState.RUNNING:
@@ -228,6 +432,7 @@ def _release(
             synthesizer=ctx.spec.synthesizer.name,
             privacy_spent=_privacy_spent(ctx),
             supplier_verdicts=verdicts,
+            audited_sha256=audited_sha256,
         )
     except ReleaseRefused as exc:
         raise StepFailed(f"release refused: {'; '.join(exc.reasons)}") from exc
@@ -286,24 +491,35 @@ def release_audited(ctx: JobContext) -> dict[str, Any]:
         "reasons": reasons,
         "supplier_verdicts": summary,
     }
-    return _release(ctx, ctx.stored(candidate), report, verdicts)
+    return _release(
+        ctx,
+        ctx.stored(candidate, "the audited candidate"),
+        report,
+        verdicts,
+        audited_sha256=candidate,
+    )
 
 
 def merge_and_release(ctx: JobContext) -> dict[str, Any]:
-    """`local`: check each supplier's signed output against the schema, merge, release."""
-    schema = ctx.schema()
+    """`local`: check each supplier's signed output against the schema, merge, release.
+
+    A synthetic part must hold exactly the rows the broker asked that supplier for (and said it
+    sent), every cell valid under the schema (text columns may be empty, as in any synthetic
+    table); the job fails, naming the supplier, on any departure."""
+    schema = synthetic_schema(ctx.schema())
     step = "synthesize_locally"
     frames, datasets = [], {}
     for supplier, result in sorted(ctx.supplier_results(step).items()):
-        data = ctx.upload(supplier, result, "synthetic.parquet")
+        data = ctx.upload(supplier, result, "synthetic.parquet", supplier_pb2.UPLOAD_KIND_SYNTHETIC)
         datasets[supplier] = result["uploads"]["synthetic.parquet"]
-        frame = pd.read_parquet(io.BytesIO(data))
-        if list(frame.columns) != schema.names:
+        share = _asked_rows(ctx, supplier, step)
+        if result.get("rows") != share:
             raise StepFailed(
-                f"supplier {supplier!r} sent columns {list(frame.columns)}; the common schema "
-                f"has {schema.names}"
+                f"{supplier}'s synthetic part: it reported {result.get('rows')} rows; the job "
+                f"asked it for {share}"
             )
-        frame = conform(frame, schema)
+        label = f"{supplier}'s synthetic part"
+        frame = read_supplier_table(label, data, schema, rows=share)
         if ctx.spec.merge_source_column:
             frame[SOURCE_COLUMN] = supplier
         frames.append(frame)
@@ -327,11 +543,15 @@ def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
     results = ctx.supplier_results(upload_step)
     order = [s.supplier for s in ctx.spec.suppliers if s.supplier in results]
     for supplier in order:
-        name = "raw.parquet" if upload_step == "upload_raw" else "prepared.parquet"
-        frame = pd.read_parquet(io.BytesIO(ctx.upload(supplier, results[supplier], name)))
         if upload_step == "upload_raw":
-            frame, _ = prepare(frame, ctx.prep(supplier), ctx.spec.table_schema)
-        frames.append(conform(frame, ctx.supplier_schema(supplier)))
+            frame = _prepared_raw_rows(ctx, supplier, results[supplier])
+        else:
+            data = ctx.upload(
+                supplier, results[supplier], "prepared.parquet", supplier_pb2.UPLOAD_KIND_PREPARED
+            )
+            label = f"{supplier}'s prepared rows"
+            frame = read_supplier_table(label, data, ctx.supplier_schema(supplier))
+        frames.append(frame)
         ctx.checkpoint()
     linked = None
     if ctx.spec.vertical:
@@ -371,6 +591,29 @@ def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
     }
 
 
+def _prepared_raw_rows(ctx: JobContext, supplier: str, result: dict[str, Any]) -> pd.DataFrame:
+    """`supplier`'s raw rows, prepared here as its site would have.
+
+    Rows the preparation quarantines are left out, as they would be at the site; what comes out
+    is then held to the same cell rules as uploaded prepared rows. A preparation that cannot run
+    on the rows fails the job, naming the supplier."""
+    prep = ctx.prep(supplier)
+    allowed = [*ctx.spec.schema_for(supplier).names, *prep.rename, *prep.drop]
+    label = f"{supplier}'s raw rows"
+    data = ctx.upload(supplier, result, "raw.parquet", supplier_pb2.UPLOAD_KIND_RAW)
+    raw = read_raw_rows(label, data, list(dict.fromkeys(allowed)))
+    try:
+        frame, _ = prepare(raw, prep, ctx.spec.table_schema)
+    except Exception as exc:
+        raise StepFailed(f"{label} could not be prepared: {exc}") from exc
+    schema = ctx.supplier_schema(supplier)
+    try:
+        checked = check_frame(frame, schema, label=f"{label} after preparation")
+        return require_valid(checked, schema, label=f"{label} after preparation")
+    except ValueError as exc:
+        raise StepFailed(str(exc)) from exc
+
+
 def _link(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Join column-split sources on their linkage tokens, one source after another."""
     left = frames[0]
@@ -397,10 +640,11 @@ def release_central(ctx: JobContext) -> dict[str, Any]:
         ]
     return _release(
         ctx,
-        ctx.stored(ctx.artifact("candidate")),
+        ctx.stored(ctx.artifact("candidate"), "the audited candidate"),
         report,
         [],
         html=ctx.stored(ctx.artifact("report_html")),
+        audited_sha256=ctx.artifact("candidate"),
     )
 
 

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     task_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL, size INTEGER NOT NULL,
     sha256 TEXT NOT NULL, encrypted INTEGER NOT NULL, state TEXT NOT NULL,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS uploads_by_supplier ON uploads(supplier, state);
 CREATE TABLE IF NOT EXISTS candidates (
     candidate_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, verdict TEXT NOT NULL,
     reasons_json TEXT NOT NULL, dataset_sha256 TEXT NOT NULL, dataset_size INTEGER NOT NULL,
@@ -360,6 +361,16 @@ class Store:
             (sha256,),
         )
         return [r["upload_id"] for r in rows]
+
+    def open_uploads(self, supplier: str, excluding: str = "") -> tuple[int, int]:
+        """(count, total declared bytes) of `supplier`'s unfinished uploads, `excluding` one
+        (an upload begun again counts once): what the per-supplier upload limits bound."""
+        rows = self.db.query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM uploads"
+            " WHERE supplier = ? AND state = 'receiving' AND upload_id != ?",
+            (supplier, excluding),
+        )
+        return int(rows[0]["n"]), int(rows[0]["bytes"])
 
     def uploads_of_job(self, job_id: str) -> list[UploadRow]:
         ids = self.db.query("SELECT upload_id FROM uploads WHERE job_id = ?", (job_id,))

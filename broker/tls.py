@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from fedsynth.security.ca import load_revoked_serials
+from fedsynth.security.ca import CheckedCRL, load_crl
 from fedsynth.security.certificates import load_cert, verify_chain
 from fedsynth.security.principals import (
     IdentityError,
@@ -73,22 +74,40 @@ class RotatingCredentials:
         self.ca, self.cert, self.key = ca, cert, key
         self.federation, self.name = federation, name
         self._lock = threading.Lock()
+        configuration = self._configuration()
         self._stamp = _stamp(ca, cert, key)
         self.credentials = grpc.dynamic_ssl_server_credentials(
-            self._configuration(),
+            configuration,
             self._fetch,
             require_client_authentication=True,
         )
 
     def _configuration(self) -> grpc.ServerCertificateConfiguration:
-        cert_pem, key_pem = self.cert.read_bytes(), self.key.read_bytes()
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        key = serialization.load_pem_private_key(key_pem, password=None)
+        cert_pem = _read("tls.cert", self.cert)
+        key_pem = _read("tls.key", self.key)
+        if self.key.stat().st_mode & 0o077:
+            log.warning(
+                "tls.key %s can be read by other users (mode %o): chmod 600 it",
+                self.key,
+                self.key.stat().st_mode & 0o777,
+            )
+        ca_pem = _read("tls.ca", self.ca)
+        try:
+            cert = x509.load_pem_x509_certificate(cert_pem)
+        except ValueError:
+            raise ValueError(f"tls.cert {self.cert}: not a PEM certificate") from None
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError):
+            raise ValueError(
+                f"tls.key {self.key}: not an unencrypted PEM private key (fedsynth pki issue "
+                "writes one)"
+            ) from None
         if cert.public_key() != key.public_key():
             raise ValueError(f"{self.key} does not belong to {self.cert}")
         check_broker_identity(self.ca, self.cert, self.federation, self.name)
         return grpc.ssl_server_certificate_configuration(
-            [(key_pem, cert_pem)], root_certificates=self.ca.read_bytes()
+            [(key_pem, cert_pem)], root_certificates=ca_pem
         )
 
     def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
@@ -106,10 +125,28 @@ class RotatingCredentials:
             return configuration
 
 
+def _read(field: str, path: Path) -> bytes:
+    """The bytes of the file a config field names; an error naming the field otherwise."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{field} {path}: file not found") from None
+    except IsADirectoryError:
+        raise ValueError(f"{field} {path}: is a folder, not a PEM file") from None
+    except PermissionError:
+        raise ValueError(f"{field} {path}: not readable by this user") from None
+
+
+STALE_WARNING_S = 3600.0
+"""How often a broker holding a CRL past its nextUpdate says so in its log."""
+
+
 class RevocationList:
     """Revoked certificate serials from a CA-signed CRL, reloaded when the file changes.
 
-    A CRL that cannot be read or is not signed by the CA keeps the previous list in force.
+    A CRL that cannot be read or is not signed by the CA keeps the previous list in force. A
+    CRL past its nextUpdate is still enforced and logged (at most hourly): refusing every
+    peer because nobody re-signed the list in time would be an outage.
     """
 
     def __init__(self, crl: Path | None, ca: Path) -> None:
@@ -117,14 +154,26 @@ class RevocationList:
         self.ca_cert = load_cert(ca)
         self._lock = threading.Lock()
         self._stamp: tuple[tuple[int, int], ...] = ()
-        self._serials: frozenset[int] = frozenset()
+        self._crl: CheckedCRL | None = None
+        self._warned_at = -STALE_WARNING_S
         if crl is not None:
             self._stamp = _stamp(crl)
-            self._serials = load_revoked_serials(crl, self.ca_cert)
+            self._crl = load_crl(crl, self.ca_cert)
+            self._warn_if_stale()
 
     def is_revoked(self, serial: int) -> bool:
         self._reload()
-        return serial in self._serials
+        self._warn_if_stale()
+        return self._crl is not None and serial in self._crl.serials
+
+    def _warn_if_stale(self) -> None:
+        crl = self._crl
+        if crl is None or time.monotonic() - self._warned_at < STALE_WARNING_S:
+            return
+        message = crl.stale_warning()
+        if message is not None:
+            self._warned_at = time.monotonic()
+            log.warning("%s", message)
 
     def _reload(self) -> None:
         if self.path is None:
@@ -134,7 +183,7 @@ class RevocationList:
                 stamp = _stamp(self.path)
                 if stamp == self._stamp:
                     return
-                self._serials = load_revoked_serials(self.path, self.ca_cert)
+                self._crl = load_crl(self.path, self.ca_cert)
             except (OSError, ValueError) as exc:
                 log.warning("keeping the previous revocation list: %s", exc)
                 return

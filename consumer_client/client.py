@@ -2,7 +2,9 @@
 
 Nothing is written or returned before the release checks out: the attestation's signature must
 chain to the federation CA through a broker certificate, every supplier verdict inside it must
-verify, the audit report must match its hash, and the downloaded bytes must match the attested
+verify, be signed by the supplier it speaks for and cover the released dataset (in `local`, that
+supplier's attested part) of the attested job, the broker's own audit must name the released
+dataset, the audit report must match its hash, and the downloaded bytes must match the attested
 SHA-256.
 """
 
@@ -13,11 +15,20 @@ import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ValidationError
+
 from fedsynth.files import atomic_path, check_outputs
-from fedsynth.security.attestation import AttestationError, SignedDocument, verify_document
+from fedsynth.security.attestation import (
+    MERGING_TOPOLOGIES,
+    AttestationError,
+    SignedDocument,
+    verify_document,
+    verify_supplier_verdict,
+)
 from fedsynth.security.certificates import load_cert
 from fedsynth.security.principals import Role, federation_of_ca
 from fedsynth.wire.channel import secure_channel
@@ -164,16 +175,8 @@ class Client:
             _, attestation = verify_document(
                 signed, self.ca_cert, self.federation, role=Role.BROKER
             )
-            for verdict in attestation.get("supplier_verdicts", []):
-                _, document = verify_document(
-                    SignedDocument.from_json(verdict),
-                    self.ca_cert,
-                    self.federation,
-                    role=Role.SUPPLIER,
-                )
-                if document.get("verdict") != "pass":
-                    raise AttestationError(f"a supplier verdict is {document.get('verdict')!r}")
-        except AttestationError as exc:
+            self._verify_verdicts(attestation)
+        except (AttestationError, ValidationError) as exc:
             raise ReleaseVerificationError(
                 f"release {release_id}: attestation refused: {exc}"
             ) from exc
@@ -187,11 +190,81 @@ class Client:
             problems.append("audit report does not match the attested hash")
         if attestation.get("audit_report", {}).get("verdict") != "pass":
             problems.append("attested audit verdict is not 'pass'")
+        audited = attestation.get("audit_report", {}).get("dataset_sha256")
+        if audited != attestation.get("dataset", {}).get("sha256"):
+            problems.append(
+                f"the broker's audit names dataset {audited}, but the released dataset is "
+                f"{attestation.get('dataset', {}).get('sha256')}"
+            )
         if problems:
             raise ReleaseVerificationError(f"release {release_id}: " + "; ".join(problems))
         return VerifiedManifest(
             manifest.summary, attestation, _json_object(manifest.audit_report_json)
         )
+
+    def _verify_verdicts(self, attestation: dict[str, Any]) -> None:
+        """Raise AttestationError unless every supplier verdict is signed by the supplier it
+        speaks for, passed, and covers this release's job and dataset (in `local`, its part).
+
+        Certificates are checked at the attestation's issue time, when the broker vouches the
+        verdicts were already signed; revocation is the broker's check, vouched by its signature.
+        """
+        attested = _Attested.model_validate(attestation)
+        parts = attested.dataset.parts
+        merging = attested.topology in MERGING_TOPOLOGIES
+        if merging != (parts is not None):
+            raise AttestationError(
+                f"a {attested.topology} release must list its dataset's parts exactly when its "
+                "suppliers' outputs were merged"
+            )
+        seen: set[str] = set()
+        for index, entry in enumerate(attested.supplier_verdicts, 1):
+            verdict = verify_supplier_verdict(
+                SignedDocument.from_json(entry),
+                self.ca_cert,
+                self.federation,
+                revoked=None,
+                at=attested.issued_at,
+            )
+            if verdict.supplier in seen:
+                raise AttestationError(f"supplier {verdict.supplier!r} has more than one verdict")
+            seen.add(verdict.supplier)
+            covers = attested.dataset.sha256 if parts is None else parts.get(verdict.supplier)
+            if covers is None:
+                raise AttestationError(
+                    f"supplier verdict {index} ({verdict.supplier!r}) covers no attested part"
+                )
+            problems = verdict.binding_problems(
+                job_id=attested.job_id,
+                job_spec_sha256=attested.job_spec_sha256,
+                dataset_sha256=covers,
+            )
+            if problems:
+                raise AttestationError(f"supplier verdict {index}: " + "; ".join(problems))
+            if verdict.verdict != "pass":
+                raise AttestationError(
+                    f"supplier {verdict.supplier!r}'s verdict is {verdict.verdict!r}"
+                )
+        if parts is not None and set(parts) != seen:
+            raise AttestationError(
+                f"dataset parts of {sorted(set(parts) - seen)} carry no supplier verdict"
+            )
+
+
+class _AttestedDataset(BaseModel):
+    sha256: str
+    parts: dict[str, str] | None = None
+
+
+class _Attested(BaseModel):
+    """The attestation fields the verdict checks read; the rest stay as signed."""
+
+    job_id: str
+    job_spec_sha256: str
+    topology: str
+    issued_at: datetime
+    dataset: _AttestedDataset
+    supplier_verdicts: list[dict[str, Any]] = []
 
 
 def _json_object(data: bytes) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from fedsynth.prep.tokens import LinkageSecret
 from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.progress import ProgressFactory, Update, no_progress
 from fedsynth.schema import TableSchema
-from fedsynth.security.attestation import SignedDocument, sign_document
+from fedsynth.security.attestation import VERDICT_FORMAT, SignedDocument, sign_document
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.splits import holdout_split
 from fedsynth.synth import GaussianCopula, SufficientStats, Synthesizer, synthesizer_class
@@ -42,7 +42,6 @@ from supplier_agent.outgoing import OutFile, Outgoing, TaskRefused
 from supplier_agent.rows_cache import PreparedRowsCache
 from supplier_agent.sources import read_source
 
-VERDICT_FORMAT = "fedsynth.supplier-verdict/v1"
 AUDIT_QUOTA_FILE = "audits.sqlite3"
 
 EGRESS: dict[TaskKind, ArtifactKind] = {

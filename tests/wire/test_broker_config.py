@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from broker.config import BrokerConfig, ConfigError
+from broker.tls import RotatingCredentials
+from fedsynth.security.ca import FederationCA
+from fedsynth.security.principals import Role
 
 VALID = """
 federation: health-eu
@@ -35,6 +38,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
         (("federation: health-eu\n", ""), "federation"),
         (("listen: 127.0.0.1:7443", "listen: 127.0.0.1:99999"), "from 0 to 65535"),
         (("listen: 127.0.0.1:7443", "listen: 127.0.0.1:abc"), "listen"),
+        (
+            ("suppliers: [hospital-a]", "suppliers: [hospital-a]\nlimits: {chunk_bytes: 16777216}"),
+            "chunk_bytes (16777216) plus 65536 bytes of framing must fit in max_message_bytes",
+        ),
     ],
 )
 def test_bad_config_names_the_file_and_field(
@@ -45,3 +52,30 @@ def test_bad_config_names_the_file_and_field(
     with pytest.raises(ConfigError) as info:
         BrokerConfig.load(path)
     assert str(path) in str(info.value) and field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("field", "content", "said"),
+    [
+        ("key", None, "tls.key {}: file not found"),
+        ("key", b"junk", "tls.key {}: not an unencrypted PEM private key"),
+        ("cert", b"junk", "tls.cert {}: not a PEM certificate"),
+        ("ca", None, "tls.ca {}: file not found"),
+    ],
+)
+def test_an_unusable_tls_file_is_named_by_its_field(
+    tmp_path: Path, field: str, content: bytes | None, said: str
+) -> None:
+    ca = FederationCA.init(tmp_path / "pki", "health-eu")
+    ca.issue(Role.BROKER, "main")
+    cert, key = ca.paths_for(Role.BROKER, "main")
+    paths = {"ca": ca.directory / "ca.pem", "cert": cert, "key": key}
+    if content is None:
+        paths[field].unlink()
+    else:
+        paths[field].write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        RotatingCredentials(
+            paths["ca"], paths["cert"], paths["key"], federation="health-eu", name="main"
+        )
+    assert said.format(paths[field]) in str(info.value)

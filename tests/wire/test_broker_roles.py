@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,12 +120,15 @@ def test_cancelling_a_job_deletes_its_raw_rows(
     broker: BrokerProcess, state: BrokerState, tmp_path: Path
 ) -> None:
     job_id = submit_job(broker, "cancel-me")
+    task_id = f"{job_id}.0.hospital-a"
+    while task_id not in {t.task_id for t in state.store.tasks_of_job(job_id)}:
+        time.sleep(0.02)  # an upload is for a task the broker has queued
     raw = tmp_path / "raw.csv"
     raw.write_bytes(b"age,sex\n40,F\n")
     header = supplier_pb2.UploadHeader(
         supplier="hospital-a",
         job_id=job_id,
-        task_id="t",
+        task_id=task_id,
         name="raw.csv",
         kind=supplier_pb2.UPLOAD_KIND_RAW,
     )

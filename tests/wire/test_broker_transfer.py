@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import resource
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import grpc
 import pytest
 
 from broker.artifacts import ArtifactStore
+from fedsynth.jobs import JobSpec
 from fedsynth.security.atrest import load_key_file
 from fedsynth.security.principals import Role
 from fedsynth.wire.allocator import keep_large_buffers
@@ -25,8 +27,8 @@ from fedsynth.wire.transfer import (
     stream_object,
     upload_file,
 )
-from fedsynth.wire.v1 import supplier_pb2
-from tests.wire.broker_harness import BrokerProcess, submit_job
+from fedsynth.wire.v1 import operator_pb2, operator_pb2_grpc, supplier_pb2
+from tests.wire.broker_harness import SUPPLIERS, BrokerProcess, job_spec, submit_job
 
 TIMEOUT = 30
 CHUNK = 64 * 1024
@@ -39,9 +41,49 @@ class DroppedConnection(grpc.RpcError):
         return grpc.StatusCode.UNAVAILABLE
 
 
+def queued_job(broker: BrokerProcess, topology: str) -> str:
+    """A job of `topology` whose first step's tasks the broker has queued: an upload must be
+    for one of the supplier's pending tasks, of the kind that task sends."""
+    document = job_spec(f"transfer-{topology}").model_dump(mode="json", by_alias=True)
+    spec = JobSpec.model_validate({**document, "topology": topology})
+    stub = operator_pb2_grpc.OperatorServiceStub(broker.channel(Role.OPERATOR, "ops"))
+    job_id = stub.SubmitJob(
+        operator_pb2.SubmitJobRequest(spec_json=spec.canonical_json()), timeout=TIMEOUT
+    ).job_id
+    for name in SUPPLIERS:
+        ref = supplier_pb2.TaskRef(supplier=name, task_id=task_of(job_id, name))
+        while True:
+            try:
+                supplier_stub(broker, name).CheckTask(ref, timeout=TIMEOUT)
+                break
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+            time.sleep(0.02)
+    return job_id
+
+
+def task_of(job_id: str, supplier: str) -> str:
+    """The task of `supplier` in the first step of job `job_id`."""
+    return f"{job_id}.0.{supplier}"
+
+
 @pytest.fixture(scope="module")
 def job_id(broker: BrokerProcess) -> str:
-    return submit_job(broker)
+    """A `local` job: its tasks upload synthetic rows."""
+    return queued_job(broker, "local")
+
+
+@pytest.fixture(scope="module")
+def raw_job_id(broker: BrokerProcess) -> str:
+    """A `central` job: its tasks upload raw rows."""
+    return queued_job(broker, "central")
+
+
+@pytest.fixture(scope="module")
+def prepared_job_id(broker: BrokerProcess) -> str:
+    """A `prepared` job: its tasks upload prepared rows."""
+    return queued_job(broker, "prepared")
 
 
 def supplier_stub(broker: BrokerProcess, name: str = "hospital-a") -> SupplierStub:
@@ -63,7 +105,7 @@ def header(
     return supplier_pb2.UploadHeader(
         supplier=supplier,
         job_id=job_id,
-        task_id="task-1",
+        task_id=task_of(job_id, supplier),
         name=path.name,
         kind=kind,
         size=digest.size,
@@ -121,10 +163,12 @@ def test_upload_killed_mid_stream_resumes_to_an_identical_hash(
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == request.sha256
 
 
-def test_raw_rows_are_encrypted_at_rest(broker: BrokerProcess, job_id: str, tmp_path: Path) -> None:
+def test_raw_rows_are_encrypted_at_rest(
+    broker: BrokerProcess, raw_job_id: str, tmp_path: Path
+) -> None:
     source = tmp_path / "raw.csv"
     source.write_bytes(b"age,sex\n" + b"".join(b"%d,F\n" % i for i in range(20000)))
-    request = header(job_id, source, kind=supplier_pb2.UPLOAD_KIND_RAW)
+    request = header(raw_job_id, source, kind=supplier_pb2.UPLOAD_KIND_RAW)
     assert upload_file(supplier_stub(broker), request, source, chunk_bytes=CHUNK).complete
     stored = artifact(broker, request.sha256, ".enc")
     ciphertext = stored.read_bytes()
@@ -267,11 +311,11 @@ def test_a_failed_write_surfaces_from_the_download_and_leaves_no_file(tmp_path: 
 
 
 def test_encrypted_upload_resumes_after_a_broker_restart(
-    broker: BrokerProcess, job_id: str, tmp_path: Path
+    broker: BrokerProcess, prepared_job_id: str, tmp_path: Path
 ) -> None:
     source = random_file(tmp_path / "prepared.parquet", 6 * CHUNK + 5)
     stub = supplier_stub(broker)
-    request = header(job_id, source, kind=supplier_pb2.UPLOAD_KIND_PREPARED)
+    request = header(prepared_job_id, source, kind=supplier_pb2.UPLOAD_KIND_PREPARED)
     status = stub.BeginUpload(request, timeout=TIMEOUT)
     stub.Upload(chunk_messages(status.upload_id, source, 0, 3), timeout=TIMEOUT)
     broker.stop()
@@ -284,11 +328,11 @@ def test_encrypted_upload_resumes_after_a_broker_restart(
 
 
 def test_empty_upload_completes_at_begin_and_decrypts_to_nothing(
-    broker: BrokerProcess, job_id: str, tmp_path: Path
+    broker: BrokerProcess, raw_job_id: str, tmp_path: Path
 ) -> None:
     source = tmp_path / "empty.csv"
     source.write_bytes(b"")
-    request = header(job_id, source, kind=supplier_pb2.UPLOAD_KIND_RAW)
+    request = header(raw_job_id, source, kind=supplier_pb2.UPLOAD_KIND_RAW)
     status = supplier_stub(broker).BeginUpload(request, timeout=TIMEOUT)
     assert status.complete and status.sha256 == hashlib.sha256(b"").hexdigest()
     assert b"".join(stored_plaintext(broker, request.sha256)) == b""
@@ -382,10 +426,10 @@ def test_all_bytes_without_any_declared_hash_are_held_until_one_is_declared(
 
 
 def test_raw_rows_without_a_declared_hash_are_refused(
-    broker: BrokerProcess, job_id: str, tmp_path: Path
+    broker: BrokerProcess, raw_job_id: str, tmp_path: Path
 ) -> None:
     source = random_file(tmp_path / "raw-undeclared.csv", CHUNK)
-    request = undeclared(header(job_id, source, kind=supplier_pb2.UPLOAD_KIND_RAW))
+    request = undeclared(header(raw_job_id, source, kind=supplier_pb2.UPLOAD_KIND_RAW))
     with pytest.raises(grpc.RpcError) as info:
         supplier_stub(broker).BeginUpload(request, timeout=TIMEOUT)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT

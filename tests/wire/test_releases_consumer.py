@@ -3,6 +3,7 @@ refuse what fails the audit or was altered on the broker's disk, survive a resta
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -25,7 +26,7 @@ from broker.releases import Published, ReleaseRefused, publish
 from broker.state import BrokerState
 from consumer_client import Client, ReleaseVerificationError
 from fedsynth.operator.client import OperatorClient
-from fedsynth.security.attestation import SignedDocument, sign_document
+from fedsynth.security.attestation import VERDICT_FORMAT, SignedDocument, sign_document
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.security.principals import Role
@@ -54,9 +55,19 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
-def supplier_verdict(broker: BrokerProcess, role: Role, name: str, verdict: str) -> SignedDocument:
+def supplier_verdict(
+    broker: BrokerProcess, role: Role, name: str, verdict: str, job_id: str
+) -> SignedDocument:
+    """`name`'s signed verdict on FRAME, the dataset `publish_candidate` releases by default."""
     ids = broker.identity(role, name)
-    document = {"supplier": name, "verdict": verdict, "report_sha256": "b" * 64}
+    document = {
+        "format": VERDICT_FORMAT,
+        "supplier": name,
+        "job_id": job_id,
+        "verdict": verdict,
+        "dataset_sha256": hashlib.sha256(parquet_bytes(FRAME)).hexdigest(),
+        "report_sha256": "b" * 64,
+    }
     return sign_document(document, load_key(ids["key"]), load_cert(ids["cert"]))
 
 
@@ -90,7 +101,7 @@ def consumer(broker: BrokerProcess) -> Client:
 def test_passing_candidate_is_released_and_pulled_verified(
     broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
 ) -> None:
-    verdicts = [supplier_verdict(broker, Role.SUPPLIER, "hospital-a", "pass")]
+    verdicts = [supplier_verdict(broker, Role.SUPPLIER, "hospital-a", "pass", job_id)]
     published = publish_candidate(state, job_id, supplier_verdicts=verdicts)
     with consumer(broker) as client:
         assert published.release_id in [r.release_id for r in client.list()]
@@ -128,10 +139,10 @@ def test_failing_candidate_is_rejected_kept_for_operators_and_hidden_from_consum
 def test_failing_or_forged_supplier_verdict_blocks_the_release(
     broker: BrokerProcess, state: BrokerState, job_id: str
 ) -> None:
-    failing = [supplier_verdict(broker, Role.SUPPLIER, "hospital-b", "fail")]
+    failing = [supplier_verdict(broker, Role.SUPPLIER, "hospital-b", "fail", job_id)]
     with pytest.raises(ReleaseRefused, match="hospital-b"):
         publish_candidate(state, job_id, supplier_verdicts=failing, frame=FRAME.head(3))
-    forged = [supplier_verdict(broker, Role.CONSUMER, "alice", "pass")]
+    forged = [supplier_verdict(broker, Role.CONSUMER, "alice", "pass", job_id)]
     with pytest.raises(ReleaseRefused, match="expected a supplier"):
         publish_candidate(state, job_id, supplier_verdicts=forged, frame=FRAME.head(1))
 
