@@ -168,6 +168,7 @@ def _as_number(
         if not result.codes.any():
             break
     else:
+        _note_mostly_numbers(values, result.codes != 0, notes)
         return None
     padded = _leading_zero_example(values)
     if padded is not None:
@@ -185,6 +186,33 @@ def _as_number(
     notes.append(f"bounds widened from the data to [{_fmt(low)}, {_fmt(high)}]: confirm them")
     role = _quasi_role(name, notes)
     return NumericalColumn(dtype=dtype, min=low, max=high, decimals=decimals, role=role, **common)
+
+
+MOSTLY = 0.8
+"""Share of number-like values above which a text column is flagged as a likely number column."""
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+
+
+def _note_mostly_numbers(values: pa.Array, bad: np.ndarray, notes: list[str]) -> None:
+    """Say so when a column kept as text is mostly numbers: a few typos (or a decimal comma)
+    should not silently turn a measurement into unmodelled text."""
+    texts = as_text(values).to_pylist()
+    others = [t for t, b in zip(texts, bad, strict=True) if b]
+    commas = sum(1 for t in others if _DECIMAL_COMMA.match(t))
+    if commas > len(others) / 2:
+        example = next(t for t in others if _DECIMAL_COMMA.match(t))
+        notes.append(
+            f"numbers written with a decimal comma (e.g. {example!r}): declare the column "
+            "numerical and set decimal_comma: true for it in the prep spec"
+        )
+        return
+    share = 1 - len(others) / len(texts)
+    if share >= MOSTLY:
+        examples = ", ".join(repr(t) for t in sorted(set(others))[:3])
+        notes.append(
+            f"{share:.0%} of the values are numbers; the rest are not (e.g. {examples}): if "
+            "those are errors, declare the column numerical so validation quarantines them"
+        )
 
 
 def _stores_numbers(kind: pa.DataType) -> bool:

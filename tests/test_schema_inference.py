@@ -170,3 +170,18 @@ def test_zero_and_decimals_below_one_stay_numbers(values: list[str]) -> None:
     schema, findings = infer_from_table(pa.table({"amount": values}), name="t")
     assert schema.column("amount").kind == "numerical"
     assert not any("leading zeros" in f.message for f in findings)
+
+
+def test_a_column_of_numbers_with_a_few_typos_says_so_instead_of_only_text() -> None:
+    values = [str(90 + i % 90) for i in range(190)] + ["??", "n/a", "12O"] * 4
+    schema, findings = infer_from_table(pa.table({"sbp": pa.array(values)}), name="t")
+    said = " ".join(f.message for f in findings if f.column == "sbp")
+    assert schema.column("sbp").kind == "text"
+    assert "94% of the values are numbers" in said and "'12O', '??', 'n/a'" in said
+
+
+def test_numbers_with_a_decimal_comma_point_at_the_prep_option() -> None:
+    values = [f"{3 + i % 6},{i % 10}" for i in range(200)]
+    _, findings = infer_from_table(pa.table({"glucose": pa.array(values)}), name="t")
+    said = " ".join(f.message for f in findings if f.column == "glucose")
+    assert "decimal comma (e.g. '3,0')" in said and "decimal_comma: true" in said
