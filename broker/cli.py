@@ -10,10 +10,8 @@ from pathlib import Path
 import grpc
 import typer
 
-from broker.auditlog import AuditLog
+from broker.auditlog import AuditLogUnreadable, verify_database
 from broker.config import BrokerConfig, ConfigError
-from broker.server import serve
-from broker.store import Database
 from fedsynth.security.atrest import load_key_file
 from fedsynth.wire.v1 import health_pb2, health_pb2_grpc
 
@@ -35,6 +33,9 @@ def _config(path: Path) -> BrokerConfig:
 @app.command("serve")
 def serve_command(config: Path = CONFIG) -> None:
     """Serve over mutual TLS until SIGINT or SIGTERM."""
+    # The server pulls in the models (scipy, scikit-learn, torch): only `serve` pays for them.
+    from broker.server import serve
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = _config(config)
     stop = threading.Event()
@@ -49,22 +50,24 @@ def serve_command(config: Path = CONFIG) -> None:
 
 @audit_app.command("verify")
 def verify_command(config: Path = CONFIG) -> None:
-    """Recompute the audit log's chain; exit 1 and list the breaks if any entry was edited or
-    removed."""
+    """Recompute the audit log's chain, reading the database read-only; exit 1 and list the breaks
+    if any entry was edited or removed, 2 if the log could not be checked at all."""
     settings = _config(config)
-    if not settings.database.exists():
-        typer.echo(f"error: no broker database at {settings.database}", err=True)
-        raise typer.Exit(2)
     try:
         key = load_key_file(settings.key_file)
     except (OSError, ValueError) as exc:
         typer.echo(f"error: key_file {settings.key_file}: {exc}", err=True)
         raise typer.Exit(2) from exc
-    db = Database(settings.database)
     try:
-        result = AuditLog(db, key, settings.state_dir / "audit-head.json").verify()
-    finally:
-        db.close()
+        result = verify_database(
+            settings.database,
+            key,
+            settings.state_dir / "audit-head.json",
+            key_name=f"key_file ({settings.key_file})",
+        )
+    except AuditLogUnreadable as exc:
+        typer.echo(f"error: cannot check the audit log: {exc}", err=True)
+        raise typer.Exit(2) from exc
     if result.ok:
         typer.echo(f"audit log intact: {result.entries} entries")
         return
@@ -98,6 +101,7 @@ def probe_command(
 
 
 def main() -> None:
+    """Console-script entry point."""
     app()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -17,31 +18,57 @@ from fedsynth.wire.transfer import TransferIncomplete
 app = typer.Typer(help="Pull audited, signed synthetic datasets from a fedsynth broker.")
 
 
-class _Settings:
-    client: Client
+@dataclass
+class _Target:
+    """The broker and identity given to the group. The connection opens when a command first
+    needs it, so `--help` of any subcommand works without certificates or a broker."""
 
-
-settings = _Settings()
+    broker: str | None
+    ca: Path
+    cert: Path | None
+    key: Path | None
+    server_name: str | None
+    client: Client | None = None
 
 
 @app.callback()
 def connect(
-    broker: str = typer.Option(..., help="Broker HOST:PORT."),
+    ctx: typer.Context,
+    broker: str | None = typer.Option(None, help="Broker HOST:PORT. Required."),
     ca: Path = typer.Option(Path("pki/ca.pem"), help="Federation CA certificate."),
-    cert: Path = typer.Option(..., help="Your consumer certificate (PEM)."),
-    key: Path = typer.Option(..., help="Your consumer key (PEM)."),
+    cert: Path | None = typer.Option(None, help="Your consumer certificate (PEM). Required."),
+    key: Path | None = typer.Option(None, help="Your consumer key (PEM). Required."),
     server_name: str | None = typer.Option(None, help="Name to expect in the broker cert."),
 ) -> None:
     """Connect with a consumer certificate issued by the federation CA."""
-    try:
-        settings.client = Client(broker, ca=ca, cert=cert, key=key, server_name=server_name)
-    except (FileNotFoundError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    ctx.obj = _Target(broker, ca, cert, key, server_name)
+
+
+def _client(ctx: typer.Context) -> Client:
+    """The connection the group's options describe, opened on first use; a usage error of the
+    group (exit 2) names a missing --broker, --cert or --key."""
+    target: _Target = ctx.obj
+    if target.client is None:
+        if target.broker is None or target.cert is None or target.key is None:
+            unset = [n for n in ("broker", "cert", "key") if getattr(target, n) is None]
+            flags = " and ".join(f"'--{name}'" for name in unset)
+            (ctx.parent or ctx).fail(f"Missing option {flags}.")  # an option of the group
+        try:
+            target.client = Client(
+                target.broker,
+                ca=target.ca,
+                cert=target.cert,
+                key=target.key,
+                server_name=target.server_name,
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
+    return target.client
 
 
 @app.command("list")
-def list_command() -> None:
+def list_command(ctx: typer.Context) -> None:
     """List releases."""
     print_listing(
         ["release", "name", "job", "topology", "synthesizer", "bytes", "created"],
@@ -55,29 +82,31 @@ def list_command() -> None:
                 str(r.dataset_size),
                 r.created_at,
             ]
-            for r in settings.client.list()
+            for r in _client(ctx).list()
         ],
     )
 
 
 @app.command()
-def show(release: str = typer.Argument(..., help="Release id.")) -> None:
+def show(ctx: typer.Context, release: str = typer.Argument(..., help="Release id.")) -> None:
     """Print a release's verified attestation."""
-    verified = settings.client.show(release)
+    verified = _client(ctx).show(release)
     typer.echo(json.dumps(verified.attestation, indent=2, sort_keys=True))
 
 
 @app.command()
 def pull(
+    ctx: typer.Context,
     release: str = typer.Argument(..., help="Release id."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file, .parquet or .csv."),
 ) -> None:
     """Download a release, verify hash and signatures, then write it to --out."""
+    client = _client(ctx)
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress("[progress.description]{task.description}", *columns, console=Console()) as bar:
         task = bar.add_task(release, total=None)
         try:
-            settings.client.pull_to(
+            client.pull_to(
                 release,
                 out,
                 on_progress=lambda done, total: bar.update(task, completed=done, total=total),
@@ -92,6 +121,7 @@ def pull(
 
 
 def main() -> None:
+    """Console-script entry point: a refused release exits 3, a broker error 1."""
     try:
         app()
     except ReleaseVerificationError as exc:

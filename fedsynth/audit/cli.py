@@ -11,9 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from fedsynth.audit.html import write_html
 from fedsynth.audit.policy import AuditPolicy, PolicyError
-from fedsynth.audit.runner import run
 from fedsynth.audit.validity import synthetic_schema
 from fedsynth.files import atomic_write_text, check_outputs
 from fedsynth.io import DataFileError, ValidationReport, read_table
@@ -45,6 +43,10 @@ def audit(
     ] = 1,
 ) -> None:
     """Audit SYNTHETIC against REAL (and HOLDOUT); exit 0 on pass, 3 on fail."""
+    # scikit-learn, scipy and matplotlib load here, not when `fedsynth --help` mounts this command.
+    from fedsynth.audit.html import write_html
+    from fedsynth.audit.runner import run
+
     console = Console(stderr=True, soft_wrap=True)
     try:
         check_outputs(

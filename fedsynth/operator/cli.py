@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
@@ -21,28 +22,56 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-class _Connection:
-    client: OperatorClient
+@dataclass
+class _Target:
+    """The broker and identity given to the group. The connection opens when a command first
+    needs it, so `--help` of any subcommand works without certificates or a broker."""
 
-
-connection = _Connection()
+    broker: str
+    ca: Path
+    cert: Path | None
+    key: Path | None
+    server_name: str | None
+    client: OperatorClient | None = None
 
 
 @app.callback()
 def connect(
+    ctx: typer.Context,
     broker: str = typer.Option("127.0.0.1:7443", envvar="FEDSYNTH_BROKER", help="HOST:PORT."),
     ca: Path = typer.Option(Path("pki/ca.pem"), envvar="FEDSYNTH_CA", help="Federation CA."),
-    cert: Path = typer.Option(..., envvar="FEDSYNTH_CERT", help="Operator certificate (PEM)."),
-    key: Path = typer.Option(..., envvar="FEDSYNTH_KEY", help="Operator key (PEM)."),
+    cert: Path | None = typer.Option(
+        None, envvar="FEDSYNTH_CERT", help="Operator certificate (PEM). Required."
+    ),
+    key: Path | None = typer.Option(
+        None, envvar="FEDSYNTH_KEY", help="Operator key (PEM). Required."
+    ),
     server_name: str | None = typer.Option(None, help="Name to expect in the broker cert."),
 ) -> None:
     """Connect to the broker over mutual TLS."""
-    try:
-        connection.client = OperatorClient(
-            broker, ca=ca, cert=cert, key=key, server_name=server_name
-        )
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
+    ctx.obj = _Target(broker, ca, cert, key, server_name)
+
+
+def _client(ctx: typer.Context) -> OperatorClient:
+    """The connection the group's options describe, opened on first use; a usage error of the
+    group (exit 2) names a missing --cert or --key."""
+    target: _Target = ctx.obj
+    if target.client is None:
+        if target.cert is None or target.key is None:
+            unset = [name for name in ("cert", "key") if getattr(target, name) is None]
+            flags = " and ".join(f"'--{name}' (or FEDSYNTH_{name.upper()})" for name in unset)
+            (ctx.parent or ctx).fail(f"Missing option {flags}.")  # an option of the group
+        try:
+            target.client = OperatorClient(
+                target.broker,
+                ca=target.ca,
+                cert=target.cert,
+                key=target.key,
+                server_name=target.server_name,
+            )
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+    return target.client
 
 
 def _fail(message: str) -> NoReturn:
@@ -65,48 +94,52 @@ def _jobs(jobs: list[operator_pb2.Job]) -> None:
 
 
 @app.command()
-def submit(spec: Path = typer.Argument(..., help="Job spec (YAML).")) -> None:
+def submit(ctx: typer.Context, spec: Path = typer.Argument(..., help="Job spec (YAML).")) -> None:
     """Validate a job spec locally and submit it."""
     try:
         job_spec = JobSpec.load(spec)
     except JobSpecError as exc:
         _fail(str(exc))
-    job = _call(connection.client.submit, job_spec)
+    job = _call(_client(ctx).submit, job_spec)
     typer.echo(f"submitted {job.job_id} (spec sha256 {job.spec_sha256})")
 
 
 @app.command()
-def status(job: str = typer.Argument(..., help="Job id.")) -> None:
+def status(ctx: typer.Context, job: str = typer.Argument(..., help="Job id.")) -> None:
     """Show one job."""
-    _jobs([_call(connection.client.status, job)])
+    _jobs([_call(_client(ctx).status, job)])
 
 
 @app.command("list")
-def list_command(state: str = typer.Option("", help="Only jobs in this state.")) -> None:
+def list_command(
+    ctx: typer.Context, state: str = typer.Option("", help="Only jobs in this state.")
+) -> None:
     """List jobs, and the enrolled suppliers with their last contact."""
-    _jobs(_call(connection.client.jobs, state))
+    _jobs(_call(_client(ctx).jobs, state))
     suppliers = Table()
     suppliers.add_column("supplier", no_wrap=True)
     suppliers.add_column("last contact", no_wrap=True)
-    for s in _call(connection.client.suppliers):
+    for s in _call(_client(ctx).suppliers):
         suppliers.add_row(s.name, s.last_contact or "never")
     Console().print(suppliers)
 
 
 @app.command()
-def cancel(job: str = typer.Argument(..., help="Job id.")) -> None:
+def cancel(ctx: typer.Context, job: str = typer.Argument(..., help="Job id.")) -> None:
     """Cancel a job; its raw and prepared rows are deleted from the broker."""
-    cancelled = _call(connection.client.cancel, job)
+    cancelled = _call(_client(ctx).cancel, job)
     typer.echo(f"{cancelled.job_id} {cancelled.state}")
 
 
 @app.command()
-def releases(job: str = typer.Option("", help="Only candidates of this job.")) -> None:
+def releases(
+    ctx: typer.Context, job: str = typer.Option("", help="Only candidates of this job.")
+) -> None:
     """List candidates with their verdicts and reasons, and the releases they became."""
     print_listing(
         ["candidate", "job", "verdict", "release", "reasons"],
         [
             [c.candidate_id, c.job_id, c.verdict, c.release_id or "-", "; ".join(c.reasons)]
-            for c in _call(connection.client.candidates, job)
+            for c in _call(_client(ctx).candidates, job)
         ],
     )

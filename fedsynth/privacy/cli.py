@@ -13,8 +13,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fedsynth.privacy.accountant import subsampled_gaussian_cost
-from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.privacy.spec import BudgetCap
 
 AGENT_CAP_DELTA: float = BudgetCap.model_fields["delta"].default
@@ -85,6 +83,8 @@ def ledger(
     ] = AGENT_CAP_DELTA,
 ) -> None:
     """Spent and remaining (epsilon, delta) of every source in a ledger."""
+    from fedsynth.privacy.ledger import PrivacyLedger  # scipy, only for this command
+
     if not path.is_file():
         raise _fail(f"{path}: no ledger file there{_FIX}")
     held = _ledger_suppliers(path)
@@ -129,5 +129,7 @@ def dpsgd(
     ] = 1e-6,
 ) -> None:
     """Epsilon of a DP-SGD run by the RDP accountant (the figure opacus reports)."""
+    from fedsynth.privacy.accountant import subsampled_gaussian_cost  # scipy, only here
+
     cost = subsampled_gaussian_cost(sample_rate, noise_multiplier, steps)
     console.print(f"epsilon {cost.epsilon_at(delta):.6g} at delta {delta:g}")

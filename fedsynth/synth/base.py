@@ -11,10 +11,11 @@ the schema's order.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -52,7 +53,46 @@ from fedsynth.synth.sampling import draw_rows
 Progress = Callable[[int, int], None]
 """Called with (units done, units in all) during long fits and samples."""
 
-REGISTRY: dict[str, type[Synthesizer]] = {}
+MODEL_MODULES: dict[str, str] = {
+    "copula": "fedsynth.synth.copula",
+    "mvn": "fedsynth.synth.mvn",
+    "cart": "fedsynth.synth.cart",
+    "dp-marginal": "fedsynth.synth.dp_marginal",
+    "dp-copula": "fedsynth.synth.dp_copula",
+    "tvae": "fedsynth.synth.tvae",
+}
+"""Where each model is defined: `REGISTRY` imports it on first lookup, not before."""
+
+
+class ModelRegistry(Mapping[str, "type[Synthesizer]"]):
+    """Model name -> class. Names are known up front and a model's module is imported when it is
+    first looked up, so listing or checking names loads no scipy, scikit-learn or torch."""
+
+    def __init__(self, modules: Mapping[str, str]) -> None:
+        self._modules = dict(modules)
+        self._classes: dict[str, type[Synthesizer]] = {}
+
+    def add(self, cls: type[Synthesizer]) -> None:
+        """Register `cls` under its `name` (a model outside MODEL_MODULES too)."""
+        self._modules.setdefault(cls.name, cls.__module__)
+        self._classes[cls.name] = cls
+
+    def __getitem__(self, name: str) -> type[Synthesizer]:
+        if name not in self._classes and name in self._modules:
+            importlib.import_module(self._modules[name])
+        return self._classes[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+
+REGISTRY = ModelRegistry(MODEL_MODULES)
 
 
 class NotFittedError(RuntimeError):
@@ -61,7 +101,7 @@ class NotFittedError(RuntimeError):
 
 def register(cls: type[Synthesizer]) -> type[Synthesizer]:
     """Class decorator: make a model available by its `name` (CLI, job specs, model files)."""
-    REGISTRY[cls.name] = cls
+    REGISTRY.add(cls)
     return cls
 
 
