@@ -117,7 +117,7 @@ class Federation:
                 {
                     "name": supplier,
                     "broker": self.address,
-                    "tls": self.tls(Role.SUPPLIER, supplier),
+                    "tls": {**self.tls(Role.SUPPLIER, supplier), "crl": str(self.ca.crl_path)},
                     "state_dir": str(self.work / supplier),
                     "sources": {source: {"kind": "file", "path": str(sources[source].data)}},
                     "egress": {"allow": [EGRESS[topology]], "topologies": [topology]},

@@ -251,12 +251,19 @@ class AgentConfig(_Strict):
             problems.append(f"state_dir {self.state_dir}: {exc.strerror}; choose a writable folder")
         if problems:
             raise AgentConfigError("agent config: " + "; ".join(problems))
-        return [
+        warnings = [
             f"sources.{name}.path {source.path}: no file there yet; tasks on source {name!r} "
             "fail until it is (fix the path if it is a typo)"
             for name, source in sorted(self.sources.items())
             if isinstance(source, FileSource) and not source.path.is_file()
         ]
+        if self.tls.crl is None:
+            warnings.append(
+                "tls.crl is not set: peer certificates relayed by the broker (secure "
+                "aggregation) are not checked against the federation's revocation list; point "
+                "it at a copy of the federation's crl.pem"
+            )
+        return warnings
 
     def relative_to(self, base: Path) -> AgentConfig:
         """A copy with every relative path resolved against `base`."""

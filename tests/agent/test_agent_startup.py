@@ -35,7 +35,12 @@ def write_config(root: Path, pki: FederationCA, *, name: str = "site-a", **chang
     config = {
         "name": name,
         "broker": "127.0.0.1:7443",
-        "tls": {"ca": str(pki.directory / "ca.pem"), "cert": str(cert), "key": str(key)},
+        "tls": {
+            "ca": str(pki.directory / "ca.pem"),
+            "cert": str(cert),
+            "key": str(key),
+            "crl": str(pki.crl_path),
+        },
         "state_dir": str(root / "state"),
         "sources": {"rows": {"kind": "file", "path": str(root / "rows.csv")}},
         "linkage_secret": str(secret),
@@ -54,6 +59,13 @@ def refusal(path: Path) -> str:
 
 def test_a_complete_deployment_starts_without_warnings(tmp_path: Path, pki: FederationCA) -> None:
     assert AgentConfig.load(write_config(tmp_path, pki)).check_deployment() == []
+
+
+def test_an_agent_without_a_revocation_list_is_warned(tmp_path: Path, pki: FederationCA) -> None:
+    config = AgentConfig.load(write_config(tmp_path, pki))
+    bare = config.model_copy(update={"tls": config.tls.model_copy(update={"crl": None})})
+    (warning,) = bare.check_deployment()
+    assert warning.startswith("tls.crl is not set") and "crl.pem" in warning
 
 
 def test_run_refuses_a_key_file_as_tls_cert_in_one_line_naming_the_field(
