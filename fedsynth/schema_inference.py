@@ -265,8 +265,11 @@ def _as_datetime(
     else:
         return None
     stamps = result.values
-    low = pc.min(stamps).as_py()
-    high = pc.max(stamps).as_py()
+    try:
+        low = pc.min(stamps).as_py()
+        high = pc.max(stamps).as_py()
+    except (OverflowError, ValueError):  # digits a format read as a year Python cannot hold
+        return None
     low = datetime(low.year, 1, 1)
     high = datetime(high.year, 12, 31, 23, 59, 59)
     notes.append(f"bounds widened from the data to whole years {low.year}-{high.year}: confirm")

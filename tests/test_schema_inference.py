@@ -185,3 +185,8 @@ def test_numbers_with_a_decimal_comma_point_at_the_prep_option() -> None:
     _, findings = infer_from_table(pa.table({"glucose": pa.array(values)}), name="t")
     said = " ".join(f.message for f in findings if f.column == "glucose")
     assert "decimal comma (e.g. '3,0')" in said and "decimal_comma: true" in said
+
+
+def test_digits_a_date_format_reads_as_year_zero_are_not_dates() -> None:
+    schema, _ = infer_from_table(pa.table({"value": pa.array(["000021"])}), name="t")
+    assert schema.column("value").kind == "categorical"
