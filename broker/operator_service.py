@@ -62,7 +62,23 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
     def GetJob(
         self, request: operator_pb2.JobRef, context: grpc.ServicerContext
     ) -> operator_pb2.Job:
-        return job_message(self._job(request.job_id), with_spec=True)
+        job = self._job(request.job_id)
+        contact = dict(self.state.store.suppliers())
+        tasks = [
+            operator_pb2.TaskProgress(
+                task_id=t.task_id,
+                supplier=t.supplier,
+                kind=t.kind,
+                state=t.state,
+                created_at=t.created_at,
+                error=t.error,
+                supplier_last_contact=contact.get(t.supplier) or "",
+            )
+            for t in self.state.store.tasks_of_job(job.job_id)
+        ]
+        reply = job_message(job, with_spec=True)
+        reply.tasks.extend(tasks)
+        return reply
 
     @refusals_abort
     def ListJobs(

@@ -20,7 +20,7 @@ class JobRef(_message.Message):
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "name", "state", "topology", "spec_sha256", "submitted_by", "created_at", "updated_at", "reason", "spec_json")
+    __slots__ = ("job_id", "name", "state", "topology", "spec_sha256", "submitted_by", "created_at", "updated_at", "reason", "spec_json", "tasks")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class Job(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     name: str
     state: str
@@ -41,7 +42,26 @@ class Job(_message.Message):
     updated_at: str
     reason: str
     spec_json: bytes
-    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., topology: _Optional[str] = ..., spec_sha256: _Optional[str] = ..., submitted_by: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., reason: _Optional[str] = ..., spec_json: _Optional[bytes] = ...) -> None: ...
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskProgress]
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., topology: _Optional[str] = ..., spec_sha256: _Optional[str] = ..., submitted_by: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., reason: _Optional[str] = ..., spec_json: _Optional[bytes] = ..., tasks: _Optional[_Iterable[_Union[TaskProgress, _Mapping]]] = ...) -> None: ...
+
+class TaskProgress(_message.Message):
+    __slots__ = ("task_id", "supplier", "kind", "state", "created_at", "error", "supplier_last_contact")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SUPPLIER_LAST_CONTACT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    supplier: str
+    kind: str
+    state: str
+    created_at: str
+    error: str
+    supplier_last_contact: str
+    def __init__(self, task_id: _Optional[str] = ..., supplier: _Optional[str] = ..., kind: _Optional[str] = ..., state: _Optional[str] = ..., created_at: _Optional[str] = ..., error: _Optional[str] = ..., supplier_last_contact: _Optional[str] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("state",)
