@@ -192,11 +192,11 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 
 
 def _open_parquet(
-    label: str, data: bytes, allowed: list[str], rows: int | None = None
+    label: str, data: bytes, allowed: list[str] | None, rows: int | None = None
 ) -> pq.ParquetFile:
     """A supplier's Parquet file, refused from its footer alone: other than `rows` rows (when
-    given) or more than MAX_SUPPLIER_ROWS, columns outside `allowed`, nested columns, or more
-    than MAX_SUPPLIER_BYTES uncompressed.
+    given) or more than MAX_SUPPLIER_ROWS, columns outside `allowed` (None: any), nested
+    columns, or more than MAX_SUPPLIER_BYTES uncompressed.
 
     Text columns are opened dictionary-encoded, so no cell is expanded before `_batches` has
     counted what it would take."""
@@ -212,7 +212,7 @@ def _open_parquet(
             f"{label}: the file declares {meta.num_rows} rows; at most {MAX_SUPPLIER_ROWS} "
             "are taken from one supplier"
         )
-    undeclared = [n for n in columns.names if n not in allowed]
+    undeclared = [n for n in columns.names if allowed is not None and n not in allowed]
     if undeclared:
         raise StepFailed(
             f"{label}: columns the job does not declare {undeclared}; declared: {allowed}"
@@ -311,7 +311,7 @@ def read_supplier_table(
     return to_pandas(pa.Table.from_batches(typed), schema)
 
 
-def read_raw_rows(label: str, data: bytes, allowed: list[str]) -> pd.DataFrame:
+def read_raw_rows(label: str, data: bytes, allowed: list[str] | None) -> pd.DataFrame:
     """A supplier's raw rows as the text the prep pipeline takes (None for empty cells), as the
     supplier agent sends them; a column stored as anything but text is refused, naming it."""
     found = _open_parquet(label, data, allowed)
@@ -576,6 +576,7 @@ def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
         holdout=holdout,
         target=ctx.spec.target,
         policy=ctx.spec.audit_policy,
+        constraints=ctx.spec.constraints(),
         on_step=ctx.checkpoint,
     )
     artifacts = ctx.state.artifacts
@@ -598,10 +599,11 @@ def _prepared_raw_rows(ctx: JobContext, supplier: str, result: dict[str, Any]) -
     is then held to the same cell rules as uploaded prepared rows. A preparation that cannot run
     on the rows fails the job, naming the supplier."""
     prep = ctx.prep(supplier)
-    allowed = [*ctx.spec.schema_for(supplier).names, *prep.rename, *prep.drop]
     label = f"{supplier}'s raw rows"
     data = ctx.upload(supplier, result, "raw.parquet", supplier_pb2.UPLOAD_KIND_RAW)
-    raw = read_raw_rows(label, data, list(dict.fromkeys(allowed)))
+    # A site sends its source as it is: columns its prep spec derives from, or never names,
+    # are read and left to preparation, which keeps only the schema's.
+    raw = read_raw_rows(label, data, None)
     try:
         frame, _ = prepare(raw, prep, ctx.spec.table_schema)
     except Exception as exc:

@@ -47,6 +47,9 @@ SUPPLIERS = {name: name.replace("_", "-") for name in HOSPITALS}
 BIN = Path(sys.executable).parent
 JOB_TIMEOUT_S = 150
 EGRESS = {"federated": "statistics", "local": "synthetic", "prepared": "prepared", "central": "raw"}
+CONSTRAINTS = [{"kind": "derived", "column": "age", "expression": 'age(birth_date, "2024-06-30")'}]
+"""Every site's prep derives `age` so (deploy/config/job.yaml declares the same): synthetic ages
+are recomputed from synthetic birth dates rather than modelled apart from them."""
 
 console = Console()
 
@@ -171,7 +174,7 @@ def demo_job(topology: str, sources: dict[str, DemoSource], rows: int) -> JobSpe
                 SUPPLIERS[s]: PrepSpec.load(sources[s].prep_spec).model_dump(mode="json")
                 for s in HOSPITALS
             },
-            "synthesizer": {"name": "copula"},
+            "synthesizer": {"name": "copula", "params": {"constraints": CONSTRAINTS}},
             "rows": rows,
             "target": "systolic_bp",
             "merge_source_column": topology == "local",

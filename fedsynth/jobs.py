@@ -10,7 +10,7 @@ import hashlib
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +23,9 @@ from fedsynth.prep.spec import PrepSpec
 from fedsynth.privacy.spec import PrivacySpec
 from fedsynth.schema import TableSchema
 from fedsynth.yaml12 import load_yaml
+
+if TYPE_CHECKING:
+    from fedsynth.synth.constraints import ConstraintBase
 
 DP_SYNTHESIZERS = frozenset({"dp-marginal", "dp-copula"})
 """Synthesizers that are differentially private by construction: they need a privacy section."""
@@ -166,7 +169,9 @@ class JobSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
-        problems = self._structure_problems() + self._privacy_problems()
+        problems = (
+            self._structure_problems() + self._privacy_problems() + self._constraint_problems()
+        )
         if problems:
             raise ValidationError.from_exception_data(
                 type(self).__name__,
@@ -284,6 +289,26 @@ class JobSpec(BaseModel):
                     )
                 )
         return problems
+
+    def _constraint_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Refuse constraints that do not fit the released schema here, not at every site."""
+        from fedsynth.synth.constraints import ConstraintError
+
+        try:
+            schema = self.model_schema()
+            for constraint in self.constraints():
+                constraint.bind(schema)
+        except ConstraintError as exc:
+            return [(("synthesizer", "params", "constraints"), str(exc))]
+        return []
+
+    def constraints(self) -> list[ConstraintBase]:
+        """The synthesizer's declared constraints: the sites' and the broker's audits check
+        them on the synthetic rows too."""
+        from fedsynth.synth.constraints import parse_constraints
+
+        items = self.synthesizer.params.get("constraints") or []
+        return parse_constraints(items, source="synthesizer.params.constraints")
 
     def model_params(self) -> dict[str, Any]:
         """The synthesizer's constructor parameters, with the budget from the privacy section."""

@@ -234,6 +234,7 @@ def _audit(
         holdout=holdout,
         target=job.target,
         policy=policy,
+        constraints=job.constraints(),
         on_step=lambda _stage: ctx.checkpoint(),
     )
     atomic_write_text(ctx.reports / "audit.json", report.to_json())

@@ -7,6 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from demo.run import CONSTRAINTS
+from fedsynth.expressions import parse
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -54,3 +59,9 @@ def test_demo_releases_a_verified_dataset_twice_and_leaves_nothing_running(tmp_p
         len(releases) == 1
         and (work / "release").joinpath(releases[0].with_suffix(".attestation.json").name).exists()
     )
+    released = pd.read_parquet(releases[0])
+    for derived in CONSTRAINTS:
+        column = released[derived["column"]]
+        expected = parse(derived["expression"]).evaluate(released)
+        differ = (column != expected).fillna(False) | (column.isna() != expected.isna())
+        assert not differ.any(), f"{derived}: {int(differ.sum())} released rows break it"

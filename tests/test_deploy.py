@@ -14,6 +14,7 @@ import typer
 import yaml
 
 from broker.config import BrokerConfig
+from demo.run import CONSTRAINTS
 from fedsynth.jobs import JobSpec, Topology
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
@@ -434,3 +435,9 @@ def test_readme_benchmarks_and_limitations_agree_on_transfer() -> None:
         assert found in row, f"Limitations say {found}; the Benchmarks row does not"
     command = re.search(r"`([^`]*benchmarks/transfer\.py[^`]*)`", row).group(1)
     assert "--repeat" in command
+
+
+def test_the_shipped_job_declares_the_demo_jobs_constraints() -> None:
+    """deploy/config/job.yaml mirrors the job demo/run.py submits, constraints included."""
+    assert job().synthesizer.params["constraints"] == CONSTRAINTS
+    assert [c.kind for c in job().constraints()] == ["derived"]

@@ -29,6 +29,7 @@ from fedsynth.audit.validity import (
     ConstraintCheck,
     ConstraintFunction,
     check_frame,
+    declared_checks,
     rejection_summary,
     require_valid,
     synthetic_schema,
@@ -37,9 +38,11 @@ from fedsynth.audit.validity import (
 from fedsynth.audit.verdict import Sections, evaluate
 from fedsynth.io import ValidationReport
 from fedsynth.schema import Column, PrivacyRole, TableSchema
+from fedsynth.synth.constraints import ConstraintBase
 
 Constraints = (
-    Iterable[ConstraintCheck | tuple[str, ConstraintFunction]] | Mapping[str, ConstraintFunction]
+    Iterable[ConstraintCheck | tuple[str, ConstraintFunction] | ConstraintBase]
+    | Mapping[str, ConstraintFunction]
 )
 MIN_ROWS = 10
 STEPS = ("validity", "fidelity", "detection", "utility", "privacy", "coverage")
@@ -61,7 +64,8 @@ def run(
 ) -> AuditReport:
     """Measure `synthetic` against the training rows `real` (and an unseen `holdout`), judge it.
 
-    `constraints` are named row predicates (see `ConstraintCheck`); `synthetic_rejected` is the
+    `constraints` are named row predicates (see `ConstraintCheck`) or a synthesizer's declared
+    constraints (as a job's `constraints()`, see `declared_checks`); `synthetic_rejected` is the
     validation report of the synthetic file when its bad rows were quarantined on reading, so
     they still count as invalid. Without a holdout, utility, overfitting and membership inference
     are not measured and privacy rates are judged without a baseline. `n_jobs` caps the threads
@@ -89,7 +93,10 @@ def run(
         if len(checked.frame) < MIN_ROWS:
             raise ValueError(_too_few_synthetic(len(checked.frame), syn_schema, synthetic_rejected))
         valid = validity(
-            checked, syn_schema, _constraint_list(constraints), rejected=synthetic_rejected
+            checked,
+            syn_schema,
+            _constraint_list(constraints, schema, real_t),
+            rejected=synthetic_rejected,
         )
         syn_t = checked.frame
         step("fidelity")
@@ -255,12 +262,21 @@ def _real_frame(df: pd.DataFrame, schema: TableSchema, label: str) -> pd.DataFra
     return frame
 
 
-def _constraint_list(constraints: Constraints | None) -> list[ConstraintCheck]:
+def _constraint_list(
+    constraints: Constraints | None, schema: TableSchema, real: pd.DataFrame
+) -> list[ConstraintCheck]:
     if constraints is None:
         return []
     if isinstance(constraints, Mapping):
         return [ConstraintCheck(name, check) for name, check in constraints.items()]
-    return [c if isinstance(c, ConstraintCheck) else ConstraintCheck(*c) for c in constraints]
+    items = list(constraints)
+    declared = declared_checks([c for c in items if isinstance(c, ConstraintBase)], schema, real)
+    named = [
+        c if isinstance(c, ConstraintCheck) else ConstraintCheck(*c)
+        for c in items
+        if not isinstance(c, ConstraintBase)
+    ]
+    return named + declared
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 
 Tables are checked with the same cell rules as `fedsynth.io` (`fedsynth.validation`), so a frame
 built in memory and a file read from disk are judged alike. Invalid synthetic cells are counted
-and then treated as missing by the other measures; invalid real cells are an error.
+and then treated as missing by the other measures; invalid real cells are an error. A
+synthesizer's declared constraints (ranges, derived columns, ...) become checks through
+`declared_checks`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pyarrow as pa
 from fedsynth.audit.report import ValidityCheck, ValidityReport
 from fedsynth.io import ValidationReport, to_pandas
 from fedsynth.schema import TableSchema, TextColumn
+from fedsynth.synth.constraints import ConstraintBase
 from fedsynth.validation import Rule, describe, validate_column
 
 ConstraintFunction = Callable[[pd.DataFrame], pd.Series]
@@ -33,6 +36,30 @@ class ConstraintCheck:
 
     name: str
     check: ConstraintFunction
+
+
+def declared_checks(
+    constraints: Iterable[ConstraintBase], schema: TableSchema, real: pd.DataFrame
+) -> list[ConstraintCheck]:
+    """Checks of a synthesizer's declared constraints, named by their labels.
+
+    Each is bound to `schema`; one that learns (fixed combinations not listed) learns from the
+    `real` training rows, as the synthesizer did.
+    """
+    checks = []
+    for constraint in constraints:
+        bound = constraint.bind(schema)
+        if getattr(bound, "combinations", False) is None:
+            bound = bound.learn(real)
+        checks.append(ConstraintCheck(bound.label, _rows_holding(bound)))
+    return checks
+
+
+def _rows_holding(constraint: ConstraintBase) -> ConstraintFunction:
+    def check(df: pd.DataFrame) -> pd.Series:
+        return pd.Series(constraint.holds(df.copy()), index=df.index)
+
+    return check
 
 
 @dataclass(frozen=True)

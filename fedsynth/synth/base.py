@@ -166,8 +166,7 @@ class Synthesizer(ABC):
     def _bind_constraints(self, df: pd.DataFrame, schema: TableSchema) -> list[ConstraintBase]:
         bound = []
         for constraint in parse_constraints(self.constraints):
-            constraint.check_schema(schema)
-            learned = constraint.learn(df)
+            learned = constraint.bind(schema).learn(df)
             violations = int((~learned.holds(df.copy())).sum())
             if violations:
                 raise ConstraintError(

@@ -1,10 +1,12 @@
 """Declarative constraints that every sampled row must satisfy.
 
 Each constraint is a pydantic model (written by people in YAML, carried in model files) with
-`check_schema`, `learn` (state taken from the real rows, e.g. allowed combinations), `transform`
-(repairs rows where the constraint allows it: clipping, reflection, swapping, one-hot argmax) and
-`holds` (the mask used for rejection sampling). Nulls pass every constraint but fixed
-combinations, where null is one of the values.
+`check_schema`, `bind` (the checked constraint with what it takes from the schema), `learn` (state
+taken from the real rows, e.g. allowed combinations), `transform` (repairs rows where the
+constraint allows it: clipping, reflection, swapping, one-hot argmax, recomputing a derived
+column) and `holds` (the mask used for rejection sampling). Nulls pass every constraint but fixed
+combinations, where null is one of the values, and derived columns, which are null exactly where
+their expression is.
 """
 
 from __future__ import annotations
@@ -16,15 +18,19 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from fedsynth.expressions import Expression, ExpressionError, parse
+from fedsynth.frame import DATETIME_DTYPE, category_texts, pandas_dtype
 from fedsynth.schema import (
     BooleanColumn,
+    CategoricalColumn,
     DatetimeColumn,
     NumericalColumn,
     TableSchema,
 )
+from fedsynth.validation import validate_column
 
 
 class ConstraintError(ValueError):
@@ -38,7 +44,9 @@ class ConstraintBase(BaseModel, ABC):
 
     @property
     def label(self) -> str:
-        fields = self.model_dump(mode="json", exclude={"kind", "combinations"}, exclude_none=True)
+        fields = self.model_dump(
+            mode="json", exclude={"kind", "combinations", "column_schema"}, exclude_none=True
+        )
         return f"{self.kind}({', '.join(f'{k}={v!r}' for k, v in fields.items())})"  # type: ignore[attr-defined]
 
     def columns_used(self) -> list[str]:
@@ -50,6 +58,11 @@ class ConstraintBase(BaseModel, ABC):
                 raise ConstraintError(f"{self.label}: no column {name!r}; columns: {schema.names}")
             if not schema.column(name).modelled:
                 raise ConstraintError(f"{self.label}: column {name!r} is not modelled")
+
+    def bind(self, schema: TableSchema) -> ConstraintBase:
+        """This constraint checked against `schema`, holding what it needs of it at sampling."""
+        self.check_schema(schema)
+        return self
 
     def learn(self, df: pd.DataFrame) -> ConstraintBase:
         return self
@@ -280,40 +293,155 @@ class Predicate(ConstraintBase):
     kind: Literal["predicate"] = "predicate"
     expression: str = Field(min_length=1)
 
-    def _parsed(self, columns: list[str]) -> Expression:
-        try:
-            parsed = parse(self.expression)
-        except ExpressionError as exc:
-            raise ConstraintError(f"{self.label}: {exc}") from exc
-        unknown = sorted(parsed.columns - set(columns))
-        if unknown:
-            raise ConstraintError(
-                f"{self.label}: predicate {self.expression!r} names {unknown}, which are not "
-                f"modelled columns; columns: {columns}"
-            )
-        return parsed
-
     def check_schema(self, schema: TableSchema) -> None:
-        self._parsed([c.name for c in schema.modelled_columns])
+        _parsed(self.label, self.expression, [c.name for c in schema.modelled_columns])
 
     def holds(self, df: pd.DataFrame) -> np.ndarray:
         """Rows where the predicate is true; a null result counts as not holding."""
-        parsed = self._parsed(list(df.columns))
-        frame = {
-            name: df[name].astype("object")
-            if isinstance(df[name].dtype, pd.CategoricalDtype)
-            else df[name]
-            for name in parsed.columns
-        }
-        try:
-            result = parsed.evaluate(pd.DataFrame(frame, index=df.index))
-        except ExpressionError as exc:
-            raise ConstraintError(f"{self.label}: {exc}") from exc
+        parsed = _parsed(self.label, self.expression, list(df.columns))
+        result = _evaluate(self.label, parsed, df)
         return result.astype("boolean").fillna(False).to_numpy(dtype=bool)
 
 
+DerivedColumn = Annotated[
+    NumericalColumn | CategoricalColumn | BooleanColumn | DatetimeColumn,
+    Field(discriminator="kind"),
+]
+
+
+class Derived(ConstraintBase):
+    """`column` is `expression` computed on the same row, e.g. ``age(birth_date, "2024-06-30")``.
+
+    After sampling the column is recomputed from the expression, so every row is consistent; a
+    row whose recomputed value breaks the column's schema (bounds, domain, nulls) is rejected.
+    The column stays modelled at fit: every model, the federated statistics and DP budgets then
+    see the schema's columns unchanged, and the model keeps the column's correlations with the
+    others (which shape the expression's inputs); only its sampled value is overwritten. Leaving
+    it out would spare a DP model the budget it spends on the column, at the price of a second
+    schema for every model and for the statistics suppliers exchange.
+    """
+
+    kind: Literal["derived"] = "derived"
+    column: str
+    expression: str = Field(min_length=1)
+    column_schema: DerivedColumn | None = Field(
+        None, description="The column's schema, copied from the table schema at fit; leave empty."
+    )
+
+    def columns_used(self) -> list[str]:
+        return [self.column, *sorted(self._parsed().columns)]
+
+    def _parsed(self) -> Expression:
+        try:
+            return parse(self.expression)
+        except ExpressionError as exc:
+            raise ConstraintError(f"{self.label}: {exc}") from exc
+
+    def check_schema(self, schema: TableSchema) -> None:
+        """The expression parses, reads modelled columns other than `column`, which it fills."""
+        if self.column in self._parsed().columns:
+            raise ConstraintError(
+                f"{self.label}: column {self.column!r} cannot be derived from itself; write its "
+                "value from the other columns"
+            )
+        super().check_schema(schema)
+
+    def bind(self, schema: TableSchema) -> Derived:
+        """Checked, and holding the column's schema: values are rounded and held to it."""
+        self.check_schema(schema)
+        return self.model_copy(update={"column_schema": schema.column(self.column)})
+
+    def _target(self) -> DerivedColumn:
+        if self.column_schema is None:
+            raise ConstraintError(f"{self.label}: not bound to a schema; fit the synthesizer first")
+        return self.column_schema
+
+    def _expected(self, df: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
+        """The expression's value per row, typed and rounded as the column's schema says, and
+        the mask of the values the schema accepts (nulls count as accepted if nullable)."""
+        target = self._target()
+        raw = _evaluate(self.label, self._parsed(), df)
+        value = _as_kind(raw, target, self.label)
+        codes = validate_column(pa.array(value, from_pandas=True), target).codes
+        return value, codes == 0
+
+    def transform(self, df: pd.DataFrame) -> pd.DataFrame:
+        """Overwrite the column with the expression's value (null where the schema refuses it)."""
+        value, valid = self._expected(df)
+        kept = value.where(valid)
+        if isinstance(self._target(), CategoricalColumn):
+            kept = kept.astype("object")
+        df[self.column] = kept.astype(pandas_dtype(self._target()))
+        return df
+
+    def holds(self, df: pd.DataFrame) -> np.ndarray:
+        """Rows whose column equals the expression's value and where that value fits the schema."""
+        value, valid = self._expected(df)
+        actual = df[self.column]
+        if isinstance(self._target(), CategoricalColumn | BooleanColumn):
+            actual, value = actual.astype("string"), value.astype("string")
+        elif isinstance(self._target(), NumericalColumn):
+            actual = actual.astype("Float64")
+        same = (actual == value).astype("boolean").fillna(False).to_numpy(dtype=bool)
+        both_null = (actual.isna() & value.isna()).to_numpy(dtype=bool)
+        return valid & (same | both_null)
+
+
+def _parsed(label: str, expression: str, columns: list[str]) -> Expression:
+    """`expression` parsed; ConstraintError when it is not allowed or names other columns."""
+    try:
+        parsed = parse(expression)
+    except ExpressionError as exc:
+        raise ConstraintError(f"{label}: {exc}") from exc
+    unknown = sorted(parsed.columns - set(columns))
+    if unknown:
+        raise ConstraintError(
+            f"{label}: expression {expression!r} names {unknown}, which are not modelled "
+            f"columns; columns: {columns}"
+        )
+    return parsed
+
+
+def _evaluate(label: str, parsed: Expression, df: pd.DataFrame) -> pd.Series:
+    """`parsed` on the rows of `df`, with categories read as their text values."""
+    frame = {
+        name: df[name].astype("object")
+        if isinstance(df[name].dtype, pd.CategoricalDtype)
+        else df[name]
+        for name in parsed.columns
+    }
+    try:
+        return parsed.evaluate(pd.DataFrame(frame, index=df.index))
+    except ExpressionError as exc:
+        raise ConstraintError(f"{label}: {exc}") from exc
+
+
+def _as_kind(values: pd.Series, column: DerivedColumn, label: str) -> pd.Series:
+    """Expression values as the column's kind: numbers rounded to its dtype or decimals, dates
+    to microseconds, categories as their text; ConstraintError when the kinds differ."""
+    empty = bool(values.isna().all())
+    dtype = values.dtype
+    if isinstance(column, NumericalColumn):
+        if not empty and (
+            pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype)
+        ):
+            raise ConstraintError(f"{label}: gives {dtype} values, but the column holds numbers")
+        numbers = values.astype("Float64")
+        decimals = 0 if column.dtype == "int" else column.decimals
+        return numbers if decimals is None else numbers.round(decimals)
+    if isinstance(column, DatetimeColumn):
+        if not empty and not pd.api.types.is_datetime64_any_dtype(dtype):
+            raise ConstraintError(f"{label}: gives {dtype} values, but the column holds dates")
+        return pd.to_datetime(values).astype(DATETIME_DTYPE)
+    if isinstance(column, BooleanColumn):
+        if not empty and not pd.api.types.is_bool_dtype(dtype):
+            raise ConstraintError(f"{label}: gives {dtype} values, but the column is boolean")
+        return values.astype("boolean")
+    return category_texts(values).astype("string")
+
+
 Constraint = Annotated[
-    Range | Positive | Negative | Inequality | FixedCombinations | OneHot | Predicate,
+    Range | Positive | Negative | Inequality | FixedCombinations | OneHot | Predicate | Derived,
     Field(discriminator="kind"),
 ]
 _ADAPTER: TypeAdapter[list[Constraint]] = TypeAdapter(list[Constraint])

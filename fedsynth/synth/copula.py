@@ -244,7 +244,7 @@ class GaussianCopula(Synthesizer):
 def _constraints_without_data(items: list[Any], schema: TableSchema) -> list[Any]:
     bound = []
     for constraint in parse_constraints(items):
-        constraint.check_schema(schema)
+        constraint = constraint.bind(schema)
         if isinstance(constraint, FixedCombinations) and constraint.combinations is None:
             raise ConstraintError(
                 f"{constraint.label}: learns combinations from real rows, which a fit from "

@@ -45,7 +45,7 @@ def public_constraints(items: list[Any], schema: TableSchema) -> list[Constraint
     """Constraints checked against the schema; any that would learn from real rows is refused."""
     bound = []
     for constraint in parse_constraints(items):
-        constraint.check_schema(schema)
+        constraint = constraint.bind(schema)
         if (
             type(constraint).learn is not ConstraintBase.learn
             and getattr(constraint, "combinations", None) is None

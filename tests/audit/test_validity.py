@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from fedsynth.audit import ConstraintCheck
-from fedsynth.audit.validity import check_frame, require_valid, validity
+from fedsynth.audit import ConstraintCheck, run
+from fedsynth.audit.validity import check_frame, declared_checks, require_valid, validity
+from fedsynth.expressions import parse
 from fedsynth.io import ValidationReport
 from fedsynth.schema import TableSchema
+from fedsynth.synth.constraints import parse_constraints
 
 SCHEMA = TableSchema.model_validate(
     {
@@ -98,3 +101,46 @@ def test_invalid_real_rows_are_refused_naming_column_row_and_fix() -> None:
 def test_frame_lacking_schema_columns_is_refused() -> None:
     with pytest.raises(ValueError, match=r"lacks schema columns \['high'\]"):
         check_frame(_raw().drop(columns="high"), SCHEMA, label="synthetic")
+
+
+AGE = 'age(birth_date, "2024-06-30")'
+DERIVED = parse_constraints([{"kind": "derived", "column": "age", "expression": AGE}])
+DERIVED_NAME = f"constraint.derived(column='age', expression={AGE!r})"
+PEOPLE = TableSchema.model_validate(
+    {
+        "name": "people",
+        "columns": [
+            {"name": "birth_date", "kind": "datetime"},
+            {"name": "age", "kind": "numerical", "dtype": "int", "min": 0, "max": 120},
+            {"name": "sex", "kind": "categorical", "domain": ["F", "M"]},
+        ],
+    }
+)
+
+
+def _people(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    born = pd.Timestamp("1940-01-01") + pd.to_timedelta(rng.integers(0, 25_000, n), unit="D")
+    df = pd.DataFrame({"birth_date": born, "sex": rng.choice(["F", "M"], n)})
+    df["age"] = parse(AGE).evaluate(df)
+    return df[PEOPLE.names]
+
+
+def test_validity_counts_rows_whose_derived_column_contradicts_its_expression() -> None:
+    synthetic = _people(20, 1)
+    synthetic.loc[[2, 5, 11], "age"] += 1
+    checked = check_frame(synthetic, PEOPLE, label="synthetic")
+    checks = declared_checks(DERIVED, PEOPLE, _people(20, 0))
+    report = validity(checked, PEOPLE, checks)
+    assert {c.name: c.violations for c in report.checks} == {DERIVED_NAME: 3}
+    assert report.invalid_rows == 3
+
+
+def test_an_audit_given_a_jobs_constraints_fails_broken_derivations() -> None:
+    real, synthetic = _people(200, 0), _people(200, 1)
+    assert run(real, synthetic, PEOPLE, constraints=DERIVED).validity.invalid_rows == 0
+    synthetic.loc[:49, "age"] -= 1
+    report = run(real, synthetic, PEOPLE, constraints=DERIVED)
+    assert {c.name: c.violations for c in report.validity.checks} == {DERIVED_NAME: 50}
+    assert report.verdict == "fail"
+    assert "validity.invalid_row_rate" in [c.name for c in report.failed_checks]

@@ -414,3 +414,25 @@ def test_candidate_altered_on_disk_after_the_audit_is_not_released(
         report(broker, name, task, {"verdict": verdict(broker, name, task, candidate)})
     reason = failure(broker, job_id)
     assert f"the audited candidate {candidate} was altered on the broker's disk" in reason
+
+
+def test_raw_rows_with_source_columns_the_schema_leaves_out_are_prepared(
+    broker: BrokerProcess,
+) -> None:
+    """A site sends its source as it is (the demo's hospital_b has a discharge date it derives
+    a stay from): columns outside the schema are left to preparation, not refused."""
+    job_id = submit(broker, "central")
+    rows = {
+        name: parquet(people(100, seed=i).astype(str).assign(discharge="2024-01-02"))
+        for i, name in enumerate(SUPPLIERS)
+    }
+    send_rows(broker, job_id, "upload_raw", rows)
+    stub = operator_pb2_grpc.OperatorServiceStub(broker.channel(Role.OPERATOR, "ops"))
+    deadline = time.monotonic() + 120
+    while (job := stub.GetJob(operator_pb2.JobRef(job_id=job_id), timeout=20)).state in (
+        "submitted",
+        "running",
+    ):
+        assert time.monotonic() < deadline, "the job did not end"
+        time.sleep(0.3)
+    assert "raw rows" not in job.reason and "discharge" not in job.reason, job.reason

@@ -115,3 +115,12 @@ def test_a_prep_spec_for_another_source_than_the_job_takes_is_refused() -> None:
     data["prep"] = {supplier: {"source": "other"}}
     with pytest.raises(JobSpecError, match=r"prep spec of .* is for source 'other'"):
         JobSpec.from_json(json.dumps(data))
+
+
+def test_a_constraint_that_does_not_fit_the_schema_is_refused_at_submission() -> None:
+    rule = {"kind": "derived", "column": "age", "expression": "age + 1"}
+    data = spec_data("central") | {
+        "synthesizer": {"name": "copula", "params": {"constraints": [rule]}}
+    }
+    with pytest.raises(JobSpecError, match=r"constraints.*'age' cannot be derived from itself"):
+        JobSpec.from_json(json.dumps(data).encode(), source="job.yaml")
