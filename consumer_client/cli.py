@@ -12,10 +12,23 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from consumer_client.client import Client, ReleaseVerificationError
+from fedsynth.files import atomic_write_text
 from fedsynth.listing import print_listing
 from fedsynth.wire.transfer import TransferIncomplete
 
-app = typer.Typer(help="Pull audited, signed synthetic datasets from a fedsynth broker.")
+EXIT_INCOMPLETE = 1
+EXIT_REFUSED = 2
+EXIT_UNVERIFIED = 3
+
+app = typer.Typer(
+    help="Pull audited, signed synthetic datasets from a fedsynth broker.",
+    epilog=(
+        "Exit codes: 0 done; 1 a pull was interrupted (run it again to resume); 2 a usage "
+        "error, an unusable file or path, or the broker refused the call (e.g. NOT_FOUND, "
+        "UNAVAILABLE), as for `fedsynth operator`; 3 the release failed verification and "
+        "nothing was written."
+    ),
+)
 
 
 @dataclass
@@ -63,8 +76,16 @@ def _client(ctx: typer.Context) -> Client:
             )
         except (FileNotFoundError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            raise typer.Exit(EXIT_REFUSED) from exc
     return target.client
+
+
+def _refuse_existing(out: Path, force: bool) -> None:
+    """Exit 2 when `out` exists and --force was not given: a pull never replaces a file
+    silently."""
+    if out.exists() and not force:
+        typer.echo(f"error: --out {out} exists; add --force to replace it", err=True)
+        raise typer.Exit(EXIT_REFUSED)
 
 
 @app.command("list")
@@ -99,8 +120,10 @@ def pull(
     ctx: typer.Context,
     release: str = typer.Argument(..., help="Release id."),
     out: Path = typer.Option(..., "--out", "-o", help="Output file, .parquet or .csv."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
     """Download a release, verify hash and signatures, then write it to --out."""
+    _refuse_existing(out, force)
     client = _client(ctx)
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress("[progress.description]{task.description}", *columns, console=Console()) as bar:
@@ -113,23 +136,45 @@ def pull(
             )
         except (OSError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            raise typer.Exit(EXIT_REFUSED) from exc
         except TransferIncomplete as exc:
             typer.echo(f"error: {exc}; run the same pull again to resume", err=True)
-            raise typer.Exit(1) from exc
+            raise typer.Exit(EXIT_INCOMPLETE) from exc
     typer.echo(f"verified and wrote {out}")
 
 
+@app.command()
+def report(
+    ctx: typer.Context,
+    release: str = typer.Argument(..., help="Release id."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file for the audit report, .json."),
+    force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+) -> None:
+    """Write a release's audit report (JSON) to --out, once its hash and signatures verify."""
+    if out.suffix.lower() != ".json":
+        typer.echo(f"error: --out {out}: the audit report is JSON; name it *.json", err=True)
+        raise typer.Exit(EXIT_REFUSED)
+    _refuse_existing(out, force)
+    verified = _client(ctx).show(release)
+    try:
+        atomic_write_text(out, json.dumps(verified.audit_report, indent=2, sort_keys=True) + "\n")
+    except OSError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from exc
+    typer.echo(f"verified and wrote the audit report of {release} to {out}")
+
+
 def main() -> None:
-    """Console-script entry point: a refused release exits 3, a broker error 1."""
+    """Console-script entry point: a refused release exits 3, a broker error 2 (as `fedsynth
+    operator` does)."""
     try:
         app()
     except ReleaseVerificationError as exc:
         typer.echo(f"REFUSED: {exc}", err=True)
-        raise SystemExit(3) from exc
+        raise SystemExit(EXIT_UNVERIFIED) from exc
     except grpc.RpcError as exc:
         typer.echo(f"error: broker answered {exc.code().name}: {exc.details()}", err=True)
-        raise SystemExit(1) from exc
+        raise SystemExit(EXIT_REFUSED) from exc
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fedsynth.cli_options import DEFAULT_ENCODING, DelimiterOption, EncodingOption, printed_notes
 from fedsynth.files import OutputPathError, check_outputs
 from fedsynth.io import DataFileError, ValidationReport, validate_file
 from fedsynth.progress import progress_bar
@@ -31,13 +32,6 @@ app.add_typer(schema_app, name="schema")
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
-DelimiterOption = Annotated[
-    str, typer.Option("--delimiter", "-d", help="Field delimiter of CSV input.")
-]
-EncodingOption = Annotated[
-    str, typer.Option("--encoding", help="Text encoding of CSV input (e.g. utf-8, latin-1).")
-]
-
 
 def fail(message: str, code: int = EXIT_REFUSED) -> typer.Exit:
     """Print `message` to stderr and return the Exit to raise."""
@@ -58,18 +52,17 @@ def schema_infer(
     data: Annotated[Path, typer.Argument(help="CSV or Parquet file to learn from.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the YAML schema.")],
     name: Annotated[str | None, typer.Option(help="Table name (default: file stem).")] = None,
-    delimiter: Annotated[
-        str | None, typer.Option("--delimiter", "-d", help="CSV delimiter (default: sniffed).")
-    ] = None,
-    encoding: EncodingOption = "utf-8",
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = DEFAULT_ENCODING,
     sample_rows: Annotated[int, typer.Option(help="Rows read to infer from.")] = 1_000_000,
 ) -> None:
     """Propose a schema from DATA for a person to review: kinds, bounds, domains, identifiers."""
     try:
         check_outputs({"--out": out}, [data])
-        schema, findings = infer_schema(
-            data, name=name, delimiter=delimiter, encoding=encoding, sample_rows=sample_rows
-        )
+        with printed_notes(errors):
+            schema, findings = infer_schema(
+                data, name=name, delimiter=delimiter, encoding=encoding, sample_rows=sample_rows
+            )
     except (DataFileError, OutputPathError) as exc:
         raise fail(str(exc)) from exc
     schema.save(out)
@@ -118,14 +111,17 @@ def validate(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write accepted rows (.parquet or .csv).")
     ] = None,
-    delimiter: DelimiterOption = ",",
-    encoding: EncodingOption = "utf-8",
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = DEFAULT_ENCODING,
 ) -> None:
     """Validate DATA against a schema; exit 3 when rows were quarantined, 2 when refused."""
     schema = load_schema(schema_path)
     try:
         check_outputs({"--quarantine": quarantine, "--out": out}, [data, schema_path])
-        with progress_bar(f"validating {data.name}", console=errors, unit="bytes") as progress:
+        with (
+            printed_notes(errors),
+            progress_bar(f"validating {data.name}", console=errors, unit="bytes") as progress,
+        ):
             report = validate_file(
                 data,
                 schema,

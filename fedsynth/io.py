@@ -2,8 +2,13 @@
 
 Files stream in batches, so validating a file larger than memory works in bounded memory.
 File-level problems (missing or unexpected columns, an empty file, undecodable bytes, a wrong
-delimiter, a byte-order mark) raise `DataFileError`; row-level problems send the row to the
+delimiter, a UTF-16 byte-order mark) raise `DataFileError`; row-level problems send the row to the
 quarantine with one reason per offending cell. Accepted + quarantined rows = input rows, always.
+
+Every CSV reader (this module's and `fedsynth.prep.source`) reads a file the same way: the
+delimiter is sniffed from the header unless given, a UTF-8 byte-order mark is skipped, and an
+unnamed last column that holds no value (a header and rows ending in a delimiter, as some exports
+write them) is dropped with a `DataFileNote`.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import csv
 import itertools
 import json
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +75,26 @@ class DataFileError(ValueError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{path}: {problem}. Fix: {fix}")
+
+
+class DataFileNote(UserWarning):
+    """Something a reader did to a file that its user should hear of (an empty column dropped);
+    the CLIs print these as notes."""
+
+
+@dataclass(frozen=True)
+class CsvLayout:
+    """How a CSV header splits: the delimiter, the header's fields as written and whether the
+    last field is an unnamed column to drop (its values must all be empty)."""
+
+    delimiter: str
+    fields: list[str]
+    trailing_unnamed: bool
+
+    @property
+    def names(self) -> list[str]:
+        """The column names the table has: the fields less a dropped trailing one."""
+        return self.fields[:-1] if self.trailing_unnamed else self.fields
 
 
 class CellIssue(BaseModel):
@@ -132,26 +158,31 @@ def iter_validated(
     schema: TableSchema,
     report: ValidationReport,
     *,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str = "utf-8",
     progress: Progress | None = None,
 ) -> Iterator[ValidatedBatch]:
     """Stream `path` in validated batches, filling `report` as it goes.
 
-    CSV text is parsed per the schema; Parquet columns may already be typed. Raises
-    DataFileError before the first batch for file-level problems, or when undecodable bytes
-    are met later (callers that write outputs must then discard them, as `validate_file` does).
+    CSV text is parsed per the schema, split on `delimiter` (sniffed from the header when
+    None); Parquet columns may already be typed. Raises DataFileError before the first batch
+    for file-level problems, or when undecodable bytes or values under an unnamed trailing
+    column are met later (callers that write outputs must then discard them, as
+    `validate_file` does).
     """
     path = Path(path)
     tally = _Tally(report)
+    layout = None
     if _is_parquet(path):
         chunks = _parquet_chunks(path, schema, progress)
     else:
-        delimiter = csv_delimiter(path, delimiter)
         _check_encoding(path, encoding)
-        chunks = _prefetch(_csv_chunks(path, schema, delimiter, encoding, progress))
+        layout = _csv_layout(path, schema, delimiter, encoding)
+        chunks = _prefetch(_csv_chunks(path, schema, layout, encoding, progress))
     for chunk in chunks:
         yield _validate_batch(path, chunk, schema, tally)
+    if layout is not None:
+        note_dropped_column(path, layout)
     tally.finish()
 
 
@@ -161,7 +192,7 @@ def validate_file(
     *,
     quarantine: str | Path | None = None,
     out: str | Path | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str = "utf-8",
     progress: Progress | None = None,
 ) -> ValidationReport:
@@ -195,7 +226,7 @@ def read_table(
     schema: TableSchema,
     *,
     quarantine: str | Path | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str = "utf-8",
     progress: Progress | None = None,
 ) -> tuple[pd.DataFrame, ValidationReport]:
@@ -240,24 +271,39 @@ class _BrokenRow:
 
 @dataclass
 class _RawChunk:
-    """Consecutive source rows as stored, with their row numbers, and the broken rows among them."""
+    """Consecutive source rows as stored, with their row numbers, the broken rows among them and
+    how many fields a row must have (the header's)."""
 
     batch: pa.RecordBatch
     rows: np.ndarray
     broken: list[_BrokenRow]
+    fields: int
 
 
 def _csv_chunks(
-    path: Path, schema: TableSchema, delimiter: str, encoding: str, progress: Progress | None
+    path: Path, schema: TableSchema, layout: CsvLayout, encoding: str, progress: Progress | None
 ) -> Iterator[_RawChunk]:
     """Parse the CSV in blocks of whole records, so memory stays bounded by the block size."""
-    header = _check_csv_header(path, schema, delimiter, encoding)
     total = path.stat().st_size
+    for table, rows, broken, done in _csv_tables(path, layout, encoding):
+        batch = table.select(schema.names).combine_chunks().to_batches()
+        raw = batch[0] if batch else pa.RecordBatch.from_pylist([], _raw_arrow_schema(schema))
+        if progress is not None:
+            progress(done, total)
+        yield _RawChunk(raw, rows, broken, len(layout.fields))
+
+
+def _csv_tables(
+    path: Path, layout: CsvLayout, encoding: str
+) -> Iterator[tuple[pa.Table, np.ndarray, list[_BrokenRow], int]]:
+    """Each block of whole records after the header as text columns of `layout.names`, with
+    the data row number of each row, the rows that did not split into the header's fields and
+    the bytes read so far. Refuses a value under an unnamed trailing column."""
     first_row = 1
-    for text, done in _record_blocks(path, encoding, delimiter):
+    for text, done in _record_blocks(path, encoding, layout.delimiter):
         broken: list[_BrokenRow] = []
         try:
-            table = _parse_block(text, first_row, header, delimiter, broken)
+            table = _parse_block(text, first_row, layout.fields, layout.delimiter, broken)
         except pa.ArrowInvalid as exc:
             raise _csv_read_error(path, encoding, exc) from exc
         records = table.num_rows + len(broken)
@@ -265,11 +311,7 @@ def _csv_chunks(
         first_row += records
         if broken:
             rows = rows[~np.isin(rows, [b.row for b in broken])]
-        batch = table.select(schema.names).combine_chunks().to_batches()
-        raw = batch[0] if batch else pa.RecordBatch.from_pylist([], _raw_arrow_schema(schema))
-        if progress is not None:
-            progress(done, total)
-        yield _RawChunk(raw, rows, broken)
+        yield drop_trailing_column(path, layout, table, rows), rows, broken, done
 
 
 def _record_ends(delimiter: str) -> re.Pattern[bytes]:
@@ -420,7 +462,7 @@ def _parquet_chunks(
         done += batch.num_rows
         if progress is not None:
             progress(done, total)
-        yield _RawChunk(batch, rows, [])
+        yield _RawChunk(batch, rows, [], len(schema.names))
 
 
 def _validate_batch(
@@ -508,7 +550,7 @@ def _quarantine_batch(
             column="",
             value=broken.text,
             rule=FIELD_COUNT_RULE,
-            message=field_count_message(broken.fields, len(schema.names)),
+            message=field_count_message(broken.fields, chunk.fields),
         )
         records.append((broken.row, [issue], dict.fromkeys(schema.names)))
     records.sort(key=lambda r: r[0])
@@ -609,7 +651,9 @@ def _arrow_encoding(encoding: str) -> str:
 
 
 def read_header_line(path: Path, encoding: str) -> str:
-    """The decoded first line; refuses missing, empty, BOM-prefixed or undecodable files."""
+    """The decoded first line, less a UTF-8 byte-order mark; refuses missing, empty or
+    undecodable files, a UTF-16 byte-order mark, and a UTF-8 one when `encoding` is not UTF-8
+    (a file that says it is UTF-8 read as, say, cp1252 would come out garbled)."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(1 << 20)
@@ -623,10 +667,11 @@ def read_header_line(path: Path, encoding: str) -> str:
             "the file is empty",
             "export the table again with a header row naming the columns",
         )
+    utf8 = codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
     for bom, name in _BOMS.items():
-        if head.startswith(bom) and not (bom == codecs.BOM_UTF8 and encoding == "utf-8-sig"):
+        if head.startswith(bom) and not (bom == codecs.BOM_UTF8 and utf8):
             fix = (
-                "save the file as UTF-8 without a byte-order mark, or declare encoding 'utf-8-sig'"
+                "read it as UTF-8 (--encoding utf-8, the default)"
                 if bom == codecs.BOM_UTF8
                 else f"convert the file to UTF-8 (e.g. iconv -f {name.replace(' ', '')} -t UTF-8)"
             )
@@ -650,20 +695,69 @@ def _split_header(line: str, delimiter: str) -> list[str]:
     return next(csv.reader([line], delimiter=delimiter))
 
 
-def _check_csv_header(path: Path, schema: TableSchema, delimiter: str, encoding: str) -> list[str]:
-    """Refuse files that cannot be read as the declared CSV; return the header's field names."""
+def header_layout(path: Path, line: str, delimiter: str) -> CsvLayout:
+    """Split the decoded header `line` on `delimiter`; refuse unnamed or repeated names, except
+    one unnamed last field when every other field is named (a header ending in a delimiter)."""
+    fields = _split_header(line, delimiter)
+    trailing = len(fields) > 1 and not fields[-1] and all(fields[:-1])
+    layout = CsvLayout(delimiter, fields, trailing)
+    _check_columns(path, layout.names, None)
+    return layout
+
+
+def drop_trailing_column(
+    path: Path, layout: CsvLayout, table: pa.Table, rows: np.ndarray
+) -> pa.Table:
+    """`table` (parsed on `layout.fields`) without the unnamed trailing column; DataFileError
+    naming its position and the first data row (numbered as in `rows`) that holds a value."""
+    if not layout.trailing_unnamed:
+        return table
+    column = table.column(len(layout.fields) - 1)
+    filled = pc.fill_null(pc.greater(pc.binary_length(column), 0), False)
+    if pc.any(filled).as_py():
+        at = int(np.flatnonzero(filled.to_numpy(zero_copy_only=False))[0])
+        raise DataFileError(
+            path,
+            f"the header gives column(s) {len(layout.fields)} (counting from 1) no name, but "
+            f"data row {rows[at]} holds {column[at].as_py()!r} there",
+            "name that column in the header row, or delete its values",
+        )
+    return table.remove_column(len(layout.fields) - 1)
+
+
+def note_dropped_column(path: Path, layout: CsvLayout) -> None:
+    """Warn (DataFileNote) that the unnamed, empty trailing column of `layout` was dropped."""
+    if layout.trailing_unnamed:
+        warnings.warn(
+            DataFileNote(
+                f"{path}: column {len(layout.fields)} has no name in the header and no value in "
+                "any row (every line ends in the delimiter); it was left out"
+            ),
+            stacklevel=2,
+        )
+
+
+def _csv_layout(path: Path, schema: TableSchema, delimiter: str | None, encoding: str) -> CsvLayout:
+    """Refuse files that cannot be read as the declared CSV; the delimiter is sniffed from the
+    header when None."""
     line = read_header_line(path, encoding)
-    header = _split_header(line, delimiter)
-    if len(header) == 1 and len(schema.names) > 1:
-        other = sniff_delimiter(line)
-        if other != delimiter and set(_split_header(line, other)) & set(schema.names):
-            raise DataFileError(
-                path,
-                f"the header is delimited by {other!r}, not the declared {delimiter!r}",
-                f"declare the delimiter {other!r} (--delimiter {other!r})",
-            )
-    _check_columns(path, header, schema)
-    return header
+    if delimiter is None:
+        delimiter = sniff_delimiter(line)
+    else:
+        delimiter = csv_delimiter(path, delimiter)
+        header = _split_header(line, delimiter)
+        if len(header) == 1 and len(schema.names) > 1:
+            other = sniff_delimiter(line)
+            if other != delimiter and set(_split_header(line, other)) & set(schema.names):
+                raise DataFileError(
+                    path,
+                    f"the header is delimited by {other!r}, not the declared {delimiter!r}",
+                    f"declare the delimiter {other!r} (--delimiter {other!r}), or leave "
+                    "--delimiter out to have it sniffed",
+                )
+    layout = header_layout(path, line, delimiter)
+    _check_columns(path, layout.names, schema)
+    return layout
 
 
 def read_raw(
@@ -694,19 +788,12 @@ def read_raw(
         _check_encoding(path, encoding)
         line = read_header_line(path, encoding)
         delimiter = csv_delimiter(path, delimiter) if delimiter else sniff_delimiter(line)
-        header = _split_header(line, delimiter)
-        _check_columns(path, header, None)
-        arrow_schema = pa.schema([(name, pa.string()) for name in header])
-        batches = (
-            _parse_block(text, 1, header, delimiter, []).to_batches()
-            for text, _ in _record_blocks(path, encoding, delimiter)
-        )
-        try:
-            return pa.Table.from_batches(
-                _take_rows(itertools.chain.from_iterable(batches), max_rows), schema=arrow_schema
-            )
-        except pa.ArrowInvalid as exc:
-            raise _csv_read_error(path, encoding, exc) from exc
+        layout = header_layout(path, line, delimiter)
+        arrow_schema = pa.schema([(name, pa.string()) for name in layout.names])
+        tables = (table.to_batches() for table, *_ in _csv_tables(path, layout, encoding))
+        taken = _take_rows(itertools.chain.from_iterable(tables), max_rows)
+        note_dropped_column(path, layout)
+        return pa.Table.from_batches(taken, schema=arrow_schema)
     return pa.Table.from_batches(_take_rows(batches, max_rows), schema=arrow_schema)
 
 

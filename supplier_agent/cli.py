@@ -1,4 +1,7 @@
-"""The `fedsynth-supplier` command, run by a data supplier's IT staff."""
+"""The `fedsynth-supplier` command, run by a data supplier's IT staff.
+
+The agent and the privacy ledger (scipy, matplotlib, the synthesizers) load inside the commands
+that use them, so `--help` and `version` answer at once."""
 
 from __future__ import annotations
 
@@ -13,11 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fedsynth.privacy.ledger import PrivacyLedger
 from fedsynth.progress import progress_bar
-from supplier_agent.agent import AgentRefused, SupplierAgent
 from supplier_agent.config import AgentConfig, AgentConfigError
-from supplier_agent.dp_tasks import LEDGER_FILE
 
 app = typer.Typer(
     name="fedsynth-supplier",
@@ -35,10 +35,14 @@ def show_version() -> None:
 
 @app.command("run")
 def run(
-    config: Path = typer.Option(..., "--config", help="The agent's YAML config (agent.yaml)."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="The agent's YAML config (agent.yaml)."
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every task."),
 ) -> None:
     """Dial out to the broker and serve its tasks until interrupted (SIGINT/SIGTERM)."""
+    from supplier_agent.agent import AgentRefused, SupplierAgent
+
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -74,9 +78,14 @@ def run(
 
 @app.command("budget")
 def budget(
-    config: Path = typer.Option(..., "--config", help="The agent's YAML config (agent.yaml)."),
+    config: Path = typer.Option(
+        ..., "--config", "-c", help="The agent's YAML config (agent.yaml)."
+    ),
 ) -> None:
     """Privacy budget of every source: the cap, what DP jobs spent, and what is left."""
+    from fedsynth.privacy.ledger import PrivacyLedger
+    from supplier_agent.dp_tasks import LEDGER_FILE
+
     try:
         agent_config = AgentConfig.load(config)
     except AgentConfigError as exc:

@@ -68,7 +68,7 @@ def test_validate_exits_two_with_the_reason_when_the_file_is_refused(tmp_path: P
     )
     data = tmp_path / "semi.csv"
     data.write_text("id;age;sex\np1;3;F\n")
-    result = runner.invoke(app, ["validate", str(data), "-s", str(tmp_path / "s.yaml")])
+    result = runner.invoke(app, ["validate", str(data), "-s", str(tmp_path / "s.yaml"), "-d", ","])
     assert result.exit_code == 2
     assert "refused" in result.output and "--delimiter ';'" in result.output
 

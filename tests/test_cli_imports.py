@@ -1,6 +1,7 @@
-"""Light commands stay light: the CLI modules, their --help, the broker probe and the PKI, operator
-and consumer paths load no torch, scikit-learn, scipy or matplotlib (each costs every call
-seconds and hundreds of MB; the container health check has 3 s). Each check is a fresh process.
+"""Light commands stay light: the CLI modules, their --help (the supplier agent's too), the broker
+probe and the PKI, operator and consumer paths load no torch, scikit-learn, scipy or matplotlib
+(each costs every call seconds and hundreds of MB; the container health check has 3 s). Each
+check is a fresh process.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ def loaded(module: str, *args: str) -> dict[str, list[str]]:
         ("fedsynth.security.cli", ["--help"]),
         ("consumer_client.cli", ["--help"]),
         ("consumer_client.cli", ["pull", "--help"]),
+        ("supplier_agent.cli", ["--help"]),
+        ("supplier_agent.cli", ["run", "--help"]),
+        ("supplier_agent.cli", ["budget", "--help"]),
         ("broker.cli", ["--help"]),
         ("broker.cli", ["probe", "--help"]),
         ("broker.cli", ["probe", "127.0.0.1:1", "--timeout", "0.5"]),

@@ -148,24 +148,28 @@ def test_header_only_file_is_an_empty_table(tmp_path: Path) -> None:
     assert len(df) == 0 and report.rows_in == 0 and list(df.columns) == SCHEMA.names
 
 
-def test_byte_order_mark_is_refused_unless_declared(tmp_path: Path) -> None:
+def test_a_utf8_byte_order_mark_is_skipped_and_a_utf16_one_refused(tmp_path: Path) -> None:
     body = HEADER + GOOD[0] + "\n"
     path = write(tmp_path, "", raw=b"\xef\xbb\xbf" + body.encode())
-    with pytest.raises(DataFileError, match=r"UTF-8 byte-order mark .*utf-8-sig"):
-        read_table(path, SCHEMA)
-    df, _ = read_table(path, SCHEMA, encoding="utf-8-sig")
-    assert df["id"].tolist() == ["p1"]
+    for encoding in ("utf-8", "utf-8-sig"):
+        df, _ = read_table(path, SCHEMA, encoding=encoding)
+        assert df["id"].tolist() == ["p1"]
+    with pytest.raises(DataFileError, match=r"UTF-8 byte-order mark .*--encoding utf-8"):
+        read_table(path, SCHEMA, encoding="cp1252")
     utf16 = write(tmp_path, "", name="u16.csv", raw=body.encode("utf-16"))
     with pytest.raises(DataFileError, match=r"UTF-16 LE byte-order mark.*iconv"):
         read_table(utf16, SCHEMA)
 
 
-def test_other_delimiter_than_declared_is_named(tmp_path: Path) -> None:
+def test_other_delimiter_than_declared_is_named_and_an_undeclared_one_sniffed(
+    tmp_path: Path,
+) -> None:
     path = write(tmp_path, HEADER.replace(",", ";") + GOOD[0].replace(",", ";") + "\n")
     with pytest.raises(DataFileError, match=r"delimited by ';', not the declared ','.*--delimiter"):
-        read_table(path, SCHEMA)
-    df, report = read_table(path, SCHEMA, delimiter=";")
-    assert report.clean and df["age"].tolist() == [34]
+        read_table(path, SCHEMA, delimiter=",")
+    for delimiter in (";", None):
+        df, report = read_table(path, SCHEMA, delimiter=delimiter)
+        assert report.clean and df["age"].tolist() == [34]
 
 
 def test_undecodable_bytes_name_the_line_and_leave_no_output(tmp_path: Path, monkeypatch) -> None:

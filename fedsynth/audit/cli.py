@@ -5,6 +5,7 @@ Exit status: 0 when the verdict is pass, 3 when it is fail, 2 for unusable input
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from rich.console import Console
 
 from fedsynth.audit.policy import AuditPolicy, PolicyError
 from fedsynth.audit.validity import synthetic_schema
+from fedsynth.cli_options import DEFAULT_ENCODING, DelimiterOption, EncodingOption, printed_notes
 from fedsynth.files import atomic_write_text, check_outputs
 from fedsynth.io import DataFileError, ValidationReport, read_table
 from fedsynth.schema import SchemaError, TableSchema
@@ -41,6 +43,8 @@ def audit(
     jobs: Annotated[
         int, typer.Option("--jobs", help="Threads for fits and neighbour search; -1 = all.")
     ] = 1,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = DEFAULT_ENCODING,
 ) -> None:
     """Audit SYNTHETIC against REAL (and HOLDOUT); exit 0 on pass, 3 on fail."""
     # scikit-learn, scipy and matplotlib load here, not when `fedsynth --help` mounts this command.
@@ -54,13 +58,21 @@ def audit(
         )
         table_schema = TableSchema.load(schema)
         audit_policy = AuditPolicy.load(policy) if policy is not None else AuditPolicy()
-        real_df, real_report = read_table(real, table_schema)
-        _refuse_rejected(real, schema, real_report)
-        holdout_df = None
-        if holdout is not None:
-            holdout_df, holdout_report = read_table(holdout, table_schema)
-            _refuse_rejected(holdout, schema, holdout_report)
-        synthetic_df, synthetic_report = read_table(synthetic, synthetic_schema(table_schema))
+        reading = _reading_options(delimiter, encoding)
+        with printed_notes(console):
+            real_df, real_report = read_table(
+                real, table_schema, delimiter=delimiter, encoding=encoding
+            )
+            _refuse_rejected(real, schema, real_report, reading)
+            holdout_df = None
+            if holdout is not None:
+                holdout_df, holdout_report = read_table(
+                    holdout, table_schema, delimiter=delimiter, encoding=encoding
+                )
+                _refuse_rejected(holdout, schema, holdout_report, reading)
+            synthetic_df, synthetic_report = read_table(
+                synthetic, synthetic_schema(table_schema), delimiter=delimiter, encoding=encoding
+            )
         report = run(
             real_df,
             synthetic_df,
@@ -89,8 +101,18 @@ def audit(
         raise typer.Exit(EXIT_FAIL)
 
 
-def _refuse_rejected(path: Path, schema: Path, report: ValidationReport) -> None:
-    """Refuse real rows that break the schema, naming the first and the command that cleans."""
+def _reading_options(delimiter: str | None, encoding: str) -> str:
+    """The CSV options given to `audit`, as they are passed on to a suggested command."""
+    given = [
+        ("--delimiter", delimiter),
+        ("--encoding", None if encoding == DEFAULT_ENCODING else encoding),
+    ]
+    return "".join(f" {flag} {shlex.quote(value)}" for flag, value in given if value is not None)
+
+
+def _refuse_rejected(path: Path, schema: Path, report: ValidationReport, reading: str) -> None:
+    """Refuse real rows that break the schema, naming the first and the command that cleans
+    (read with the same CSV options)."""
     if report.clean:
         return
     first = report.examples[0]
@@ -100,7 +122,7 @@ def _refuse_rejected(path: Path, schema: Path, report: ValidationReport) -> None
     raise ValueError(
         f"{path}: {report.rows_quarantined} real row(s) break the schema (e.g. row {first.row}, "
         f"{where}{first.message}). Fix: set them aside with `fedsynth validate {path} "
-        f"--schema {schema} --out {clean} -q {quarantine}` and audit {clean} instead"
+        f"--schema {schema}{reading} --out {clean} -q {quarantine}` and audit {clean} instead"
     )
 
 

@@ -17,7 +17,16 @@ from fedsynth.listing import print_listing
 from fedsynth.operator.client import OperatorClient
 from fedsynth.wire.v1 import operator_pb2
 
-app = typer.Typer(help="Operate jobs on a fedsynth broker (needs an operator certificate).")
+EXIT_REFUSED = 2
+
+app = typer.Typer(
+    help="Operate jobs on a fedsynth broker (needs an operator certificate).",
+    epilog=(
+        "Exit codes: 0 done; 2 a usage error, an invalid job spec or unusable certificate, or "
+        "the broker refused the call (e.g. NOT_FOUND, PERMISSION_DENIED, UNAVAILABLE), as for "
+        "`fedsynth-consumer`."
+    ),
+)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -76,7 +85,7 @@ def _client(ctx: typer.Context) -> OperatorClient:
 
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
+    raise typer.Exit(EXIT_REFUSED)
 
 
 def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -7,10 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
+import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fedsynth.cli_options import DEFAULT_ENCODING, DelimiterOption, EncodingOption, printed_notes
 from fedsynth.expressions import ExpressionError
 from fedsynth.files import OutputPathError, atomic_path, atomic_write_text, check_outputs
 from fedsynth.prep.linker import (
@@ -60,13 +62,8 @@ def run_command(
             "tokens): the --schema for validating or fitting on --out.",
         ),
     ] = None,
-    delimiter: Annotated[
-        str | None,
-        typer.Option("--delimiter", help="CSV delimiter; sniffed from the header when omitted."),
-    ] = None,
-    encoding: Annotated[
-        str, typer.Option("--encoding", help="The CSV file's text encoding, e.g. cp1252.")
-    ] = "utf-8",
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = DEFAULT_ENCODING,
     secret_file: Annotated[
         Path | None,
         typer.Option(
@@ -96,7 +93,7 @@ def run_command(
             secret = (
                 LinkageSecret.from_file(secret_file) if secret_file else LinkageSecret.from_env()
             )
-        with _progress() as progress:
+        with printed_notes(_console), _progress() as progress:
             task = progress.add_task("reading", total=3)
             raw = read_raw(input_path, delimiter=delimiter, encoding=encoding)
             progress.update(task, advance=1, description="preparing")
@@ -150,7 +147,7 @@ def link(
     names = (left_name, right_name)
     try:
         check_outputs({"--out": out, "--stacked": stacked, "--report": report_path}, [left, right])
-        a, b = _read_prepared(left), _read_prepared(right)
+        a, b = _read_prepared("--left", left), _read_prepared("--right", right)
         with _progress() as progress:
             task = progress.add_task("linking", total=4)
 
@@ -178,10 +175,19 @@ def link(
     )
 
 
-def _read_prepared(path: Path) -> pd.DataFrame:
+def _read_prepared(option: str, path: Path) -> pd.DataFrame:
+    """The prepared table `option` names, or one SourceFileError saying what to give instead."""
     if not path.is_file():
-        raise SourceFileError(f"{path}: no such file; give a table written by `fedsynth prep run`")
-    return pd.read_parquet(path)
+        raise SourceFileError(
+            f"{option} {path}: no such file; give a table written by `fedsynth prep run`"
+        )
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise SourceFileError(
+            f"{option} {path}: not a Parquet file; run `fedsynth prep run` first, which writes "
+            "the prepared table (with its linkage tokens) as Parquet, and link that"
+        ) from exc
 
 
 def _progress() -> Progress:

@@ -3,11 +3,13 @@
 Rows that are not records of the header's fields (blank lines, too few or too many fields) stay
 out of the table but travel with it as quarantine entries (`rejected_rows`); the table's index
 holds each row's 1-based data row number (`source_rows`), so the quarantine points into the file.
+The header reads as `fedsynth.io` reads it (delimiter sniffed unless given, a UTF-8 byte-order
+mark skipped, an unnamed empty last column dropped with a `DataFileNote`), so a file `prep run`
+takes is a file `validate` takes.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import astuple
 from pathlib import Path
 from typing import BinaryIO
@@ -23,9 +25,13 @@ from fedsynth.arrow_text import as_text
 from fedsynth.io import (
     BLANK_ROW_RULE,
     FIELD_COUNT_RULE,
+    CsvLayout,
     DataFileError,
     csv_delimiter,
+    drop_trailing_column,
     field_count_message,
+    header_layout,
+    note_dropped_column,
     sniff_delimiter,
 )
 from fedsynth.prep.report import QuarantineEntry
@@ -90,13 +96,21 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _read_csv(path: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
     utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     with open(path, "rb") as fh:
-        header, delimiter = _header(path, fh.readline(), delimiter, encoding, utf8)
+        layout = _header(path, fh.readline(), delimiter, encoding, utf8)
         if fh.tell() == path.stat().st_size:
-            empty = pd.DataFrame({name: pd.Series(dtype=object) for name in header})
+            note_dropped_column(path, layout)
+            empty = pd.DataFrame({name: pd.Series(dtype=object) for name in layout.names})
             return _with_rows(empty, np.empty(0, dtype=np.int64), [])
-        table, invalid = _parse_records(path, fh, header, delimiter, "utf8" if utf8 else encoding)
+        table, invalid = _parse_records(
+            path, fh, layout.fields, layout.delimiter, "utf8" if utf8 else encoding
+        )
     rows = np.arange(1, table.num_rows + len(invalid) + 1, dtype=np.int64)
     rows = np.delete(rows, [r.number - 1 for r in invalid])
+    try:
+        table = drop_trailing_column(path, layout, table, rows)
+    except DataFileError as exc:
+        raise SourceFileError(str(exc)) from exc
+    note_dropped_column(path, layout)
     blank = _blank(table)
     rejected = [
         QuarantineEntry(
@@ -114,7 +128,7 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
             column="",
             value=r.text,
             rule=FIELD_COUNT_RULE,
-            reason=f"{field_count_message(r.actual_columns, len(header))}; check its "
+            reason=f"{field_count_message(r.actual_columns, len(layout.fields))}; check its "
             "delimiters and quoting",
         )
         for r in invalid
@@ -163,11 +177,9 @@ def _parse_records(
     return table, invalid
 
 
-def _header(
-    path: Path, line: bytes, delimiter: str | None, encoding: str, utf8: bool
-) -> tuple[list[str], str]:
-    """The column names on the first line and the delimiter (sniffed when None); refuses an
-    empty file and repeated names."""
+def _header(path: Path, line: bytes, delimiter: str | None, encoding: str, utf8: bool) -> CsvLayout:
+    """How the first line splits, on `delimiter` (sniffed when None); refuses an empty file and
+    unnamed or repeated names as `fedsynth.io` does."""
     try:
         text = line.decode("utf-8-sig" if utf8 else encoding).rstrip("\r\n")
     except LookupError as exc:
@@ -185,10 +197,10 @@ def _header(
         raise SourceFileError(
             f"{path}: {problem}; a CSV source starts with a header row naming its columns"
         )
-    delimiter = delimiter or sniff_delimiter(text)
-    names = next(csv.reader([text], delimiter=delimiter))
-    _check_header(path, names)
-    return names, delimiter
+    try:
+        return header_layout(path, text, delimiter or sniff_delimiter(text))
+    except DataFileError as exc:
+        raise SourceFileError(str(exc)) from exc
 
 
 def _check_header(path: Path, names: list[str]) -> None:

@@ -13,6 +13,7 @@ import pandas as pd
 import typer
 from rich.console import Console
 
+from fedsynth.cli_options import SeedOption
 from fedsynth.files import OutputPathError, atomic_path, atomic_write_text, check_outputs
 from fedsynth.jobs import MAX_ROWS
 from fedsynth.progress import progress_bar
@@ -47,7 +48,7 @@ def simulate(
         int, typer.Option("--rows", min=0, max=MAX_ROWS, help="Number of rows to simulate.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed: same seed, same rows.")] = None,
+    seed: SeedOption = None,
     schema_out: Annotated[
         Path | None, typer.Option("--schema-out", help="Also write the table's schema (YAML).")
     ] = None,
@@ -76,7 +77,7 @@ def hybrid(
         int, typer.Option("--rows", min=0, max=MAX_ROWS, help="Number of rows to sample.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed: same seed, same rows.")] = None,
+    seed: SeedOption = None,
 ) -> None:
     """Sample from a fitted model with some categories raised or lowered to chosen shares."""
     _check_output(out)

@@ -97,7 +97,9 @@ def main(
     rows: Annotated[
         int, typer.Option("--rows", min=1, help="Persons in the simulated population.")
     ] = DEFAULT_ROWS,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same files.")] = DEFAULT_SEED,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Same seed, same files (0 or more).")
+    ] = DEFAULT_SEED,
     demo_dir: Annotated[
         Path, typer.Option("--demo-dir", help="Folder holding specs/, prep/ and the schemas.")
     ] = DEMO_DIR,

@@ -9,6 +9,13 @@ import pandas as pd
 import typer
 from rich.console import Console
 
+from fedsynth.cli_options import (
+    DEFAULT_ENCODING,
+    DelimiterOption,
+    EncodingOption,
+    SeedOption,
+    printed_notes,
+)
 from fedsynth.files import OutputPathError, atomic_path, check_outputs
 from fedsynth.io import DataFileError, read_table
 from fedsynth.jobs import MAX_ROWS
@@ -140,6 +147,8 @@ def fit(
     param: Annotated[
         list[str] | None, typer.Option("--param", help="Model parameter name=value; repeatable.")
     ] = None,
+    delimiter: DelimiterOption = None,
+    encoding: EncodingOption = DEFAULT_ENCODING,
 ) -> None:
     """Fit a synthesizer on DATA and write it to a model file."""
     try:
@@ -149,7 +158,8 @@ def fit(
         if constraints is not None:
             params["constraints"] = read_constraints(constraints)
         synthesizer = build_model(model, params)
-        df, report = read_table(data, table_schema)
+        with printed_notes(errors):
+            df, report = read_table(data, table_schema, delimiter=delimiter, encoding=encoding)
         if len(df) == 0:
             raise ValueError(f"{data}: no valid rows to fit on")
         if not report.clean:
@@ -173,9 +183,7 @@ def sample(
         int, typer.Option("--rows", min=0, max=MAX_ROWS, help="Number of rows to sample.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
-    seed: Annotated[
-        int | None, typer.Option("--seed", min=0, help="Seed (0 or more): same seed, same rows.")
-    ] = None,
+    seed: SeedOption = None,
     condition: Annotated[
         list[str] | None,
         typer.Option("--condition", help="column=value or column=low..high; repeatable."),

@@ -1,0 +1,93 @@
+"""`fedsynth-consumer` against a real broker: the audit report of a release, a pull that will not
+replace a file unless forced, and a broker refusal that exits as `fedsynth operator` does."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from broker.config import BrokerConfig
+from broker.releases import Published, publish
+from broker.state import BrokerState
+from consumer_client import cli as consumer_cli
+from fedsynth.operator.cli import app as operator_app
+from fedsynth.security.principals import Role
+from tests.wire.broker_harness import BrokerProcess, submit_job
+
+runner = CliRunner()
+REPORT = {"verdict": "pass", "fidelity": {"overall": 0.91}}
+
+
+@pytest.fixture(scope="module")
+def release(broker: BrokerProcess) -> Iterator[Published]:
+    state = BrokerState.open(BrokerConfig.load(broker.config_path))
+    buffer = io.BytesIO()
+    pd.DataFrame({"age": [1, 2, 3]}).to_parquet(buffer, index=False)
+    try:
+        yield publish(
+            state,
+            job_id=submit_job(broker, "consumer-cli"),
+            name="consumer-cli",
+            dataset=buffer.getvalue(),
+            audit_report_json=json.dumps(REPORT).encode(),
+            audit_html=b"<html/>",
+            job_spec_hash="d" * 64,
+            topology="local",
+            synthesizer="cart",
+            privacy_spent=None,
+        )
+    finally:
+        state.close()
+
+
+def identity(broker: BrokerProcess, role: Role, name: str) -> list[str]:
+    ids = broker.identity(role, name)
+    return ["--broker", broker.address, "--ca", str(ids["ca"]), "--cert", str(ids["cert"]),
+            "--key", str(ids["key"])]  # fmt: skip
+
+
+def test_report_writes_the_attested_audit_report(
+    broker: BrokerProcess, release: Published, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.json"
+    args = [*identity(broker, Role.CONSUMER, "alice"), "report", release.release_id, "-o", str(out)]
+    result = runner.invoke(consumer_cli.app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text()) == REPORT
+
+
+def test_a_second_pull_to_the_same_file_needs_force(
+    broker: BrokerProcess, release: Published, tmp_path: Path
+) -> None:
+    out = tmp_path / "synthetic.parquet"
+    args = [*identity(broker, Role.CONSUMER, "alice"), "pull", release.release_id, "-o", str(out)]
+    assert runner.invoke(consumer_cli.app, args).exit_code == 0
+    out.write_bytes(b"edited by the analyst")
+    refused = runner.invoke(consumer_cli.app, args)
+    assert refused.exit_code == 2 and "add --force to replace it" in refused.output
+    assert out.read_bytes() == b"edited by the analyst"
+    forced = runner.invoke(consumer_cli.app, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert pd.read_parquet(out)["age"].tolist() == [1, 2, 3]
+
+
+def test_an_unknown_release_exits_as_an_unknown_job_does_for_the_operator(
+    broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["fedsynth-consumer", *identity(broker, Role.CONSUMER, "alice"), "show", "rel-nope"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as consumer:
+        consumer_cli.main()
+    assert "NOT_FOUND" in capsys.readouterr().err
+    operator = runner.invoke(
+        operator_app, [*identity(broker, Role.OPERATOR, "ops"), "status", "job-nope"]
+    )
+    assert "NOT_FOUND" in operator.output
+    assert consumer.value.code == operator.exit_code == 2
