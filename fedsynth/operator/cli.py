@@ -115,8 +115,25 @@ def submit(ctx: typer.Context, spec: Path = typer.Argument(..., help="Job spec (
 
 @app.command()
 def status(ctx: typer.Context, job: str = typer.Argument(..., help="Job id.")) -> None:
-    """Show one job."""
-    _jobs([_call(_client(ctx).status, job)])
+    """Show one job, and each task it gave a supplier: its state and when that supplier's
+    agent last called the broker (a task pending at a supplier never seen is why it waits)."""
+    found = _call(_client(ctx).status, job)
+    _jobs([found])
+    if found.tasks:
+        print_listing(
+            ["task", "supplier", "kind", "state", "supplier last contact", "error"],
+            [
+                [
+                    t.task_id,
+                    t.supplier,
+                    t.kind,
+                    t.state,
+                    t.supplier_last_contact or "never",
+                    t.error,
+                ]
+                for t in found.tasks
+            ],
+        )
 
 
 @app.command("list")

@@ -222,6 +222,11 @@ def test_operator_cli_submits_lists_shows_and_cancels(
     assert job_id in listed.output and "hospital-a" in listed.output
     status = runner.invoke(operator_app, [*args, "status", job_id]).output
     assert "submitted" in status or "running" in status
+    deadline = time.monotonic() + 10
+    while f"{job_id}.0.hospital-b" not in status and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status = runner.invoke(operator_app, [*args, "status", job_id]).output
+    assert f"{job_id}.0.hospital-b" in status and "supplier last contact" in status, status
     assert "cancelled" in runner.invoke(operator_app, [*args, "cancel", job_id]).output
     missing = runner.invoke(operator_app, [*args, "status", "job-nope"])
     assert missing.exit_code == 2 and "NOT_FOUND" in missing.output
