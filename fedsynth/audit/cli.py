@@ -43,6 +43,14 @@ def audit(
     jobs: Annotated[
         int, typer.Option("--jobs", help="Threads for fits and neighbour search; -1 = all.")
     ] = 1,
+    constraints: Annotated[
+        Path | None,
+        typer.Option(
+            "--constraints",
+            help="YAML list of the constraints the synthesizer was given (as for synth fit); "
+            "the audit counts the synthetic rows that break them.",
+        ),
+    ] = None,
     delimiter: DelimiterOption = None,
     encoding: EncodingOption = DEFAULT_ENCODING,
 ) -> None:
@@ -50,13 +58,17 @@ def audit(
     # scikit-learn, scipy and matplotlib load here, not when `fedsynth --help` mounts this command.
     from fedsynth.audit.html import write_html
     from fedsynth.audit.runner import run
+    from fedsynth.synth.cli import read_constraints
+    from fedsynth.synth.constraints import ConstraintError
 
     console = Console(stderr=True, soft_wrap=True)
     try:
         check_outputs(
-            {"--json": json_out, "--html": html_out}, [real, synthetic, schema, holdout, policy]
+            {"--json": json_out, "--html": html_out},
+            [real, synthetic, schema, holdout, policy, constraints],
         )
         table_schema = TableSchema.load(schema)
+        declared = read_constraints(constraints) if constraints is not None else None
         audit_policy = AuditPolicy.load(policy) if policy is not None else AuditPolicy()
         reading = _reading_options(delimiter, encoding)
         with printed_notes(console):
@@ -83,8 +95,9 @@ def audit(
             synthetic_rejected=synthetic_report,
             progress=True,
             n_jobs=jobs,
+            constraints=declared,
         )
-    except (SchemaError, PolicyError, DataFileError, ValueError) as exc:
+    except (SchemaError, PolicyError, DataFileError, ConstraintError, ValueError) as exc:
         console.print(f"audit: {exc}", style="red", markup=False, highlight=False)
         raise typer.Exit(EXIT_BAD_INPUT) from exc
     atomic_write_text(json_out, report.to_json() + "\n")

@@ -145,3 +145,20 @@ def test_too_few_valid_synthetic_rows_names_the_commonest_failures(
     assert (
         "(1500 row(s)); column 'sex': not one of the declared categories (F, M) (5 row(s))" in line
     )
+
+
+def test_declared_constraints_are_counted_against_the_synthetic_rows(files, tmp_path: Path) -> None:
+    rules = tmp_path / "constraints.yaml"
+    rules.write_text("- {kind: predicate, expression: 'age < 50'}\n")
+    result = runner.invoke(_app(), [*_args(files, "fresh", tmp_path), "--constraints", str(rules)])
+    report = AuditReport.from_json((tmp_path / "report.json").read_text())
+    broken = {c.name: c.violations for c in report.validity.checks}
+    assert broken and all(n.startswith("constraint.predicate") for n in broken), result.output
+    assert next(iter(broken.values())) > 0
+
+
+def test_a_constraints_file_naming_an_unknown_column_exits_two(files, tmp_path: Path) -> None:
+    rules = tmp_path / "constraints.yaml"
+    rules.write_text("- {kind: positive, column: nope}\n")
+    result = runner.invoke(_app(), [*_args(files, "fresh", tmp_path), "--constraints", str(rules)])
+    assert result.exit_code == 2 and "nope" in result.output, result.output
