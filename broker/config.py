@@ -31,6 +31,8 @@ class TLSConfig(BaseModel):
     crl: Path | None = Field(None, description="Revocation list (PEM CRL), reloaded on change.")
 
 
+RESERVED_WORKERS = 4
+"""Worker threads kept for operators, consumers and uploads when every agent is subscribed."""
 MESSAGE_OVERHEAD = 64 * 1024
 """Room a chunk message needs beside its bytes (ids, offsets, hashes, protobuf framing)."""
 
@@ -128,6 +130,19 @@ class BrokerConfig(BaseModel):
     @classmethod
     def _valid_suppliers(cls, value: list[str]) -> list[str]:
         return [check_name(v, "supplier") for v in value]
+
+    @model_validator(mode="after")
+    def _threads_for_every_agent(self) -> BrokerConfig:
+        """Each connected agent's task stream holds a worker thread for as long as it is open;
+        with every enrolled agent connected, operators and consumers still need threads."""
+        spare = self.limits.max_workers - len(self.suppliers)
+        if spare < RESERVED_WORKERS:
+            raise ValueError(
+                f"limits.max_workers ({self.limits.max_workers}) leaves {spare} thread(s) once "
+                f"all {len(self.suppliers)} enrolled agents hold their task streams; raise it to "
+                f"at least {len(self.suppliers) + RESERVED_WORKERS}"
+            )
+        return self
 
     @property
     def database(self) -> Path:

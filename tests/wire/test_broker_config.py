@@ -42,6 +42,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
             ("suppliers: [hospital-a]", "suppliers: [hospital-a]\nlimits: {chunk_bytes: 16777216}"),
             "chunk_bytes (16777216) plus 65536 bytes of framing must fit in max_message_bytes",
         ),
+        (
+            ("suppliers: [hospital-a]", "suppliers: [a, b, c, d, e]\nlimits: {max_workers: 8}"),
+            "max_workers (8) leaves 3 thread(s) once all 5 enrolled agents",
+        ),
     ],
 )
 def test_bad_config_names_the_file_and_field(
