@@ -147,17 +147,25 @@ def pull(
 def report(
     ctx: typer.Context,
     release: str = typer.Argument(..., help="Release id."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output file for the audit report, .json."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output file for the audit report: .json, or .html for the page."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
-    """Write a release's audit report (JSON) to --out, once its hash and signatures verify."""
-    if out.suffix.lower() != ".json":
-        typer.echo(f"error: --out {out}: the audit report is JSON; name it *.json", err=True)
+    """Write a release's audit report to --out (JSON, or the HTML page), once its hash and the
+    broker's signature verify."""
+    suffix = out.suffix.lower()
+    if suffix not in {".json", ".html"}:
+        typer.echo(f"error: --out {out}: name it *.json (report) or *.html (page)", err=True)
         raise typer.Exit(EXIT_REFUSED)
     _refuse_existing(out, force)
-    verified = _client(ctx).show(release)
     try:
-        atomic_write_text(out, json.dumps(verified.audit_report, indent=2, sort_keys=True) + "\n")
+        if suffix == ".html":
+            _client(ctx).audit_html_to(release, out)
+        else:
+            verified = _client(ctx).show(release)
+            report = json.dumps(verified.audit_report, indent=2, sort_keys=True) + "\n"
+            atomic_write_text(out, report)
     except OSError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_REFUSED) from exc

@@ -137,6 +137,22 @@ class Client:
             )
             return pq.read_table(local).to_pandas()
 
+    def audit_html_to(self, release_id: str, out: str | Path) -> VerifiedManifest:
+        """Download the release's HTML audit report to `out`, written only if its SHA-256 is
+        the one the broker signed in the attestation."""
+        out = Path(out)
+        check_outputs({"--out": out})
+        verified = self.show(release_id)
+        expected = verified.attestation.get("audit_html", {}).get("sha256")
+        if not isinstance(expected, str):
+            raise ReleaseVerificationError(
+                f"release {release_id}: the attestation names no HTML audit report"
+            )
+        self._fetch_part(
+            release_id, consumer_pb2.RELEASE_PART_AUDIT_HTML, "audit report", expected, None, out
+        )
+        return verified
+
     def _download(
         self,
         release_id: str,
@@ -146,26 +162,47 @@ class Client:
     ) -> Path:
         dataset = verified.attestation["dataset"]
         total = int(dataset["size"])
+        progress = (lambda done: on_progress(done, total)) if on_progress else None
+        self._fetch_part(
+            release_id,
+            consumer_pb2.RELEASE_PART_DATASET,
+            "dataset",
+            dataset["sha256"],
+            total,
+            destination,
+            progress,
+        )
+        return destination
+
+    def _fetch_part(
+        self,
+        release_id: str,
+        part: int,
+        label: str,
+        sha256: str,
+        size: int | None,
+        destination: Path,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        """Stream one part of a release into `destination`, refused unless it hashes to the
+        signed `sha256`."""
 
         def open_stream(offset: int) -> Any:
-            request = consumer_pb2.DownloadRequest(
-                release_id=release_id, part=consumer_pb2.RELEASE_PART_DATASET, offset=offset
-            )
-            return self._stub.Download(request, timeout=self.timeout + total / 10e6)
+            request = consumer_pb2.DownloadRequest(release_id=release_id, part=part, offset=offset)
+            return self._stub.Download(request, timeout=self.timeout + (size or 0) / 10e6)
 
         try:
             download_file(
                 open_stream,
                 destination,
-                expected_sha256=dataset["sha256"],
-                expected_size=total,
-                on_progress=(lambda done: on_progress(done, total)) if on_progress else None,
+                expected_sha256=sha256,
+                expected_size=size,
+                on_progress=on_progress,
             )
         except TransferIncomplete:
             raise
         except TransferError as exc:
-            raise ReleaseVerificationError(f"release {release_id}: dataset refused: {exc}") from exc
-        return destination
+            raise ReleaseVerificationError(f"release {release_id}: {label} refused: {exc}") from exc
 
     def _verify(self, release_id: str, manifest: common_pb2.ReleaseManifest) -> VerifiedManifest:
         signed = SignedDocument(

@@ -3,6 +3,7 @@ replace a file unless forced, and a broker refusal that exits as `fedsynth opera
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import sys
@@ -61,6 +62,23 @@ def test_report_writes_the_attested_audit_report(
     result = runner.invoke(consumer_cli.app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text()) == REPORT
+
+
+def test_report_writes_the_attested_html_page_and_refuses_one_altered_on_the_broker(
+    broker: BrokerProcess, release: Published, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.html"
+    args = [*identity(broker, Role.CONSUMER, "alice"), "report", release.release_id, "-o", str(out)]
+    assert runner.invoke(consumer_cli.app, args).exit_code == 0
+    page = out.read_bytes()
+    assert hashlib.sha256(page).hexdigest() == release.attestation["audit_html"]["sha256"]
+    stored = broker.root / "state" / "artifacts" / "sha256"
+    path = next(stored.rglob(release.attestation["audit_html"]["sha256"]))
+    path.chmod(0o600)
+    path.write_bytes(page + b"<script>alert(1)</script>")
+    altered = tmp_path / "altered.html"
+    refused = runner.invoke(consumer_cli.app, [*args[:-1], str(altered)])
+    assert refused.exit_code != 0 and not altered.exists()
 
 
 def test_a_second_pull_to_the_same_file_needs_force(
