@@ -299,8 +299,8 @@ def test_report_writes_the_verified_audit_report_and_nothing_when_it_does_not_ve
     assert json.loads(out.read_text()) == AUDIT_REPORT
     again = runner.invoke(consumer_cli.app, [*args, "report", "rel-1", "--out", str(out)])
     assert again.exit_code == 2 and "--force" in again.output
-    html = runner.invoke(consumer_cli.app, [*args, "report", "rel-1", "--out", "r.html"])
-    assert html.exit_code == 2 and "*.json" in html.output
+    text = runner.invoke(consumer_cli.app, [*args, "report", "rel-1", "--out", "r.txt"])
+    assert text.exit_code == 2 and "*.json" in text.output and "*.html" in text.output
     monkeypatch.setattr(FakeClient, "verifies", False)
     refused = tmp_path / "refused.json"
     argv = ["fedsynth-consumer", *args, "report", "rel-1", "--out", str(refused)]
