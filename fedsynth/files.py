@@ -44,6 +44,17 @@ def _take_permissions(tmp: Path, path: Path, mode: int) -> None:
     except FileNotFoundError:
         os.chmod(tmp, mode)
         return
+    keep_owner(tmp, path)
+    os.chmod(tmp, stat.S_IMODE(current.st_mode))
+
+
+def keep_owner(tmp: Path, path: Path) -> None:
+    """Give `tmp` the owner and group of `path`, the file it will replace (if there is one),
+    as far as this process may: a key rotated by root stays readable by its service user."""
+    try:
+        current = path.stat()
+    except FileNotFoundError:
+        return
     mine = tmp.stat()
     if (current.st_uid, current.st_gid) != (mine.st_uid, mine.st_gid):
         try:
@@ -51,7 +62,6 @@ def _take_permissions(tmp: Path, path: Path, mode: int) -> None:
         except PermissionError:  # not root: keep at least a group this user belongs to
             with contextlib.suppress(PermissionError):
                 os.chown(tmp, -1, current.st_gid)
-    os.chmod(tmp, stat.S_IMODE(current.st_mode))
 
 
 def commit_file(tmp: Path, path: Path) -> None:

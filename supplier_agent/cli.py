@@ -47,6 +47,7 @@ def run(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.captureWarnings(True)  # reader notes (a dropped empty column) as log lines
     try:
         agent_config = AgentConfig.load(config)
         warnings = agent_config.check_deployment()

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from fedsynth.files import atomic_path, atomic_write_bytes
+from fedsynth.files import atomic_path, atomic_write_bytes, keep_owner
 from fedsynth.security.principals import Role, spiffe_uri
 
 PUBLIC_MODE = 0o644
@@ -213,9 +213,11 @@ def load_key(path: str | Path) -> ec.EllipticCurvePrivateKey:
 
 
 def write_private(path: str | Path, data: bytes) -> None:
-    """Write secret bytes atomically with mode 0600 (set before any byte is written)."""
+    """Write secret bytes atomically with mode 0600 (set before any byte is written); a key
+    rewritten in place keeps its owner, so the service user it was given to can still read it."""
     with atomic_path(path) as tmp:
         os.chmod(tmp, 0o600)
+        keep_owner(tmp, Path(path))
         tmp.write_bytes(data)
 
 

@@ -142,6 +142,15 @@ def test_revoke_keeps_the_owner_an_operator_gave_crl_pem(pki: Path) -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_a_broker_key_replaced_by_root_stays_its_service_users_and_0600(pki: Path) -> None:
+    invoke(*broker_args(pki))
+    _, key = FederationCA(pki).paths_for(Role.BROKER, "broker")
+    os.chown(key, 4321, 4322)
+    invoke(*broker_args(pki, "--replace"))
+    assert (key.stat().st_uid, key.stat().st_gid, mode(key)) == (4321, 4322, 0o600)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
 def test_a_rewrite_not_allowed_to_keep_the_owner_keeps_the_group(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
