@@ -47,10 +47,18 @@ class _Target:
 @app.callback()
 def connect(
     ctx: typer.Context,
-    broker: str | None = typer.Option(None, help="Broker HOST:PORT. Required."),
-    ca: Path = typer.Option(Path("pki/ca.pem"), help="Federation CA certificate."),
-    cert: Path | None = typer.Option(None, help="Your consumer certificate (PEM). Required."),
-    key: Path | None = typer.Option(None, help="Your consumer key (PEM). Required."),
+    broker: str | None = typer.Option(
+        None, envvar="FEDSYNTH_BROKER", help="Broker HOST:PORT. Required."
+    ),
+    ca: Path = typer.Option(
+        Path("pki/ca.pem"), envvar="FEDSYNTH_CA", help="Federation CA certificate."
+    ),
+    cert: Path | None = typer.Option(
+        None, envvar="FEDSYNTH_CERT", help="Your consumer certificate (PEM). Required."
+    ),
+    key: Path | None = typer.Option(
+        None, envvar="FEDSYNTH_KEY", help="Your consumer key (PEM). Required."
+    ),
     server_name: str | None = typer.Option(None, help="Name to expect in the broker cert."),
 ) -> None:
     """Connect with a consumer certificate issued by the federation CA."""
@@ -64,7 +72,7 @@ def _client(ctx: typer.Context) -> Client:
     if target.client is None:
         if target.broker is None or target.cert is None or target.key is None:
             unset = [n for n in ("broker", "cert", "key") if getattr(target, n) is None]
-            flags = " and ".join(f"'--{name}'" for name in unset)
+            flags = " and ".join(f"'--{name}' (or FEDSYNTH_{name.upper()})" for name in unset)
             (ctx.parent or ctx).fail(f"Missing option {flags}.")  # an option of the group
         try:
             target.client = Client(

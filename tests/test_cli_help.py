@@ -49,4 +49,19 @@ def test_an_operator_command_without_certificate_names_what_is_missing() -> None
 def test_a_consumer_command_without_broker_names_what_is_missing() -> None:
     result = runner.invoke(consumer_app, ["list"], env=NO_IDENTITY)
     assert result.exit_code == 2
-    assert "Missing option '--broker' and '--cert' and '--key'" in result.output
+    assert "Missing option '--broker' (or FEDSYNTH_BROKER)" in result.output
+    assert all(f"FEDSYNTH_{name}" in result.output for name in ("CERT", "KEY"))
+
+
+def test_the_consumer_reads_its_connection_from_the_same_variables_as_the_operator(
+    tmp_path,
+) -> None:
+    env = {
+        "FEDSYNTH_BROKER": "127.0.0.1:1",
+        "FEDSYNTH_CA": str(tmp_path / "ca.pem"),
+        "FEDSYNTH_CERT": str(tmp_path / "analyst.pem"),
+        "FEDSYNTH_KEY": str(tmp_path / "analyst.key"),
+    }
+    result = runner.invoke(consumer_app, ["list"], env=env)
+    assert result.exit_code == 2 and "Missing option" not in result.output
+    assert str(tmp_path / "ca.pem") in result.output or "analyst" in result.output
