@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from consumer_client.client import Client, ReleaseVerificationError
+from fedsynth.cli_connection import Connection
 from fedsynth.files import atomic_write_text
 from fedsynth.listing import print_listing
 from fedsynth.wire.transfer import TransferIncomplete
@@ -29,19 +29,6 @@ app = typer.Typer(
         "nothing was written."
     ),
 )
-
-
-@dataclass
-class _Target:
-    """The broker and identity given to the group. The connection opens when a command first
-    needs it, so `--help` of any subcommand works without certificates or a broker."""
-
-    broker: str | None
-    ca: Path
-    cert: Path | None
-    key: Path | None
-    server_name: str | None
-    client: Client | None = None
 
 
 @app.callback()
@@ -62,30 +49,12 @@ def connect(
     server_name: str | None = typer.Option(None, help="Name to expect in the broker cert."),
 ) -> None:
     """Connect with a consumer certificate issued by the federation CA."""
-    ctx.obj = _Target(broker, ca, cert, key, server_name)
+    ctx.obj = Connection[Client](broker, ca, cert, key, server_name)
 
 
 def _client(ctx: typer.Context) -> Client:
-    """The connection the group's options describe, opened on first use; a usage error of the
-    group (exit 2) names a missing --broker, --cert or --key."""
-    target: _Target = ctx.obj
-    if target.client is None:
-        if target.broker is None or target.cert is None or target.key is None:
-            unset = [n for n in ("broker", "cert", "key") if getattr(target, n) is None]
-            flags = " and ".join(f"'--{name}' (or FEDSYNTH_{name.upper()})" for name in unset)
-            (ctx.parent or ctx).fail(f"Missing option {flags}.")  # an option of the group
-        try:
-            target.client = Client(
-                target.broker,
-                ca=target.ca,
-                cert=target.cert,
-                key=target.key,
-                server_name=target.server_name,
-            )
-        except (FileNotFoundError, ValueError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_REFUSED) from exc
-    return target.client
+    connection: Connection[Client] = ctx.obj
+    return connection.open(ctx, Client)
 
 
 def _refuse_existing(out: Path, force: bool) -> None:

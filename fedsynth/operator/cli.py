@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
@@ -12,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fedsynth.cli_connection import Connection
 from fedsynth.jobs import JobSpec, JobSpecError
 from fedsynth.listing import print_listing
 from fedsynth.operator.client import OperatorClient
@@ -31,19 +31,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-@dataclass
-class _Target:
-    """The broker and identity given to the group. The connection opens when a command first
-    needs it, so `--help` of any subcommand works without certificates or a broker."""
-
-    broker: str
-    ca: Path
-    cert: Path | None
-    key: Path | None
-    server_name: str | None
-    client: OperatorClient | None = None
-
-
 @app.callback()
 def connect(
     ctx: typer.Context,
@@ -58,29 +45,12 @@ def connect(
     server_name: str | None = typer.Option(None, help="Name to expect in the broker cert."),
 ) -> None:
     """Connect to the broker over mutual TLS."""
-    ctx.obj = _Target(broker, ca, cert, key, server_name)
+    ctx.obj = Connection[OperatorClient](broker, ca, cert, key, server_name)
 
 
 def _client(ctx: typer.Context) -> OperatorClient:
-    """The connection the group's options describe, opened on first use; a usage error of the
-    group (exit 2) names a missing --cert or --key."""
-    target: _Target = ctx.obj
-    if target.client is None:
-        if target.cert is None or target.key is None:
-            unset = [name for name in ("cert", "key") if getattr(target, name) is None]
-            flags = " and ".join(f"'--{name}' (or FEDSYNTH_{name.upper()})" for name in unset)
-            (ctx.parent or ctx).fail(f"Missing option {flags}.")  # an option of the group
-        try:
-            target.client = OperatorClient(
-                target.broker,
-                ca=target.ca,
-                cert=target.cert,
-                key=target.key,
-                server_name=target.server_name,
-            )
-        except (FileNotFoundError, ValueError) as exc:
-            _fail(str(exc))
-    return target.client
+    connection: Connection[OperatorClient] = ctx.obj
+    return connection.open(ctx, OperatorClient)
 
 
 def _fail(message: str) -> NoReturn:

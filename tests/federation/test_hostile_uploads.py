@@ -42,10 +42,17 @@ from fedsynth.wire.v1 import (
     operator_pb2,
     operator_pb2_grpc,
     supplier_pb2,
-    supplier_pb2_grpc,
 )
 from tests.federation.harness import LENIENT_POLICY
-from tests.wire.broker_harness import SUPPLIERS, BrokerProcess, job_spec, running_broker
+from tests.wire.broker_harness import (
+    SUPPLIERS,
+    BrokerProcess,
+    ended_job,
+    job_spec,
+    next_task,
+    running_broker,
+    supplier_stub,
+)
 
 HOSTILE, HONEST = SUPPLIERS
 SCHEMA: dict[str, Any] = {
@@ -82,26 +89,11 @@ def submit(broker: BrokerProcess, topology: str, **extra: Any) -> str:
     return str(stub.SubmitJob(request, timeout=20).job_id)
 
 
-def supplier(broker: BrokerProcess, name: str) -> supplier_pb2_grpc.SupplierServiceStub:
-    return supplier_pb2_grpc.SupplierServiceStub(broker.channel(Role.SUPPLIER, name))
-
-
-def next_task(broker: BrokerProcess, name: str, job_id: str, kind: str) -> supplier_pb2.Task:
-    """The supplier's next task of `kind` in job `job_id`, as its agent would receive it."""
-    stream = supplier(broker, name).Subscribe(
-        supplier_pb2.SubscribeRequest(supplier=name), timeout=60
-    )
-    try:
-        return next(t for t in stream if t.job_id == job_id and t.kind == kind)
-    finally:
-        stream.cancel()
-
-
 def upload(
     broker: BrokerProcess, name: str, task: supplier_pb2.Task, file: str, kind: int, data: bytes
 ) -> str:
     """Upload `data` for `task` the way an agent does; its SHA-256."""
-    stub = supplier(broker, name)
+    stub = supplier_stub(broker, name)
     sha256 = hashlib.sha256(data).hexdigest()
     header = supplier_pb2.UploadHeader(
         supplier=name,
@@ -126,7 +118,7 @@ def report(broker: BrokerProcess, name: str, task: supplier_pb2.Task, result: An
     outcome = supplier_pb2.TaskResult(
         supplier=name, task_id=task.task_id, ok=True, result_json=json.dumps(result).encode()
     )
-    assert supplier(broker, name).ReportResult(outcome, timeout=20).accepted
+    assert supplier_stub(broker, name).ReportResult(outcome, timeout=20).accepted
 
 
 def verdict(broker: BrokerProcess, name: str, task: supplier_pb2.Task, dataset: str) -> str:
@@ -148,14 +140,7 @@ def verdict(broker: BrokerProcess, name: str, task: supplier_pb2.Task, dataset: 
 
 def failure(broker: BrokerProcess, job_id: str) -> str:
     """The reason the job failed, once it ended; asserts it failed and released nothing."""
-    stub = operator_pb2_grpc.OperatorServiceStub(broker.channel(Role.OPERATOR, "ops"))
-    deadline = time.monotonic() + 120
-    while (job := stub.GetJob(operator_pb2.JobRef(job_id=job_id), timeout=20)).state in (
-        "submitted",
-        "running",
-    ):
-        assert time.monotonic() < deadline, "the job did not end"
-        time.sleep(0.3)
+    job = ended_job(broker, job_id)
     assert job.state == "failed", (job.state, job.reason)
     consumer = consumer_pb2_grpc.ConsumerServiceStub(broker.channel(Role.CONSUMER, "alice"))
     releases = consumer.ListReleases(common_pb2.ListReleasesRequest(), timeout=20).releases
@@ -373,7 +358,7 @@ def test_a_step_takes_only_uploads_of_its_own_kind(broker: BrokerProcess) -> Non
 
 def fetch(broker: BrokerProcess, name: str, sha256: str) -> bytes:
     request = supplier_pb2.FetchArtifactRequest(supplier=name, sha256=sha256)
-    stream = supplier(broker, name).FetchArtifact(request, timeout=30)
+    stream = supplier_stub(broker, name).FetchArtifact(request, timeout=30)
     return b"".join(m.chunk.data for m in stream if m.HasField("chunk"))
 
 
@@ -427,12 +412,5 @@ def test_raw_rows_with_source_columns_the_schema_leaves_out_are_prepared(
         for i, name in enumerate(SUPPLIERS)
     }
     send_rows(broker, job_id, "upload_raw", rows)
-    stub = operator_pb2_grpc.OperatorServiceStub(broker.channel(Role.OPERATOR, "ops"))
-    deadline = time.monotonic() + 120
-    while (job := stub.GetJob(operator_pb2.JobRef(job_id=job_id), timeout=20)).state in (
-        "submitted",
-        "running",
-    ):
-        assert time.monotonic() < deadline, "the job did not end"
-        time.sleep(0.3)
+    job = ended_job(broker, job_id)
     assert "raw rows" not in job.reason and "discharge" not in job.reason, job.reason

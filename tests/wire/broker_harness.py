@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,11 +18,22 @@ from fedsynth.jobs import JobSpec
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
 from fedsynth.wire.channel import secure_channel
-from fedsynth.wire.v1 import health_pb2, health_pb2_grpc, operator_pb2, operator_pb2_grpc
+from fedsynth.wire.v1 import (
+    health_pb2,
+    health_pb2_grpc,
+    operator_pb2,
+    operator_pb2_grpc,
+    supplier_pb2,
+    supplier_pb2_grpc,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 FEDERATION = "testfed"
 SUPPLIERS = ("hospital-a", "hospital-b")
+
+
+POLL_S = 0.2
+"""How often a test asks the broker process whether something it waits for has happened."""
 
 
 def free_port() -> int:
@@ -151,10 +163,43 @@ def submit_job(
     return reply.job_id
 
 
+def supplier_stub(broker: BrokerProcess, name: str) -> supplier_pb2_grpc.SupplierServiceStub:
+    """Supplier `name`'s stub, on its own certificate."""
+    return supplier_pb2_grpc.SupplierServiceStub(broker.channel(Role.SUPPLIER, name))
+
+
+def next_task(
+    broker: BrokerProcess, name: str, job_id: str, kind: str, timeout_s: float = 60.0
+) -> supplier_pb2.Task:
+    """Supplier `name`'s next task of `kind` in job `job_id`, as its agent would receive it."""
+    stream = supplier_stub(broker, name).Subscribe(
+        supplier_pb2.SubscribeRequest(supplier=name), timeout=timeout_s
+    )
+    try:
+        return next(t for t in stream if t.job_id == job_id and t.kind == kind)
+    finally:
+        stream.cancel()
+
+
+def ended_job(broker: BrokerProcess, job_id: str, timeout_s: float = 120.0) -> operator_pb2.Job:
+    """The job once it has ended, as operators see it. The broker is another process, so this
+    polls GetJob (every POLL_S) rather than waiting on an event."""
+    stub = operator_pb2_grpc.OperatorServiceStub(broker.channel(Role.OPERATOR, "ops"))
+    deadline = time.monotonic() + timeout_s
+    while (job := stub.GetJob(operator_pb2.JobRef(job_id=job_id), timeout=20)).state in (
+        "submitted",
+        "running",
+    ):
+        assert time.monotonic() < deadline, f"job {job_id} did not end: {job.state}"
+        time.sleep(POLL_S)
+    return job
+
+
 @contextmanager
-def running_broker(root: Path) -> Iterator[BrokerProcess]:
-    """A broker process under `root`, started, and stopped when the block ends."""
-    process = make_broker(root)
+def running_broker(root: Path, **limits: int) -> Iterator[BrokerProcess]:
+    """A broker process under `root` (with `limits`), started, and stopped when the block
+    ends."""
+    process = make_broker(root, **limits)
     process.start()
     try:
         yield process

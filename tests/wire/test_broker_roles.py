@@ -10,7 +10,6 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -20,7 +19,6 @@ import yaml
 from cryptography import x509
 from typer.testing import CliRunner
 
-from broker.config import BrokerConfig
 from broker.releases import publish
 from broker.state import BrokerState
 from consumer_client.cli import app as consumer_app
@@ -33,13 +31,6 @@ from fedsynth.wire.v1 import supplier_pb2
 from tests.wire.broker_harness import REPO, BrokerProcess, job_spec, submit_job
 
 runner = CliRunner(env={"COLUMNS": "250"})
-
-
-@pytest.fixture(scope="module")
-def state(broker: BrokerProcess) -> Iterator[BrokerState]:
-    opened = BrokerState.open(BrokerConfig.load(broker.config_path))
-    yield opened
-    opened.close()
 
 
 def supplier_stub(broker: BrokerProcess, name: str) -> SupplierStub:

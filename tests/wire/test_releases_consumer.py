@@ -4,14 +4,12 @@ refuse what fails the audit or was altered on the broker's disk, survive a resta
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,9 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from broker.config import BrokerConfig
 from broker.releases import Published, ReleaseRefused, publish
 from broker.state import BrokerState
+from broker.steps import parquet_bytes
 from consumer_client import Client, ReleaseVerificationError
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.attestation import VERDICT_FORMAT, SignedDocument, sign_document
@@ -38,21 +36,8 @@ FRAME = pd.DataFrame({"age": [34, 51, 29, 77], "sex": ["F", "M", "F", "M"]})
 
 
 @pytest.fixture(scope="module")
-def state(broker: BrokerProcess) -> Iterator[BrokerState]:
-    opened = BrokerState.open(BrokerConfig.load(broker.config_path))
-    yield opened
-    opened.close()
-
-
-@pytest.fixture(scope="module")
 def job_id(broker: BrokerProcess) -> str:
     return submit_job(broker)
-
-
-def parquet_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
 
 
 def supplier_verdict(

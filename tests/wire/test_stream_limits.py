@@ -18,7 +18,7 @@ from fedsynth.wire.v1 import (
     supplier_pb2,
     supplier_pb2_grpc,
 )
-from tests.wire.broker_harness import BrokerProcess, make_broker, running_broker, submit_job
+from tests.wire.broker_harness import BrokerProcess, running_broker, submit_job
 
 TIMEOUT = 20
 POLL_S = 0.02
@@ -28,16 +28,12 @@ MAX_STREAMS = 2
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    process = make_broker(
+    with running_broker(
         tmp_path_factory.mktemp("broker"),
         max_workers=MAX_WORKERS,
         max_streams_per_principal=MAX_STREAMS,
-    )
-    process.start()
-    try:
+    ) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture(scope="module")

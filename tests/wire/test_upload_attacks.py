@@ -17,7 +17,7 @@ from broker.artifacts import ArtifactStore
 from fedsynth.jobs import JobSpec
 from fedsynth.security.principals import Role
 from fedsynth.wire.v1 import operator_pb2, operator_pb2_grpc, supplier_pb2, supplier_pb2_grpc
-from tests.wire.broker_harness import BrokerProcess, job_spec, make_broker
+from tests.wire.broker_harness import BrokerProcess, job_spec, running_broker
 
 TIMEOUT = 20
 CHUNK = 64 * 1024
@@ -28,16 +28,12 @@ MAX_OPEN_UPLOAD_BYTES = 2 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
-    process = make_broker(
+    with running_broker(
         tmp_path_factory.mktemp("broker"),
         max_open_uploads=MAX_OPEN_UPLOADS,
         max_open_upload_bytes=MAX_OPEN_UPLOAD_BYTES,
-    )
-    process.start()
-    try:
+    ) as process:
         yield process
-    finally:
-        process.stop()
 
 
 def supplier(

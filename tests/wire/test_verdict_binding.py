@@ -5,49 +5,42 @@ another dataset than the one released, rejects the candidate and no consumer acc
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from broker.config import BrokerConfig
 from broker.releases import Published, ReleaseRefused, publish
 from broker.state import BrokerState
+from broker.steps import parquet_bytes
 from consumer_client import Client, ReleaseVerificationError
 from fedsynth.jobs import JobSpec
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.attestation import VERDICT_FORMAT, SignedDocument, sign_document
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.security.principals import Role
-from fedsynth.wire.v1 import operator_pb2, operator_pb2_grpc, supplier_pb2, supplier_pb2_grpc
-from tests.wire.broker_harness import SUPPLIERS, BrokerProcess, job_spec, submit_job
+from fedsynth.wire.v1 import operator_pb2, operator_pb2_grpc, supplier_pb2
+from tests.wire.broker_harness import (
+    SUPPLIERS,
+    BrokerProcess,
+    ended_job,
+    job_spec,
+    next_task,
+    submit_job,
+    supplier_stub,
+)
 
 FRAME = pd.DataFrame({"age": [34, 51, 29, 77], "sex": ["F", "M", "F", "M"]})
 
 
 @pytest.fixture(scope="module")
-def state(broker: BrokerProcess) -> Iterator[BrokerState]:
-    opened = BrokerState.open(BrokerConfig.load(broker.config_path))
-    yield opened
-    opened.close()
-
-
-@pytest.fixture(scope="module")
 def job_id(broker: BrokerProcess) -> str:
     return submit_job(broker, "binding-direct")
-
-
-def parquet_bytes(frame: pd.DataFrame) -> bytes:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    return buffer.getvalue()
 
 
 def sha256(data: bytes) -> str:
@@ -75,20 +68,6 @@ def signed_verdict(
 
 def own_verdict(broker: BrokerProcess, supplier: str, job_id: str, sha: str) -> SignedDocument:
     return signed_verdict(broker.pki.paths_for(Role.SUPPLIER, supplier), supplier, job_id, sha)
-
-
-def supplier_stub(broker: BrokerProcess, name: str) -> supplier_pb2_grpc.SupplierServiceStub:
-    return supplier_pb2_grpc.SupplierServiceStub(broker.channel(Role.SUPPLIER, name))
-
-
-def next_task(broker: BrokerProcess, name: str, job_id: str, kind: str) -> supplier_pb2.Task:
-    stream = supplier_stub(broker, name).Subscribe(
-        supplier_pb2.SubscribeRequest(supplier=name), timeout=30
-    )
-    try:
-        return next(t for t in stream if t.job_id == job_id and t.kind == kind)
-    finally:
-        stream.cancel()
 
 
 def upload_part(broker: BrokerProcess, name: str, task: supplier_pb2.Task) -> tuple[str, int]:
@@ -141,14 +120,7 @@ def run_local_job(
             ),
             timeout=20,
         )
-    deadline = time.monotonic() + 60
-    while (status := ops.GetJob(operator_pb2.JobRef(job_id=job_id), timeout=10)).state not in (
-        "succeeded",
-        "failed",
-    ):
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
-    return job_id, status
+    return job_id, ended_job(broker, job_id, timeout_s=60)
 
 
 def rejected_reasons(broker: BrokerProcess, job_id: str) -> list[str]:
