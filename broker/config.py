@@ -60,6 +60,23 @@ class LimitsConfig(BaseModel):
         description="Total declared size of one supplier's unfinished uploads (the disk it may "
         "claim); an upload that would pass it is refused with RESOURCE_EXHAUSTED.",
     )
+    max_supplier_rows: int = Field(
+        10_000_000,
+        ge=1,
+        description="Rows of one supplier's raw, prepared or synthetic table the broker takes; "
+        "it pools them in memory, so a table declaring more is refused before it is decoded.",
+    )
+    max_supplier_table_bytes: int = Field(
+        2 * 1024**3,
+        ge=1,
+        description="Bytes one supplier's table may take decoded (text at full length).",
+    )
+    step_workers: int = Field(
+        2,
+        ge=1,
+        description="Broker steps (fits, audits, merges) run at once, each for another job, so "
+        "a long fit does not hold up other jobs; each may hold its job's rows in memory.",
+    )
     max_streams_per_principal: int | None = Field(
         None,
         ge=1,

@@ -9,6 +9,8 @@ closed and its raw and prepared rows deleted, with the deletion in the audit log
 A DP round whose masked vectors did not all arrive is restarted: its steps' results are dropped,
 the restart (new round id, the remaining participants) is persisted in `job_restarts`, and the
 round's steps run again as a new attempt with task ids of their own.
+Broker steps (fits, audits, merges, releases) run on a pool of `limits.step_workers` threads,
+at most one per job, so a long fit for one job does not hold up the steps of the others.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +60,8 @@ class Attempt:
 
 
 class Orchestrator:
-    """Advances every submitted or running job, on a background thread or one `tick` at a time."""
+    """Advances every submitted or running job on a background thread; broker steps run on
+    `step_workers` threads of their own (default `limits.step_workers`)."""
 
     def __init__(
         self,
@@ -64,24 +69,40 @@ class Orchestrator:
         poll_s: float = POLL_S,
         on_health: Callable[[bool], None] = lambda healthy: None,
         retry_s: float = RETRY_S,
+        step_workers: int | None = None,
     ) -> None:
         self.state = state
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.on_health = on_health
         self._healthy = True
+        self._health_guard = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="orchestrator", daemon=True)
+        self._workers = ThreadPoolExecutor(
+            step_workers or state.config.limits.step_workers, thread_name_prefix="broker-step"
+        )
+        self._guard = threading.Lock()
+        self._in_flight: set[str] = set()
+        self._storage_faults: dict[str, float] = {}
         state.db.create_tables(STEPS_SCHEMA)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop taking up steps and wait for the running ones: they end at their next
+        checkpoint, unrecorded, and a restarted broker runs them again."""
         self._stop.set()
         self.state.notify_tasks()
         if self._thread.is_alive():
             self._thread.join()
+        self._workers.shutdown(wait=True)
+
+    def busy(self, job_id: str) -> bool:
+        """Whether a broker step of the job is running now."""
+        with self._guard:
+            return job_id in self._in_flight
 
     def _loop(self) -> None:
         """Tick until stopped. A pass that fails outside any one job (the store cannot be
@@ -94,12 +115,16 @@ class Orchestrator:
                 self._set_healthy(False)
                 self._stop.wait(self.retry_s)
                 continue
-            self._set_healthy(True)
+            with self._guard:
+                healthy = not self._storage_faults
+            self._set_healthy(healthy)
             with self.state.tasks_changed:
                 self.state.tasks_changed.wait(timeout=self.poll_s)
 
     def _set_healthy(self, healthy: bool) -> None:
-        if healthy != self._healthy and not self._stop.is_set():
+        with self._health_guard:
+            if healthy == self._healthy or self._stop.is_set():
+                return
             self._healthy = healthy
             if healthy:
                 log.warning("job runner recovered")
@@ -109,9 +134,16 @@ class Orchestrator:
         """One pass over the unfinished jobs; the store's own errors end the pass, since they
         say nothing about the job being advanced."""
         store = self.state.store
-        for job in store.jobs(JobState.SUBMITTED) + store.jobs(JobState.RUNNING):
+        unfinished = store.jobs(JobState.SUBMITTED) + store.jobs(JobState.RUNNING)
+        with self._guard:
+            ids = {job.job_id for job in unfinished}
+            for ended in [j for j in self._storage_faults if j not in ids]:
+                del self._storage_faults[ended]
+        for job in unfinished:
             if self._stop.is_set():
                 return
+            if self.busy(job.job_id) or self._resting(job.job_id):
+                continue
             try:
                 self.advance(job)
             except StepFailed as exc:
@@ -155,33 +187,107 @@ class Orchestrator:
             dp_round = _round(job, spec, step, restarts, participants)
             ctx = JobContext(self.state, job, spec, results, participants, dp_round, self._stop)
             if step.party is Party.BROKER:
-                log.info("job %s: step %s started", job.job_id, step.name)
-                try:
-                    result = ALL_ACTIONS[step.action](ctx)
-                except RoundRestart as restart:
-                    self._restart(job.job_id, plan, restarts, restart)
-                    return
-                except StepInterrupted as why:
-                    log.info("job %s: step %s stopped: %s", job.job_id, step.name, why)
-                    return
-                except Exception:
-                    # Ending a job purges its rows, so a step still reading them fails: that
-                    # failure is the job's end, not a fault of the step.
-                    state = self.state.settled_state(job.job_id)
-                    if state == JobState.RUNNING:
-                        raise
-                    log.info("job %s: step %s stopped: the job is %s", job.job_id, step.name, state)
-                    return
-            else:
-                attempt = again.attempt if again is not None else 0
-                waited = self._supplier_step(ctx, i, step, attempt)
-                if waited is None:
-                    return
-                result = waited
-                participants = sorted(result["suppliers"])
+                self._launch(ctx, i, step, plan, restarts)
+                return
+            attempt = again.attempt if again is not None else 0
+            result = self._supplier_step(ctx, i, step, attempt)
+            if result is None:
+                return
+            participants = sorted(result["suppliers"])
             self._record(job.job_id, i, step, result)
             results[step.name] = result
         self._finish(job.job_id, JobState.SUCCEEDED, "")
+
+    def _launch(
+        self,
+        ctx: JobContext,
+        index: int,
+        step: Step,
+        plan: tuple[Step, ...],
+        restarts: dict[int, Attempt],
+    ) -> None:
+        """Run broker step `index` of the job on a worker; its end wakes the job runner."""
+        job_id = ctx.job.job_id
+        with self._guard:
+            self._in_flight.add(job_id)
+        log.info("job %s: step %s started", job_id, step.name)
+        try:
+            self._workers.submit(self._run_step, ctx, index, step, plan, restarts)
+        except RuntimeError:  # the pool shut down: the broker is stopping
+            self._landed(job_id)
+
+    def _run_step(
+        self,
+        ctx: JobContext,
+        index: int,
+        step: Step,
+        plan: tuple[Step, ...],
+        restarts: dict[int, Attempt],
+    ) -> None:
+        """A broker step and what its outcome does to the job. A store error (a full disk)
+        leaves the job running: the step runs again after `retry_s`, and until it succeeds
+        the broker reports NOT_SERVING."""
+        job_id = ctx.job.job_id
+        try:
+            self._outcome(ctx, index, step, plan, restarts)
+        except sqlite3.OperationalError as exc:
+            log.exception("job %s: step %s could not be stored (%s)", job_id, step.name, exc)
+            with self._guard:
+                self._storage_faults[job_id] = time.monotonic() + self.retry_s
+            self._set_healthy(False)
+        except Exception as exc:
+            log.exception("job %s: step %s ended without an outcome", job_id, step.name)
+            self._finish(job_id, JobState.FAILED, f"broker error: {exc}")
+        else:
+            with self._guard:
+                self._storage_faults.pop(job_id, None)
+        finally:
+            self._landed(job_id)
+
+    def _outcome(
+        self,
+        ctx: JobContext,
+        index: int,
+        step: Step,
+        plan: tuple[Step, ...],
+        restarts: dict[int, Attempt],
+    ) -> None:
+        job_id = ctx.job.job_id
+        try:
+            result = ALL_ACTIONS[step.action](ctx)
+        except RoundRestart as restart:
+            self._restart(job_id, plan, restarts, restart)
+            return
+        except StepInterrupted as why:
+            log.info("job %s: step %s stopped: %s", job_id, step.name, why)
+            return
+        except StepFailed as exc:
+            self._finish(job_id, JobState.FAILED, str(exc))
+            return
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:
+            # Ending a job purges its rows, so a step still reading them fails: that failure
+            # is the job's end, not a fault of the step.
+            state = self.state.settled_state(job_id)
+            if state != JobState.RUNNING:
+                log.info("job %s: step %s stopped: the job is %s", job_id, step.name, state)
+                return
+            log.exception("job %s: unexpected error", job_id)
+            self._finish(job_id, JobState.FAILED, f"broker error: {exc}")
+            return
+        self._record(job_id, index, step, result)
+
+    def _landed(self, job_id: str) -> None:
+        with self._guard:
+            self._in_flight.discard(job_id)
+        self.state.notify_tasks()
+
+    def _resting(self, job_id: str) -> bool:
+        """Whether the job waits out `retry_s` after its step failed to be stored."""
+        with self._guard:
+            until = self._storage_faults.get(job_id)
+        return until is not None and time.monotonic() < until
 
     def restarts(self, job_id: str) -> dict[int, Attempt]:
         """The latest restart of each DP round of the job that was restarted."""

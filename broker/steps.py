@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from broker.config import LimitsConfig
 from broker.releases import ReleaseRefused, charges_spent, publish
 from broker.state import BrokerState
 from broker.store import JobRow, age_s
@@ -48,13 +49,6 @@ from fedsynth.wire.v1 import supplier_pb2
 
 SOURCE_COLUMN = "source"
 CHECK_S = 0.25
-MAX_SUPPLIER_ROWS = 10_000_000
-"""The most raw or prepared rows one supplier may send: the broker pools them in memory, so a
-Parquet file that declares more (a few kB of run-length encoding can declare millions) is refused
-from its footer, before any row is decoded."""
-MAX_SUPPLIER_BYTES = 2 << 30
-"""The most bytes one supplier's table may take decoded (text cells at their full length); the
-footer's uncompressed sizes are checked first, then each batch before its dictionaries expand."""
 STATISTICS = supplier_pb2.UPLOAD_KIND_STATISTICS
 
 
@@ -110,6 +104,10 @@ class JobContext:
     def broker_uri(self) -> str:
         config = self.state.config
         return f"spiffe://{config.federation}/broker/{config.name}"
+
+    def table_limits(self) -> TableLimits:
+        """How much of one supplier's table this broker takes."""
+        return TableLimits.of(self.state.config.limits)
 
     def schema(self) -> TableSchema:
         """The schema that is modelled and released (no direct identifiers, no tokens)."""
@@ -191,12 +189,33 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass(frozen=True)
+class TableLimits:
+    """How much of one supplier's table the broker takes (`limits.max_supplier_rows` and
+    `limits.max_supplier_table_bytes`). The broker pools the tables in memory, so a Parquet
+    file that declares more rows (a few kB of run-length encoding can declare millions) is
+    refused from its footer, before any row is decoded; the bytes are counted decoded (text
+    cells at their full length), from the footer first, then batch by batch before dictionaries
+    expand."""
+
+    rows: int
+    bytes: int
+
+    @classmethod
+    def of(cls, limits: LimitsConfig) -> TableLimits:
+        return cls(limits.max_supplier_rows, limits.max_supplier_table_bytes)
+
+
 def _open_parquet(
-    label: str, data: bytes, allowed: list[str] | None, rows: int | None = None
+    label: str,
+    data: bytes,
+    allowed: list[str] | None,
+    limits: TableLimits,
+    rows: int | None = None,
 ) -> pq.ParquetFile:
     """A supplier's Parquet file, refused from its footer alone: other than `rows` rows (when
-    given) or more than MAX_SUPPLIER_ROWS, columns outside `allowed` (None: any), nested
-    columns, or more than MAX_SUPPLIER_BYTES uncompressed.
+    given) or more than `limits.rows`, columns outside `allowed` (None: any), nested columns,
+    or more than `limits.bytes` uncompressed.
 
     Text columns are opened dictionary-encoded, so no cell is expanded before `_batches` has
     counted what it would take."""
@@ -207,10 +226,10 @@ def _open_parquet(
     meta, columns = found.metadata, found.schema_arrow
     if rows is not None and meta.num_rows != rows:
         raise StepFailed(f"{label}: the file has {meta.num_rows} rows; the job asked for {rows}")
-    if meta.num_rows > MAX_SUPPLIER_ROWS:
+    if meta.num_rows > limits.rows:
         raise StepFailed(
-            f"{label}: the file declares {meta.num_rows} rows; at most {MAX_SUPPLIER_ROWS} "
-            "are taken from one supplier"
+            f"{label}: the file declares {meta.num_rows} rows; at most {limits.rows} are taken "
+            "from one supplier (the broker's limits.max_supplier_rows)"
         )
     undeclared = [n for n in columns.names if allowed is not None and n not in allowed]
     if undeclared:
@@ -224,9 +243,10 @@ def _open_parquet(
     if nested:
         raise StepFailed(f"{label}: columns {nested} hold nested values; cells hold one value")
     size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    if size > MAX_SUPPLIER_BYTES:
+    if size > limits.bytes:
         raise StepFailed(
-            f"{label}: the file takes {size} bytes uncompressed; at most {MAX_SUPPLIER_BYTES}"
+            f"{label}: the file takes {size} bytes uncompressed; at most {limits.bytes} (the "
+            "broker's limits.max_supplier_table_bytes)"
         )
     texts = [f.name for f in columns if _is_text(f.type)]
     return pq.ParquetFile(io.BytesIO(data), read_dictionary=texts)
@@ -244,14 +264,17 @@ def _is_text(kind: pa.DataType) -> bool:
     )
 
 
-def _batches(label: str, found: pq.ParquetFile) -> Iterator[pa.RecordBatch]:
-    """The file's rows in batches, refused once they would take more than MAX_SUPPLIER_BYTES
+def _batches(label: str, found: pq.ParquetFile, limits: TableLimits) -> Iterator[pa.RecordBatch]:
+    """The file's rows in batches, refused once they would take more than `limits.bytes`
     decoded (a dictionary of one long value repeated on every row is counted at full length)."""
     total = 0
     for batch in found.iter_batches(batch_size=PARQUET_BATCH_ROWS):
         total += sum(_decoded_bytes(array) for array in batch.columns)
-        if total > MAX_SUPPLIER_BYTES:
-            raise StepFailed(f"{label}: the rows take more than {MAX_SUPPLIER_BYTES} bytes decoded")
+        if total > limits.bytes:
+            raise StepFailed(
+                f"{label}: the rows take more than {limits.bytes} bytes decoded (the broker's "
+                "limits.max_supplier_table_bytes)"
+            )
         yield batch
     if found.metadata.num_rows == 0:
         yield pa.RecordBatch.from_pylist([], schema=found.schema_arrow)
@@ -269,7 +292,7 @@ def _decoded_bytes(array: pa.Array) -> int:
 
 
 def read_supplier_table(
-    label: str, data: bytes, schema: TableSchema, rows: int | None = None
+    label: str, data: bytes, schema: TableSchema, limits: TableLimits, rows: int | None = None
 ) -> pd.DataFrame:
     """A supplier's table (of exactly `rows` rows when given), read only if every cell is valid
     under `schema`.
@@ -278,13 +301,13 @@ def read_supplier_table(
     one invalid cell fails the step (reason: the column, how many cells and the rule) rather
     than dropping the row, since a supplier that sends invalid rows is not to be trusted with
     the rest of the table either."""
-    found = _open_parquet(label, data, schema.names, rows)
+    found = _open_parquet(label, data, schema.names, limits, rows)
     missing = [n for n in schema.names if n not in found.schema_arrow.names]
     if missing:
         raise StepFailed(f"{label}: the schema's columns {missing} are missing")
     typed: list[pa.RecordBatch] = []
     broken: dict[str, Counter[Rule]] = {}
-    for batch in _batches(label, found):
+    for batch in _batches(label, found, limits):
         arrays = []
         for column in schema.columns:
             try:
@@ -311,10 +334,12 @@ def read_supplier_table(
     return to_pandas(pa.Table.from_batches(typed), schema)
 
 
-def read_raw_rows(label: str, data: bytes, allowed: list[str] | None) -> pd.DataFrame:
+def read_raw_rows(
+    label: str, data: bytes, allowed: list[str] | None, limits: TableLimits
+) -> pd.DataFrame:
     """A supplier's raw rows as the text the prep pipeline takes (None for empty cells), as the
     supplier agent sends them; a column stored as anything but text is refused, naming it."""
-    found = _open_parquet(label, data, allowed)
+    found = _open_parquet(label, data, allowed, limits)
     typed = []
     for f in found.schema_arrow:
         stored = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
@@ -324,7 +349,7 @@ def read_raw_rows(label: str, data: bytes, allowed: list[str] | None) -> pd.Data
         raise StepFailed(f"{label}: columns {', '.join(typed)} are not text; raw rows are text")
     names = found.schema_arrow.names
     columns: dict[str, list[Any]] = {n: [] for n in names}
-    for batch in _batches(label, found):
+    for batch in _batches(label, found, limits):
         for name, array in zip(names, batch.columns, strict=True):
             columns[name].extend(as_text(array).to_pylist())
     return pd.DataFrame(columns, dtype=object)
@@ -519,7 +544,7 @@ def merge_and_release(ctx: JobContext) -> dict[str, Any]:
                 f"asked it for {share}"
             )
         label = f"{supplier}'s synthetic part"
-        frame = read_supplier_table(label, data, schema, rows=share)
+        frame = read_supplier_table(label, data, schema, ctx.table_limits(), rows=share)
         if ctx.spec.merge_source_column:
             frame[SOURCE_COLUMN] = supplier
         frames.append(frame)
@@ -550,7 +575,9 @@ def synthesize_centrally(ctx: JobContext) -> dict[str, Any]:
                 supplier, results[supplier], "prepared.parquet", supplier_pb2.UPLOAD_KIND_PREPARED
             )
             label = f"{supplier}'s prepared rows"
-            frame = read_supplier_table(label, data, ctx.supplier_schema(supplier))
+            frame = read_supplier_table(
+                label, data, ctx.supplier_schema(supplier), ctx.table_limits()
+            )
         frames.append(frame)
         ctx.checkpoint()
     linked = None
@@ -603,7 +630,7 @@ def _prepared_raw_rows(ctx: JobContext, supplier: str, result: dict[str, Any]) -
     data = ctx.upload(supplier, result, "raw.parquet", supplier_pb2.UPLOAD_KIND_RAW)
     # A site sends its source as it is: columns its prep spec derives from, or never names,
     # are read and left to preparation, which keeps only the schema's.
-    raw = read_raw_rows(label, data, None)
+    raw = read_raw_rows(label, data, None, ctx.table_limits())
     try:
         frame, _ = prepare(raw, prep, ctx.spec.table_schema)
     except Exception as exc:

@@ -64,6 +64,17 @@ def test_cancelling_a_job_stops_its_fit_and_frees_the_broker_for_the_next_job(
         assert [r.job_id for r in ops.releases()] == [quick]
 
 
+def test_a_long_fit_does_not_hold_up_the_steps_of_other_jobs(fed: Federation) -> None:
+    endless = fed.submit(endless_job("long-fit"))
+    wait_for(lambda: fits_started(fed, endless) == 1)
+    quick = fed.submit(job("beside-a-long-fit", "central", SUPPLIERS))
+    assert fed.wait(quick).state == "succeeded"
+    with fed.operator() as ops:
+        assert ops.status(endless).state == "running"
+        ops.cancel(endless)
+    wait_for(lambda: stopped(fed, endless, "the job is cancelled"), timeout=60)
+
+
 def test_a_fit_running_past_the_job_time_limit_fails_the_job(fed: Federation) -> None:
     endless = fed.submit(endless_job("overdue", timeouts={"job_s": 10}))
     finished = fed.wait(endless, timeout=90)

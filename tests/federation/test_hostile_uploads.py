@@ -12,6 +12,7 @@ import io
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -21,15 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from broker.config import BrokerConfig
+from broker.config import BrokerConfig, LimitsConfig
 from broker.state import BrokerState
-from broker.steps import (
-    MAX_SUPPLIER_BYTES,
-    MAX_SUPPLIER_ROWS,
-    STATISTICS,
-    JobContext,
-    StepFailed,
-)
+from broker.steps import STATISTICS, JobContext, StepFailed
 from broker.store import UploadRow
 from fedsynth.jobs import JobSpec, JobState
 from fedsynth.security.attestation import sign_document
@@ -63,6 +58,7 @@ SCHEMA: dict[str, Any] = {
     ],
 }
 CHUNK = 60 * 1024
+DEFAULTS = LimitsConfig()
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +239,7 @@ def test_prepared_rows_outside_the_domain_or_with_extra_columns_fail_the_job(
 def test_raw_parquet_declaring_more_rows_than_the_cap_is_refused_from_its_footer(
     broker: BrokerProcess,
 ) -> None:
-    rows = MAX_SUPPLIER_ROWS + 1
+    rows = DEFAULTS.max_supplier_rows + 1
     zeros = pa.array(np.zeros(rows, dtype=np.int32))
     bomb = pa.table(
         {
@@ -257,8 +253,9 @@ def test_raw_parquet_declaring_more_rows_than_the_cap_is_refused_from_its_footer
     send_rows(broker, job_id, "upload_raw", {HOSTILE: parquet(bomb), HONEST: honest})
     reason = failure(broker, job_id)
     assert (
-        f"{HOSTILE}'s raw rows: the file declares {rows} rows; at most {MAX_SUPPLIER_ROWS}"
-        in reason
+        f"{HOSTILE}'s raw rows: the file declares {rows} rows; at most "
+        f"{DEFAULTS.max_supplier_rows} are taken from one supplier (the broker's "
+        "limits.max_supplier_rows)" in reason
     )
     assert time.monotonic() - started < 30
 
@@ -266,7 +263,7 @@ def test_raw_parquet_declaring_more_rows_than_the_cap_is_refused_from_its_footer
 def test_raw_parquet_whose_text_expands_past_the_byte_bound_is_refused_before_decoding(
     broker: BrokerProcess,
 ) -> None:
-    rows = MAX_SUPPLIER_BYTES // (64 << 10) + 1
+    rows = DEFAULTS.max_supplier_table_bytes // (64 << 10) + 1
     indices = pa.array(np.zeros(rows, dtype=np.int32))
     bomb = pa.table(
         {
@@ -283,9 +280,24 @@ def test_raw_parquet_whose_text_expands_past_the_byte_bound_is_refused_before_de
     )
     reason = failure(broker, job_id)
     assert (
-        f"{HOSTILE}'s raw rows: the rows take more than {MAX_SUPPLIER_BYTES} bytes decoded"
-        in reason
+        f"{HOSTILE}'s raw rows: the rows take more than {DEFAULTS.max_supplier_table_bytes} "
+        "bytes decoded (the broker's limits.max_supplier_table_bytes)" in reason
     )
+
+
+def test_the_operator_sets_how_many_rows_the_broker_takes_from_one_supplier(
+    tmp_path: Path,
+) -> None:
+    with running_broker(tmp_path, max_supplier_rows=150) as capped:
+        job_id = submit(capped, "central")
+        rows = {HOSTILE: parquet(people(200).astype(str)), HONEST: parquet(people(100).astype(str))}
+        send_rows(capped, job_id, "upload_raw", rows)
+        reason = failure(capped, job_id)
+    assert (
+        f"{HOSTILE}'s raw rows: the file declares 200 rows; at most 150 are taken from one "
+        "supplier (the broker's limits.max_supplier_rows)" in reason
+    )
+    assert HONEST not in reason
 
 
 def test_raw_rows_stored_as_integers_fail_the_job_naming_supplier_and_column(
