@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 
 from broker.errors import Refusal
@@ -12,6 +14,8 @@ from broker.state import BrokerState
 from broker.store import JobRow
 from fedsynth.jobs import JobSpec, JobSpecError, JobState
 from fedsynth.wire.v1 import common_pb2, operator_pb2, operator_pb2_grpc
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
@@ -41,13 +45,27 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"suppliers not enrolled at this broker: {unknown}",
             )
-        row = self.state.store.create_job(
+        if request.request_id and not REQUEST_ID.fullmatch(request.request_id):
+            raise Refusal(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "request_id must be 1 to 128 of the characters A-Z a-z 0-9 . _ : -",
+            )
+        row, created = self.state.store.submit_job(
             name=spec.name,
             topology=spec.topology.value,
             spec_json=spec.canonical_json(),
             spec_sha256=spec.spec_hash,
             submitted_by=principal.uri,
+            request_id=request.request_id,
         )
+        if row.spec_sha256 != spec.spec_hash:
+            raise Refusal(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"request_id {request.request_id!r} already submitted job {row.job_id} with "
+                "another spec; a new submission takes a new request_id",
+            )
+        if not created:
+            return job_message(row)
         self.state.audit.append(
             principal.uri,
             "job.submitted",

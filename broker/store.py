@@ -21,6 +21,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY, name TEXT NOT NULL, topology TEXT NOT NULL, state TEXT NOT NULL,
     spec_json BLOB NOT NULL, spec_sha256 TEXT NOT NULL, submitted_by TEXT NOT NULL,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS job_requests (
+    submitted_by TEXT NOT NULL, request_id TEXT NOT NULL,
+    job_id TEXT NOT NULL REFERENCES jobs(job_id), PRIMARY KEY (submitted_by, request_id));
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(job_id),
     supplier TEXT NOT NULL, kind TEXT NOT NULL, payload_json BLOB NOT NULL,
@@ -203,14 +206,47 @@ class Store:
     def create_job(
         self, *, name: str, topology: str, spec_json: bytes, spec_sha256: str, submitted_by: str
     ) -> JobRow:
-        job_id = new_id("job")
-        stamp = now_iso()
+        return self.submit_job(
+            name=name,
+            topology=topology,
+            spec_json=spec_json,
+            spec_sha256=spec_sha256,
+            submitted_by=submitted_by,
+            request_id="",
+        )[0]
+
+    def submit_job(
+        self,
+        *,
+        name: str,
+        topology: str,
+        spec_json: bytes,
+        spec_sha256: str,
+        submitted_by: str,
+        request_id: str,
+    ) -> tuple[JobRow, bool]:
+        """A new submitted job and True; or, when `submitted_by` sent `request_id` before, the
+        job that request created and False. Checked and created in one transaction, so a retry
+        arriving while the first request is still being handled finds its job."""
         with self.db.transaction() as conn:
+            if request_id:
+                found = conn.execute(
+                    "SELECT job_id FROM job_requests WHERE submitted_by = ? AND request_id = ?",
+                    (submitted_by, request_id),
+                ).fetchone()
+                if found is not None:
+                    return self.job(found["job_id"]), False
+            job_id = new_id("job")
+            stamp = now_iso()
             conn.execute(
                 "INSERT INTO jobs VALUES (?, ?, ?, 'submitted', ?, ?, ?, ?, ?, '')",
                 (job_id, name, topology, spec_json, spec_sha256, submitted_by, stamp, stamp),
             )
-        return self.job(job_id)
+            if request_id:
+                conn.execute(
+                    "INSERT INTO job_requests VALUES (?, ?, ?)", (submitted_by, request_id, job_id)
+                )
+        return self.job(job_id), True
 
     def job(self, job_id: str) -> JobRow:
         rows = self.db.query("SELECT * FROM jobs WHERE job_id = ?", (job_id,))

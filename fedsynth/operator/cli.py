@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedsynth.cli_connection import Connection
-from fedsynth.jobs import JobSpec, JobSpecError
+from fedsynth.jobs import JobSpec, JobSpecError, JobState
 from fedsynth.listing import print_listing
 from fedsynth.operator.client import OperatorClient
 from fedsynth.wire.v1 import operator_pb2
@@ -73,13 +73,41 @@ def _jobs(jobs: list[operator_pb2.Job]) -> None:
 
 
 @app.command()
-def submit(ctx: typer.Context, spec: Path = typer.Argument(..., help="Job spec (YAML).")) -> None:
-    """Validate a job spec locally and submit it."""
+def submit(
+    ctx: typer.Context,
+    spec: Path = typer.Argument(..., help="Job spec (YAML)."),
+    again: bool = typer.Option(
+        False,
+        "--again",
+        help="Start the job even while one with this same spec is unfinished (each run spends "
+        "the suppliers' privacy budget again).",
+    ),
+) -> None:
+    """Validate a job spec locally and submit it.
+
+    Refused while a job with the same spec is still submitted or running, unless --again:
+    a second run by mistake spends the suppliers' privacy budget twice. A submission whose
+    reply is lost is retried without starting a second job."""
     try:
         job_spec = JobSpec.load(spec)
     except JobSpecError as exc:
         _fail(str(exc))
-    job = _call(_client(ctx).submit, job_spec)
+    client = _client(ctx)
+    if not again:
+        unfinished = [
+            job
+            for state in (JobState.SUBMITTED, JobState.RUNNING)
+            for job in _call(client.jobs, state.value)
+            if job.spec_sha256 == job_spec.spec_hash
+        ]
+        if unfinished:
+            same = unfinished[0]
+            _fail(
+                f"job {same.job_id} ({same.name!r}, {same.state} since {same.created_at}) has "
+                f"this same spec and has not finished; wait for it, cancel it, or pass --again "
+                "to start another run"
+            )
+    job = _call(client.submit, job_spec)
     typer.echo(f"submitted {job.job_id} (spec sha256 {job.spec_sha256})")
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
+
+import grpc
 
 from fedsynth.jobs import JobSpec
 from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.v1 import common_pb2, operator_pb2, operator_pb2_grpc
+
+SUBMIT_ATTEMPTS = 3
+RESUBMIT_PAUSE_S = 1.0
+RESUBMITTABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
 class OperatorClient:
@@ -35,9 +43,23 @@ class OperatorClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def submit(self, spec: JobSpec) -> operator_pb2.Job:
-        request = operator_pb2.SubmitJobRequest(spec_json=spec.canonical_json())
-        return self._stub.SubmitJob(request, timeout=self.timeout)
+    def submit(
+        self, spec: JobSpec, *, request_id: str | None = None, attempts: int = SUBMIT_ATTEMPTS
+    ) -> operator_pb2.Job:
+        """Submit `spec` as one job. The request carries `request_id` (a fresh random one when
+        None), so a submission whose reply was lost (UNAVAILABLE, DEADLINE_EXCEEDED) is sent
+        again, up to `attempts` times, without starting a second job."""
+        request = operator_pb2.SubmitJobRequest(
+            spec_json=spec.canonical_json(), request_id=request_id or uuid.uuid4().hex
+        )
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._stub.SubmitJob(request, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                if exc.code() not in RESUBMITTABLE or attempt == attempts:
+                    raise
+                time.sleep(RESUBMIT_PAUSE_S * attempt)
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
 
     def status(self, job_id: str) -> operator_pb2.Job:
         return self._stub.GetJob(operator_pb2.JobRef(job_id=job_id), timeout=self.timeout)

@@ -8,10 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("spec_json",)
+    __slots__ = ("spec_json", "request_id")
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     spec_json: bytes
-    def __init__(self, spec_json: _Optional[bytes] = ...) -> None: ...
+    request_id: str
+    def __init__(self, spec_json: _Optional[bytes] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("job_id",)
