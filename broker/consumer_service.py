@@ -9,7 +9,7 @@ import grpc
 
 from broker.errors import Refusal
 from broker.interceptor import principal_of
-from broker.messages import release_summary
+from broker.messages import release_page, release_summary
 from broker.rpc import refusals_abort, stream_refusals_abort
 from broker.state import BrokerState
 from broker.store import ReleaseRow
@@ -37,9 +37,7 @@ class ConsumerService(consumer_pb2_grpc.ConsumerServiceServicer):
     def ListReleases(
         self, request: common_pb2.ListReleasesRequest, context: grpc.ServicerContext
     ) -> common_pb2.ReleaseList:
-        return common_pb2.ReleaseList(
-            releases=[release_summary(r) for r in self.state.store.releases()]
-        )
+        return release_page(self.state, request)
 
     @refusals_abort
     def GetRelease(

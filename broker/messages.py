@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from broker.paging import page_request, page_token
+from broker.state import BrokerState
 from broker.store import CandidateRow, JobRow, ReleaseRow
 from fedsynth.wire.v1 import common_pb2, operator_pb2
 
@@ -43,4 +45,16 @@ def release_summary(row: ReleaseRow) -> common_pb2.ReleaseSummary:
         topology=row.topology,
         synthesizer=row.synthesizer,
         created_at=row.created_at,
+    )
+
+
+def release_page(
+    state: BrokerState, request: common_pb2.ListReleasesRequest
+) -> common_pb2.ReleaseList:
+    """The page of releases `request` asks for (operators and consumers list the same)."""
+    asked = page_request(request.page_size, request.page_token)
+    page = state.store.releases(after=asked.after, limit=asked.limit)
+    return common_pb2.ReleaseList(
+        releases=[release_summary(r) for r in page.rows],
+        next_page_token=page_token(page.next_after),
     )

@@ -8,7 +8,8 @@ import grpc
 
 from broker.errors import Refusal
 from broker.interceptor import principal_of
-from broker.messages import candidate_message, job_message, release_summary
+from broker.messages import candidate_message, job_message, release_page
+from broker.paging import page_request, page_token
 from broker.rpc import refusals_abort
 from broker.state import BrokerState
 from broker.store import JobRow
@@ -107,8 +108,10 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"unknown state {request.state!r}; states are {[s.value for s in JobState]}",
             )
+        asked = page_request(request.page_size, request.page_token)
+        page = self.state.store.jobs(request.state, after=asked.after, limit=asked.limit)
         return operator_pb2.JobList(
-            jobs=[job_message(j) for j in self.state.store.jobs(request.state)]
+            jobs=[job_message(j) for j in page.rows], next_page_token=page_token(page.next_after)
         )
 
     @refusals_abort
@@ -142,13 +145,15 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
     def ListCandidates(
         self, request: operator_pb2.ListCandidatesRequest, context: grpc.ServicerContext
     ) -> operator_pb2.CandidateList:
-        rows = self.state.store.candidates(request.job_id)
-        return operator_pb2.CandidateList(candidates=[candidate_message(c) for c in rows])
+        asked = page_request(request.page_size, request.page_token)
+        page = self.state.store.candidates(request.job_id, after=asked.after, limit=asked.limit)
+        return operator_pb2.CandidateList(
+            candidates=[candidate_message(c) for c in page.rows],
+            next_page_token=page_token(page.next_after),
+        )
 
     @refusals_abort
     def ListReleases(
         self, request: common_pb2.ListReleasesRequest, context: grpc.ServicerContext
     ) -> common_pb2.ReleaseList:
-        return common_pb2.ReleaseList(
-            releases=[release_summary(r) for r in self.state.store.releases()]
-        )
+        return release_page(self.state, request)

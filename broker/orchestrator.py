@@ -134,7 +134,7 @@ class Orchestrator:
         """One pass over the unfinished jobs; the store's own errors end the pass, since they
         say nothing about the job being advanced."""
         store = self.state.store
-        unfinished = store.jobs(JobState.SUBMITTED) + store.jobs(JobState.RUNNING)
+        unfinished = store.jobs(JobState.SUBMITTED).rows + store.jobs(JobState.RUNNING).rows
         with self._guard:
             ids = {job.job_id for job in unfinished}
             for ended in [j for j in self._storage_faults if j not in ids]:

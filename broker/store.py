@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS suppliers (
@@ -64,6 +64,19 @@ def age_s(stamp: str) -> float:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(8)}"
+
+
+ALL = -1
+"""A listing's `limit` for every row (SQLite's LIMIT -1)."""
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Page(Generic[R]):
+    """Some rows of a listing, and the row to list on after (None when these were the last)."""
+
+    rows: list[R]
+    next_after: int | None
 
 
 @dataclass(frozen=True)
@@ -254,9 +267,11 @@ class Store:
             raise KeyError(f"no job {job_id!r}")
         return JobRow(**dict(rows[0]))
 
-    def jobs(self, state: str = "") -> list[JobRow]:
-        sql = "SELECT * FROM jobs" + (" WHERE state = ?" if state else "") + " ORDER BY created_at"
-        return [JobRow(**dict(r)) for r in self.db.query(sql, (state,) if state else ())]
+    def jobs(self, state: str = "", *, after: int = 0, limit: int = ALL) -> Page[JobRow]:
+        """Jobs (in `state` when given) in the order they were submitted, from `after` on."""
+        where = ("state = ?", (state,)) if state else ("", ())
+        rows, next_after = self._page("jobs", *where, after, limit)
+        return Page([JobRow(**r) for r in rows], next_after)
 
     def set_job_state(self, job_id: str, state: str, reason: str = "") -> JobRow:
         with self.db.transaction() as conn:
@@ -442,21 +457,27 @@ class Store:
             )
         return candidate_id
 
-    def candidates(self, job_id: str = "") -> list[CandidateRow]:
-        sql = "SELECT * FROM candidates" + (" WHERE job_id = ?" if job_id else "")
-        rows = self.db.query(sql + " ORDER BY created_at", (job_id,) if job_id else ())
-        return [
-            CandidateRow(
-                r["candidate_id"],
-                r["job_id"],
-                r["verdict"],
-                tuple(json.loads(r["reasons_json"])),
-                r["dataset_sha256"],
-                r["release_id"],
-                r["created_at"],
-            )
-            for r in rows
-        ]
+    def candidates(
+        self, job_id: str = "", *, after: int = 0, limit: int = ALL
+    ) -> Page[CandidateRow]:
+        """Candidates (of `job_id` when given) in the order they were made, from `after` on."""
+        where = ("job_id = ?", (job_id,)) if job_id else ("", ())
+        rows, next_after = self._page("candidates", *where, after, limit)
+        return Page(
+            [
+                CandidateRow(
+                    r["candidate_id"],
+                    r["job_id"],
+                    r["verdict"],
+                    tuple(json.loads(r["reasons_json"])),
+                    r["dataset_sha256"],
+                    r["release_id"],
+                    r["created_at"],
+                )
+                for r in rows
+            ],
+            next_after,
+        )
 
     def add_release(self, row: ReleaseRow) -> None:
         with self.db.transaction() as conn:
@@ -488,8 +509,24 @@ class Store:
         rows = self.db.query("SELECT * FROM releases WHERE release_id = ?", (release_id,))
         return ReleaseRow(**dict(rows[0])) if rows else None
 
-    def releases(self) -> list[ReleaseRow]:
-        return [
-            ReleaseRow(**dict(r))
-            for r in self.db.query("SELECT * FROM releases ORDER BY created_at")
-        ]
+    def releases(self, *, after: int = 0, limit: int = ALL) -> Page[ReleaseRow]:
+        """Releases in the order they were published, from `after` on."""
+        rows, next_after = self._page("releases", "", (), after, limit)
+        return Page([ReleaseRow(**r) for r in rows], next_after)
+
+    def _page(
+        self, table: str, where: str, params: tuple[Any, ...], after: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Up to `limit` rows of `table` (ALL: every one) inserted after row `after`, oldest
+        first, and the row to continue after when more follow. Rows are never deleted, so
+        insertion order is stable and a cursor stays valid while rows are added."""
+        sql = f"SELECT rowid AS cursor_, * FROM {table} WHERE rowid > ?"
+        if where:
+            sql += f" AND {where}"
+        sql += " ORDER BY rowid LIMIT ?"
+        fetched = self.db.query(sql, (after, *params, limit + 1 if limit != ALL else ALL))
+        rows = [dict(r) for r in fetched]
+        more = limit != ALL and len(rows) > limit
+        rows = rows[:limit] if more else rows
+        cursors = [row.pop("cursor_") for row in rows]
+        return rows, (cursors[-1] if more else None)

@@ -32,6 +32,7 @@ from fedsynth.security.attestation import (
 from fedsynth.security.certificates import load_cert
 from fedsynth.security.principals import Role, federation_of_ca
 from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.paging import every_page
 from fedsynth.wire.stubs import ConsumerStub
 from fedsynth.wire.transfer import TransferError, TransferIncomplete, download_file
 from fedsynth.wire.v1 import common_pb2, consumer_pb2
@@ -85,9 +86,13 @@ class Client:
         self.close()
 
     def list(self) -> list[common_pb2.ReleaseSummary]:
-        """Every release the broker serves."""
-        reply = self._stub.ListReleases(common_pb2.ListReleasesRequest(), timeout=self.timeout)
-        return list(reply.releases)
+        """Every release the broker serves, oldest first, fetched a page at a time."""
+        return every_page(
+            lambda token: self._stub.ListReleases(
+                common_pb2.ListReleasesRequest(page_token=token), timeout=self.timeout
+            ),
+            lambda reply: reply.releases,
+        )
 
     def show(self, release_id: str) -> VerifiedManifest:
         """The release's verified manifest (raises ReleaseVerificationError if it does not)."""

@@ -10,6 +10,7 @@ import grpc
 
 from fedsynth.jobs import JobSpec
 from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.paging import every_page
 from fedsynth.wire.v1 import common_pb2, operator_pb2, operator_pb2_grpc
 
 SUBMIT_ATTEMPTS = 3
@@ -65,8 +66,13 @@ class OperatorClient:
         return self._stub.GetJob(operator_pb2.JobRef(job_id=job_id), timeout=self.timeout)
 
     def jobs(self, state: str = "") -> list[operator_pb2.Job]:
-        reply = self._stub.ListJobs(operator_pb2.ListJobsRequest(state=state), timeout=self.timeout)
-        return list(reply.jobs)
+        """Every job (in `state` when given), oldest first, fetched a page at a time."""
+        return every_page(
+            lambda token: self._stub.ListJobs(
+                operator_pb2.ListJobsRequest(state=state, page_token=token), timeout=self.timeout
+            ),
+            lambda reply: reply.jobs,
+        )
 
     def cancel(self, job_id: str) -> operator_pb2.Job:
         return self._stub.CancelJob(operator_pb2.JobRef(job_id=job_id), timeout=self.timeout)
@@ -76,9 +82,20 @@ class OperatorClient:
         return list(reply.suppliers)
 
     def candidates(self, job_id: str = "") -> list[operator_pb2.Candidate]:
-        request = operator_pb2.ListCandidatesRequest(job_id=job_id)
-        return list(self._stub.ListCandidates(request, timeout=self.timeout).candidates)
+        """Every candidate (of `job_id` when given), rejected ones with their reasons."""
+        return every_page(
+            lambda token: self._stub.ListCandidates(
+                operator_pb2.ListCandidatesRequest(job_id=job_id, page_token=token),
+                timeout=self.timeout,
+            ),
+            lambda reply: reply.candidates,
+        )
 
     def releases(self) -> list[common_pb2.ReleaseSummary]:
-        reply = self._stub.ListReleases(common_pb2.ListReleasesRequest(), timeout=self.timeout)
-        return list(reply.releases)
+        """Every release, oldest first."""
+        return every_page(
+            lambda token: self._stub.ListReleases(
+                common_pb2.ListReleasesRequest(page_token=token), timeout=self.timeout
+            ),
+            lambda reply: reply.releases,
+        )

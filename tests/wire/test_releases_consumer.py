@@ -421,5 +421,5 @@ def test_a_job_cancelled_while_its_last_step_ran_releases_nothing(state: BrokerS
     state.store.set_job_state(job.job_id, JobState.CANCELLED, "cancelled by ops")
     with pytest.raises(StepFailed, match="cancelled"):
         _release(ctx, parquet_bytes(FRAME), {"verdict": "pass"}, [])
-    assert all(r.job_id != job.job_id for r in state.store.releases())
-    assert not state.store.candidates(job.job_id)
+    assert all(r.job_id != job.job_id for r in state.store.releases().rows)
+    assert not state.store.candidates(job.job_id).rows

@@ -53,14 +53,20 @@ class ReleaseSummary(_message.Message):
     def __init__(self, release_id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., dataset_sha256: _Optional[str] = ..., dataset_size: _Optional[int] = ..., topology: _Optional[str] = ..., synthesizer: _Optional[str] = ..., created_at: _Optional[str] = ...) -> None: ...
 
 class ListReleasesRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ReleaseList(_message.Message):
-    __slots__ = ("releases",)
+    __slots__ = ("releases", "next_page_token")
     RELEASES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     releases: _containers.RepeatedCompositeFieldContainer[ReleaseSummary]
-    def __init__(self, releases: _Optional[_Iterable[_Union[ReleaseSummary, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, releases: _Optional[_Iterable[_Union[ReleaseSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ReleaseRef(_message.Message):
     __slots__ = ("release_id",)
