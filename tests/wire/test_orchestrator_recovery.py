@@ -55,3 +55,55 @@ def test_a_storage_error_marks_the_broker_unhealthy_until_a_pass_succeeds(
     finally:
         runner.stop()
         state.close()
+
+
+def test_a_broker_step_that_cannot_be_stored_is_retried_and_marks_the_broker_unhealthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Broker steps run on workers of their own: a store error there (here: ending the job the
+    step failed) leaves the job to be retried after retry_s, NOT_SERVING meanwhile."""
+    state = BrokerState.open(BrokerConfig.load(make_broker(tmp_path).config_path))
+    spec = job_spec("stored-later")
+    job = state.store.create_job(
+        name=spec.name,
+        topology=spec.topology.value,
+        spec_json=spec.canonical_json(),
+        spec_sha256=spec.spec_hash,
+        submitted_by="spiffe://testfed/operator/ops",
+    ).job_id
+    state.store.set_job_state(job, JobState.RUNNING)
+    health: list[bool] = []
+    recovered = threading.Event()
+
+    def report(healthy: bool) -> None:
+        health.append(healthy)
+        if healthy:
+            recovered.set()
+
+    runner = Orchestrator(state, poll_s=0.05, on_health=report, retry_s=0.05)
+    with state.db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO job_steps VALUES (?, 0, 'upload_raw', ?, '2026-01-01T00:00:00+00:00')",
+            (job, '{"suppliers": {}, "missing": [], "refused": {}}'),
+        )
+    failures = iter([True, True])
+    real_end = state.end_job
+
+    def end_job(*args: object) -> object:
+        if next(failures, False):
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_end(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(state, "end_job", end_job)
+    runner.start()
+    try:
+        assert recovered.wait(10)
+    finally:
+        runner.stop()
+    try:
+        finished = state.store.job(job)
+        assert finished.state == JobState.FAILED
+        assert finished.reason.startswith("broker error:")
+        assert health == [False, True]
+    finally:
+        state.close()
