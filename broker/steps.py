@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import reduce
+from html import escape
 from typing import Any
 
 import pandas as pd
@@ -488,19 +489,38 @@ def _privacy_spent(ctx: JobContext) -> dict[str, Any] | None:
         )
 
 
+SUMMARY_SCORES = ("fidelity", "column_shapes", "pair_trends", "detection_auc", "utility_ratio")
+
+
 def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
-    rows = "".join(
-        f"<tr><td>{name}</td><td>{v.get('verdict')}</td>"
-        f"<td>{', '.join(v.get('failed_checks') or [])}</td></tr>"
-        for name, v in report.get("supplier_verdicts", {}).items()
-    )
+    """The release's audit page where each site audited against its own rows: the verdict and
+    the headline scores each site signed. Distributions and plots of a site's rows stay at the
+    site. Every text from the job spec or a supplier is escaped: the page is served to
+    consumers."""
+    heads = "".join(f"<th>{name}</th>" for name in SUMMARY_SCORES)
+    rows = []
+    for name, verdict in report.get("supplier_verdicts", {}).items():
+        scores = verdict.get("scores") or {}
+        cells = "".join(f"<td>{_score(scores.get(key))}</td>" for key in SUMMARY_SCORES)
+        failed = ", ".join(str(c) for c in verdict.get("failed_checks") or [])
+        rows.append(
+            f"<tr><td>{escape(str(name))}</td><td>{escape(str(verdict.get('verdict')))}</td>"
+            f"{cells}<td>{escape(failed)}</td></tr>"
+        )
+    reasons = "".join(f"<li>{escape(str(r))}</li>" for r in report.get("reasons", []))
+    title = escape(ctx.spec.name)
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{ctx.spec.name}</title></head>"
-        f"<body><h1>{ctx.spec.name}: {report['verdict']}</h1><p>Topology "
-        f"{ctx.spec.topology.value}; every supplier audited the candidate against its own rows."
-        f"</p><table><tr><th>supplier</th><th>verdict</th><th>failed checks</th></tr>{rows}"
-        "</table></body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+        f"<body><h1>{title}: {escape(str(report['verdict']))}</h1><p>Topology "
+        f"{ctx.spec.topology.value}; every supplier audited the candidate against its own rows "
+        "and signed its verdict. Plots and distributions of a site's rows stay at that site."
+        f"</p><table><tr><th>supplier</th><th>verdict</th>{heads}<th>failed checks</th></tr>"
+        f"{''.join(rows)}</table>{f'<ul>{reasons}</ul>' if reasons else ''}</body></html>"
     )
+
+
+def _score(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
 
 def release_audited(ctx: JobContext) -> dict[str, Any]:

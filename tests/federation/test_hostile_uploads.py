@@ -26,6 +26,7 @@ from broker.config import BrokerConfig, LimitsConfig
 from broker.state import BrokerState
 from broker.steps import STATISTICS, JobContext, StepFailed
 from broker.store import UploadRow
+from consumer_client import Client
 from fedsynth.jobs import JobSpec, JobState
 from fedsynth.security.attestation import sign_document
 from fedsynth.security.certificates import load_cert, load_key
@@ -117,7 +118,13 @@ def report(broker: BrokerProcess, name: str, task: supplier_pb2.Task, result: An
     assert supplier_stub(broker, name).ReportResult(outcome, timeout=20).accepted
 
 
-def verdict(broker: BrokerProcess, name: str, task: supplier_pb2.Task, dataset: str) -> str:
+def verdict(
+    broker: BrokerProcess,
+    name: str,
+    task: supplier_pb2.Task,
+    dataset: str,
+    scores: dict[str, Any] | None = None,
+) -> str:
     """A passing verdict, signed with the supplier's own key and bound to the job and dataset."""
     cert, key = broker.pki.paths_for(Role.SUPPLIER, name)
     document = {
@@ -129,7 +136,7 @@ def verdict(broker: BrokerProcess, name: str, task: supplier_pb2.Task, dataset: 
         "dataset_sha256": dataset,
         "report_sha256": "0" * 64,
         "failed_checks": [],
-        "scores": {},
+        "scores": scores or {},
     }
     return sign_document(document, load_key(key), load_cert(cert)).to_json()
 
@@ -159,15 +166,21 @@ def people(rows: int, seed: int = 0) -> pd.DataFrame:
 
 
 def send_synthetic(
-    broker: BrokerProcess, job_id: str, parts: dict[str, pd.DataFrame], rows: dict[str, int]
+    broker: BrokerProcess,
+    job_id: str,
+    parts: dict[str, pd.DataFrame],
+    rows: dict[str, int],
+    scores: dict[str, Any] | None = None,
 ) -> None:
-    """Each supplier uploads its synthetic part, reports `rows` and signs its own pass."""
+    """Each supplier uploads its synthetic part, reports `rows` and signs its own pass (with
+    `scores`)."""
     for name, frame in parts.items():
         task = next_task(broker, name, job_id, "synthesize_locally")
         kind = supplier_pb2.UPLOAD_KIND_SYNTHETIC
         sha = upload(broker, name, task, "synthetic.parquet", kind, parquet(frame))
         result = {"uploads": {"synthetic.parquet": sha}, "rows": rows[name]}
-        report(broker, name, task, {**result, "verdict": verdict(broker, name, task, sha)})
+        signed = verdict(broker, name, task, sha, scores)
+        report(broker, name, task, {**result, "verdict": signed})
 
 
 def send_rows(broker: BrokerProcess, job_id: str, step: str, parts: dict[str, bytes]) -> None:
@@ -195,6 +208,30 @@ def test_local_part_with_out_of_range_values_fails_the_job_naming_supplier_and_c
     assert "column 'age': 49 value(s) below the minimum 0, 1 value(s) above the maximum 120" in (
         reason
     )
+
+
+def test_the_release_page_escapes_the_job_name_and_what_suppliers_signed(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    name = "<img src=x onerror=alert(1)>"
+    job_id = submit(broker, "local", name=name)
+    hostile_scores = {"fidelity": "<script>steal()</script>", "column_shapes": 0.91}
+    send_synthetic(
+        broker,
+        job_id,
+        {HOSTILE: people(50), HONEST: people(50, seed=1)},
+        {HOSTILE: 50, HONEST: 50},
+        hostile_scores,
+    )
+    assert ended_job(broker, job_id).state == "succeeded"
+    ids = broker.identity(Role.CONSUMER, "alice")
+    with Client(broker.address, **ids) as client:
+        release = next(r for r in client.list() if r.job_id == job_id)
+        client.audit_html_to(release.release_id, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert "<img" not in page and "<script" not in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<td>0.910</td>" in page
 
 
 def test_local_part_larger_than_its_share_fails_the_job(broker: BrokerProcess) -> None:
