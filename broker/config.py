@@ -146,6 +146,9 @@ class BrokerConfig(BaseModel):
     @field_validator("suppliers")
     @classmethod
     def _valid_suppliers(cls, value: list[str]) -> list[str]:
+        repeated = sorted({v for v in value if value.count(v) > 1})
+        if repeated:
+            raise ValueError(f"suppliers {repeated} are listed more than once; list each once")
         return [check_name(v, "supplier") for v in value]
 
     @model_validator(mode="after")

@@ -82,7 +82,7 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
         self, request: operator_pb2.JobRef, context: grpc.ServicerContext
     ) -> operator_pb2.Job:
         job = self._job(request.job_id)
-        contact = dict(self.state.store.suppliers())
+        contact = dict(self.state.store.suppliers(withdrawn=True))
         tasks = [
             operator_pb2.TaskProgress(
                 task_id=t.task_id,

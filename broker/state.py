@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -13,6 +14,8 @@ from broker.uploads import UploadReceiver
 from fedsynth.jobs import JobState
 from fedsynth.security.atrest import create_key_file, load_key_file
 from fedsynth.security.certificates import Issued, load_cert, load_key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,7 +40,11 @@ class BrokerState:
         key = load_key_file(config.key_file)
         db = Database(config.database)
         store = Store(db)
-        store.enroll(config.suppliers)
+        withdrawn = store.enroll(config.suppliers)
+        if withdrawn:
+            log.warning(
+                "suppliers no longer in the config's suppliers list are refused: %s", withdrawn
+            )
         audit = AuditLog(db, key, config.state_dir / "audit-head.json")
         artifacts = ArtifactStore(config.state_dir / "artifacts", key)
         uploads = UploadReceiver(

@@ -193,27 +193,36 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._enrolled: frozenset[str] = frozenset()
         db.create_tables(SCHEMA)
 
     # suppliers
-    def enroll(self, names: list[str]) -> None:
+    def enroll(self, names: list[str]) -> list[str]:
+        """Make `names` the enrolled suppliers (the broker config's list): new ones are added,
+        and suppliers known from before but not named are refused from now on; their rows stay
+        for the record. Returns those withdrawn names."""
         with self.db.transaction() as conn:
             for name in names:
                 conn.execute(
                     "INSERT OR IGNORE INTO suppliers(name, enrolled_at) VALUES (?, ?)",
                     (name, now_iso()),
                 )
+        self._enrolled = frozenset(names)
+        return [name for name, _ in self.suppliers(withdrawn=True) if name not in self._enrolled]
 
     def is_enrolled(self, name: str) -> bool:
-        return bool(self.db.query("SELECT 1 FROM suppliers WHERE name = ?", (name,)))
+        return name in self._enrolled
 
     def touch_supplier(self, name: str) -> None:
         with self.db.transaction() as conn:
             conn.execute("UPDATE suppliers SET last_contact = ? WHERE name = ?", (now_iso(), name))
 
-    def suppliers(self) -> list[tuple[str, str | None]]:
+    def suppliers(self, *, withdrawn: bool = False) -> list[tuple[str, str | None]]:
+        """(name, last contact) of the enrolled suppliers, and of withdrawn ones too when asked."""
         rows = self.db.query("SELECT name, last_contact FROM suppliers ORDER BY name")
-        return [(r["name"], r["last_contact"]) for r in rows]
+        return [
+            (r["name"], r["last_contact"]) for r in rows if withdrawn or r["name"] in self._enrolled
+        ]
 
     # jobs
     def create_job(

@@ -34,6 +34,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> Non
     ("edit", "field"),
     [
         (("suppliers: [hospital-a]", "suppliers: [Hospital A]"), "suppliers"),
+        (
+            ("suppliers: [hospital-a]", "suppliers: [hospital-a, hospital-a]"),
+            "suppliers ['hospital-a'] are listed more than once",
+        ),
         (("listen: 127.0.0.1:7443", "listen: 127.0.0.1:7443\nport: 1"), "port"),
         (("federation: health-eu\n", ""), "federation"),
         (("listen: 127.0.0.1:7443", "listen: 127.0.0.1:99999"), "from 0 to 65535"),
