@@ -13,6 +13,7 @@ thread pool from the others.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,6 +43,8 @@ SERVICE_ROLES: dict[str, frozenset[Role]] = {
     "/fedsynth.v1.OperatorService/": frozenset({Role.OPERATOR}),
     "/fedsynth.v1.ConsumerService/": frozenset({Role.CONSUMER}),
 }
+
+log = logging.getLogger(__name__)
 
 
 def allowed_roles(method: str) -> frozenset[Role]:
@@ -169,6 +172,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
         detail: str,
     ) -> None:
         self.audit.append(actor, "access.refused", method, status=code.name, reason=detail)
+        log.warning("refused %s to %s: %s %s", method, actor, code.name, detail)
         context.abort(code, detail)
 
 

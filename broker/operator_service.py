@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 
 import grpc
@@ -16,6 +17,7 @@ from broker.store import JobRow
 from fedsynth.jobs import JobSpec, JobSpecError, JobState
 from fedsynth.wire.v1 import common_pb2, operator_pb2, operator_pb2_grpc
 
+log = logging.getLogger(__name__)
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -66,7 +68,15 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
                 "another spec; a new submission takes a new request_id",
             )
         if not created:
+            log.info("job %s: repeated submission %r answered", row.job_id, request.request_id)
             return job_message(row)
+        log.info(
+            "job %s (%r, %s) submitted by %s",
+            row.job_id,
+            spec.name,
+            spec.topology.value,
+            principal.uri,
+        )
         self.state.audit.append(
             principal.uri,
             "job.submitted",
@@ -128,6 +138,7 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
             raise Refusal(
                 grpc.StatusCode.FAILED_PRECONDITION, f"job {job.job_id} already {job.state}"
             )
+        log.info("job %s cancelled by %s", ended.job_id, principal.uri)
         return job_message(ended)
 
     @refusals_abort
@@ -145,6 +156,8 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
     def ListCandidates(
         self, request: operator_pb2.ListCandidatesRequest, context: grpc.ServicerContext
     ) -> operator_pb2.CandidateList:
+        if request.job_id:
+            self._job(request.job_id)
         asked = page_request(request.page_size, request.page_token)
         page = self.state.store.candidates(request.job_id, after=asked.after, limit=asked.limit)
         return operator_pb2.CandidateList(

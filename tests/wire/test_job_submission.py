@@ -109,3 +109,31 @@ def test_operator_cli_refuses_a_second_run_of_an_unfinished_spec_unless_told_aga
     assert again.exit_code == 0, again.output
     assert again.output.split()[1] != job_id
     assert len(jobs_named(broker, "cli-once")) == 2
+
+
+def test_submissions_cancels_and_refusals_are_logged_with_who_did_them(
+    broker: BrokerProcess,
+) -> None:
+    job = submit(broker, "logged", "logged-1")
+    operator_stub(broker).CancelJob(operator_pb2.JobRef(job_id=job.job_id), timeout=20)
+    consumer_as_operator = operator_pb2_grpc.OperatorServiceStub(
+        broker.channel(Role.CONSUMER, "alice")
+    )
+    with pytest.raises(grpc.RpcError):
+        consumer_as_operator.ListJobs(operator_pb2.ListJobsRequest(), timeout=20)
+    log = (broker.root / "broker.log").read_text()
+    operator = "spiffe://testfed/operator/ops"
+    assert f"job {job.job_id} ('logged', central) submitted by {operator}" in log
+    assert f"job {job.job_id} cancelled by {operator}" in log
+    assert (
+        "refused /fedsynth.v1.OperatorService/ListJobs to spiffe://testfed/consumer/alice: "
+        "PERMISSION_DENIED" in log
+    )
+
+
+def test_candidates_of_an_unknown_job_are_not_found(broker: BrokerProcess) -> None:
+    with pytest.raises(grpc.RpcError) as refused:
+        operator_stub(broker).ListCandidates(
+            operator_pb2.ListCandidatesRequest(job_id="job-nope"), timeout=20
+        )
+    assert refused.value.code() is grpc.StatusCode.NOT_FOUND
