@@ -9,6 +9,7 @@ stays bounded by the chunk size on both sides.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,8 @@ from fedsynth.wire.v1 import common_pb2, supplier_pb2
 
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+FIRST_RETRY_PAUSE_S = 0.5
+LONGEST_RETRY_PAUSE_S = 8.0
 Progress = Callable[[int], None]
 
 
@@ -97,7 +100,8 @@ def upload_file(
     if not header.sha256 and header.kind in HASH_FIRST_KINDS:
         header.sha256 = file_digest(path, chunk_bytes).sha256
     last_error: grpc.RpcError | None = None
-    for _ in range(attempts):
+    for attempt in range(attempts):
+        _pause_before(attempt)
         try:
             status = stub.BeginUpload(header, timeout=timeout)
             if on_progress:
@@ -116,6 +120,14 @@ def upload_file(
     raise TransferError(
         f"upload of {path} did not complete after {attempts} attempts: {last_error}"
     )
+
+
+def _pause_before(attempt: int) -> None:
+    """Wait before retry `attempt` (none before the first), doubling up to a few seconds, so
+    the attempts outlast a broker restart or a dropped connection instead of failing within
+    milliseconds."""
+    if attempt:
+        time.sleep(min(FIRST_RETRY_PAUSE_S * 2 ** (attempt - 1), LONGEST_RETRY_PAUSE_S))
 
 
 HASH_FIRST_KINDS = frozenset({supplier_pb2.UPLOAD_KIND_RAW, supplier_pb2.UPLOAD_KIND_PREPARED})
@@ -239,7 +251,8 @@ def _receive(
     info: common_pb2.ObjectInfo | None = None
     last_error: grpc.RpcError | None = None
     with DirectAppender(partial) as out, PipelinedSink(out.write, hasher) as sink:
-        for _ in range(attempts):
+        for attempt in range(attempts):
+            _pause_before(attempt)
             try:
                 for message in open_stream(received):
                     if isinstance(message, common_pb2.ObjectInfo):

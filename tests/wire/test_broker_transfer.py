@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import resource
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,6 +326,24 @@ def test_encrypted_upload_resumes_after_a_broker_restart(
     assert upload_file(stub, request, source, chunk_bytes=CHUNK).complete
     plain = b"".join(stored_plaintext(broker, request.sha256))
     assert hashlib.sha256(plain).hexdigest() == request.sha256
+
+
+def test_an_upload_started_while_the_broker_restarts_waits_for_it_and_completes(
+    broker: BrokerProcess, job_id: str, tmp_path: Path
+) -> None:
+    source = random_file(tmp_path / "during-restart.parquet", 3 * CHUNK)
+    stub = supplier_stub(broker)
+    broker.stop()
+    restart = threading.Thread(target=broker.start)
+    restart.start()
+    try:
+        status = upload_file(stub, header(job_id, source), source, chunk_bytes=CHUNK)
+    finally:
+        restart.join()
+    assert status.complete
+    assert hashlib.sha256(artifact(broker, status.sha256).read_bytes()).hexdigest() == (
+        status.sha256
+    )
 
 
 def test_empty_upload_completes_at_begin_and_decrypts_to_nothing(
