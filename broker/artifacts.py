@@ -38,7 +38,9 @@ class ArtifactStore:
     def put_bytes(self, data: bytes) -> ObjectDigest:
         digest = ObjectDigest(hashlib.sha256(data).hexdigest(), len(data))
         target = self.path(digest.sha256)
-        if not target.exists():
+        if target.exists():
+            _touch(target)
+        else:
             with atomic_path(target) as tmp:
                 tmp.write_bytes(data)
         return digest
@@ -75,8 +77,10 @@ class ArtifactStore:
         """
         target = self.path(sha256, encrypted=encrypted)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(partial, target)
+        except FileExistsError:
+            _touch(target)
         partial.unlink()
         return target
 
@@ -110,3 +114,10 @@ class ArtifactStore:
 
     def delete(self, sha256: str, *, encrypted: bool = False) -> None:
         self.path(sha256, encrypted=encrypted).unlink(missing_ok=True)
+
+
+def _touch(path: Path) -> None:
+    """Mark a stored object as written now: a job storing it again holds it as new, and
+    retention (broker/retention.py) keeps objects written since the oldest unfinished job."""
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(path)

@@ -116,6 +116,20 @@ class LimitsConfig(BaseModel):
         return max(1, self.max_workers // 8)
 
 
+class RetentionConfig(BaseModel):
+    """How long the stored objects of ended jobs are kept (broker/retention.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keep_finished_days: float | None = Field(
+        30,
+        ge=0,
+        description="Days the objects of an ended job (statistics, models, unreleased parts, "
+        "rejected candidates) are kept after it ended; releases are always kept. None: forever.",
+    )
+    sweep_every_s: float = Field(3600, gt=0, description="Seconds between retention passes.")
+
+
 class BrokerConfig(BaseModel):
     """Everything `fedsynth-broker serve` needs."""
 
@@ -132,6 +146,7 @@ class BrokerConfig(BaseModel):
     tls: TLSConfig
     suppliers: list[str] = Field(default_factory=list, description="Enrolled supplier names.")
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @field_validator("federation", "name")
     @classmethod

@@ -17,6 +17,7 @@ from broker.health import HealthServicer
 from broker.interceptor import AuthInterceptor
 from broker.operator_service import OperatorService
 from broker.orchestrator import Orchestrator
+from broker.retention import Janitor
 from broker.state import BrokerState
 from broker.state_lock import StateLock
 from broker.supplier_service import SupplierService
@@ -62,10 +63,13 @@ class RunningBroker:
     health: HealthServicer
     port: int
     orchestrator: Orchestrator
+    janitor: Janitor | None
     lock: StateLock
 
     def stop(self, grace: float = GRACE_S) -> None:
         self.health.set_serving(False)
+        if self.janitor is not None:
+            self.janitor.stop()
         self.orchestrator.stop()
         events = [self.server.stop(grace)]
         if self.health_server is not None:
@@ -209,11 +213,17 @@ def _start(
     server.start()
     orchestrator = Orchestrator(state, on_health=health.set_serving)
     orchestrator.start()
+    janitor = None
+    if config.retention.keep_finished_days is not None:
+        janitor = Janitor(
+            state, config.retention.keep_finished_days, config.retention.sweep_every_s
+        )
+        janitor.start()
     state.audit.append(
         f"spiffe://{config.federation}/broker/{config.name}", "broker.started", config.listen
     )
     log.info("broker %s serving on %s", config.name, config.listen)
-    return RunningBroker(state, server, health_server, health, port, orchestrator, lock)
+    return RunningBroker(state, server, health_server, health, port, orchestrator, janitor, lock)
 
 
 def serve(config: BrokerConfig, stop: threading.Event) -> None:
