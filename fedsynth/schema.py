@@ -124,6 +124,9 @@ class BooleanColumn(_ColumnBase):
         return self
 
 
+TIME_DIRECTIVES = ("%H", "%I", "%M", "%S", "%f", "%p", "%c", "%X", "%T", "%R", "%s", "%z")
+
+
 class DatetimeColumn(_ColumnBase):
     """A date or timestamp; `format` is a strptime pattern, or None for ISO 8601."""
 
@@ -137,6 +140,12 @@ class DatetimeColumn(_ColumnBase):
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"column {self.name!r}: min {self.min} is after max {self.max}")
         return self
+
+    @property
+    def whole_days(self) -> bool:
+        """Whether the declared format holds a date without a time of day (e.g. '%Y-%m-%d'):
+        models that may not learn it from the rows (DP ones) then give whole days."""
+        return self.format is not None and not any(d in self.format for d in TIME_DIRECTIVES)
 
 
 class IdentifierColumn(_ColumnBase):

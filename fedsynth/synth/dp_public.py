@@ -18,13 +18,15 @@ from fedsynth.synth.constraints import ConstraintBase, ConstraintError, parse_co
 from fedsynth.synth.encoding import MAX_DECIMALS
 
 DEFAULT_FLOAT_DECIMALS = MAX_DECIMALS
+SECONDS_PER_DAY = 86400.0
 
 
 def public_rounding(schema: TableSchema) -> dict[str, float]:
     """Output rounding per modelled column from the schema alone.
 
     Numerical: the declared `decimals` (0 for integers, MAX_DECIMALS when undeclared).
-    Datetime: whole seconds. Discrete columns: 0.
+    Datetime: whole days where the declared format has no time of day, else whole seconds.
+    Discrete columns: 0.
     """
     out = {}
     for column in schema.modelled_columns:
@@ -35,7 +37,7 @@ def public_rounding(schema: TableSchema) -> dict[str, float]:
                 decimals = column.decimals
                 out[column.name] = float(DEFAULT_FLOAT_DECIMALS if decimals is None else decimals)
         elif isinstance(column, DatetimeColumn):
-            out[column.name] = 1.0
+            out[column.name] = SECONDS_PER_DAY if column.whole_days else 1.0
         else:
             out[column.name] = 0.0
     return out

@@ -158,6 +158,36 @@ def test_rounding_comes_from_the_schema_not_the_rows(model_cls: type) -> None:
 
 
 @pytest.mark.parametrize("model_cls", MODELS)
+@pytest.mark.parametrize(("date_format", "whole_days"), [("%Y-%m-%d", True), (None, False)])
+def test_a_date_declared_without_a_time_of_day_samples_whole_days(
+    model_cls: type, date_format: str | None, whole_days: bool
+) -> None:
+    people = _people()
+    rng = np.random.default_rng(3)
+    people["visit"] = pd.Timestamp("2023-01-01") + pd.to_timedelta(
+        rng.integers(0, 700, len(people)), unit="D"
+    )
+    schema = TableSchema.from_dict(
+        {
+            "name": "visits",
+            "columns": [
+                *SCHEMA.to_dict()["columns"],
+                {
+                    "name": "visit",
+                    "kind": "datetime",
+                    "format": date_format,
+                    "min": "2023-01-01",
+                    "max": "2024-12-31",
+                },
+            ],
+        }
+    )
+    visits = model_cls(epsilon=2.0).fit(people, schema).sample(300, seed=1)["visit"].dropna()
+    assert len(visits) > 0
+    assert bool((visits == visits.dt.normalize()).all()) is whole_days
+
+
+@pytest.mark.parametrize("model_cls", MODELS)
 def test_model_file_round_trip_keeps_the_samples(model_cls: type, tmp_path) -> None:
     model = model_cls(epsilon=2.0).fit(_people(), SCHEMA)
     model.save(tmp_path / "m.fsynth")
