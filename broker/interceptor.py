@@ -150,7 +150,7 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 method,
                 principal.uri,
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"a {principal.role} may not call {method}",
+                f"{_article(principal.role)} {principal.role} may not call {method}",
             )
         if principal.role is Role.SUPPLIER:
             if not self.store.is_enrolled(principal.name):
@@ -229,3 +229,7 @@ def _guarded(
     return grpc.stream_stream_rpc_method_handler(
         wrap_stream(handler.stream_stream), **serialization
     )
+
+
+def _article(role: Role) -> str:
+    return "an" if str(role)[0] in "aeiou" else "a"

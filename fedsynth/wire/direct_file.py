@@ -23,7 +23,7 @@ STAGING_BYTES = 4 * 1024 * 1024
 
 
 class DirectAppender:
-    """Appends to `path` (created when missing) as a file object opened with "ab" would.
+    """Appends to `path` (created private, 0600, when missing) as a file object opened "ab" would.
 
     `direct=False` writes through the page cache, as where O_DIRECT is unavailable. Not
     thread-safe: one thread writes. `flush` puts every byte written so far into the file,
@@ -36,7 +36,7 @@ class DirectAppender:
     ) -> None:
         if staging_bytes <= 0 or staging_bytes % BLOCK:
             raise ValueError(f"staging_bytes must be a positive multiple of {BLOCK}")
-        self._plain = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        self._plain = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             self._direct = _open_direct(path) if direct else None
         except BaseException:

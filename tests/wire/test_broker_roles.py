@@ -7,6 +7,7 @@ import io
 import json
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import time
@@ -263,6 +264,12 @@ def test_consumer_cli_lists_shows_and_pulls(
     pulled = runner.invoke(consumer_app, [*args, "pull", published.release_id, "--out", str(out)])
     assert pulled.exit_code == 0, pulled.output
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    as_csv = tmp_path / "pulled.csv"
+    pulled = runner.invoke(
+        consumer_app, [*args, "pull", published.release_id, "--out", str(as_csv)]
+    )
+    assert pulled.exit_code == 0, pulled.output
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(as_csv.stat().st_mode) == 0o600
 
 
 def _serve(config_path: Path) -> subprocess.CompletedProcess[str]:

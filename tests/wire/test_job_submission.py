@@ -14,7 +14,8 @@ from broker.state import BrokerState
 from fedsynth.operator.cli import app as operator_app
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.principals import Role
-from fedsynth.wire.v1 import operator_pb2, operator_pb2_grpc
+from fedsynth.wire.stubs import SupplierStub
+from fedsynth.wire.v1 import operator_pb2, operator_pb2_grpc, supplier_pb2
 from tests.wire.broker_harness import BrokerProcess, job_spec
 from tests.wire.test_broker_roles import connection_args
 
@@ -137,3 +138,14 @@ def test_candidates_of_an_unknown_job_are_not_found(broker: BrokerProcess) -> No
             operator_pb2.ListCandidatesRequest(job_id="job-nope"), timeout=20
         )
     assert refused.value.code() is grpc.StatusCode.NOT_FOUND
+
+
+def test_a_role_refused_a_method_is_named_with_its_article(broker: BrokerProcess) -> None:
+    supplier = operator_pb2_grpc.OperatorServiceStub(broker.channel(Role.SUPPLIER, "hospital-a"))
+    with pytest.raises(grpc.RpcError) as refused:
+        supplier.ListJobs(operator_pb2.ListJobsRequest(), timeout=20)
+    assert refused.value.details().startswith("a supplier may not call ")
+    operator = SupplierStub(broker.channel(Role.OPERATOR, "ops"))
+    with pytest.raises(grpc.RpcError) as refused:
+        operator.CheckTask(supplier_pb2.TaskRef(supplier="hospital-a", task_id="t"), timeout=20)
+    assert refused.value.details().startswith("an operator may not call ")
