@@ -38,7 +38,13 @@ def no_progress(description: str, *, unit: str = "steps") -> Iterator[Update]:
 
 @contextlib.contextmanager
 def progress_bar(description: str, *, console: Console, unit: str = "steps") -> Iterator[Update]:
-    """A transient bar fed by callbacks of (done, total); `unit` "bytes" shows sizes and speed."""
+    """A transient bar fed by callbacks of (done, total); `unit` "bytes" shows sizes and speed.
+    Where `console` is no terminal (a log file, a journal) nothing is written, not even the
+    empty line a finished bar leaves."""
+    if not console.is_terminal:
+        with no_progress(description, unit=unit) as update:
+            yield update
+        return
     if unit == "bytes":
         counters = (DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
     else:
