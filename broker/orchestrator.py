@@ -350,7 +350,8 @@ class Orchestrator:
         tasks = {t.supplier: t for t in store.tasks_of_job(job_id) if t.task_id.startswith(prefix)}
         if not tasks:
             inputs = {name: ctx.artifact(name) for name in step.inputs}
-            shares = _row_shares(spec.rows, ctx.participants)
+            weights = {s.supplier: s.weight for s in spec.suppliers}
+            shares = row_shares(spec.rows, {p: weights[p] for p in ctx.participants})
             job = spec.model_dump(mode="json", by_alias=True)
             for supplier in ctx.participants:
                 payload = {"job": job, "rows": shares[supplier], "inputs": inputs}
@@ -436,7 +437,13 @@ def _round(
     )
 
 
-def _row_shares(rows: int, suppliers: list[str]) -> dict[str, int]:
-    """Split `rows` over the suppliers as evenly as whole rows allow."""
-    base, extra = divmod(rows, len(suppliers))
-    return {s: base + (1 if i < extra else 0) for i, s in enumerate(suppliers)}
+def row_shares(rows: int, weights: dict[str, float]) -> dict[str, int]:
+    """Split `rows` over the suppliers in proportion to their weights, in whole rows that add
+    up to `rows` (largest remainders first; ties go to the supplier listed first)."""
+    total = sum(weights.values())
+    exact = {s: rows * w / total for s, w in weights.items()}
+    shares = {s: int(x) for s, x in exact.items()}
+    by_remainder = sorted(weights, key=lambda s: exact[s] - shares[s], reverse=True)
+    for supplier in by_remainder[: rows - sum(shares.values())]:
+        shares[supplier] += 1
+    return shares

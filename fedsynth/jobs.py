@@ -72,6 +72,14 @@ class SupplierSource(BaseModel):
         description="Schema columns this source holds when sources are split by column "
         "(vertical partitions, linked on tokens); default: every column.",
     )
+    weight: float = Field(
+        1.0,
+        gt=0,
+        le=1e12,
+        description="`local` only: this supplier's part of the released rows, relative to the "
+        "others' (e.g. its row count), so the merged release keeps the sites' proportions; "
+        "default: equal parts.",
+    )
 
 
 MAX_ROWS = 100_000_000
@@ -250,6 +258,15 @@ class JobSpec(BaseModel):
                         f"job takes its source {s.source!r}: make the two names agree",
                     )
                 )
+        weighted = [s.supplier for s in self.suppliers if s.weight != 1.0]
+        if weighted and self.topology is not Topology.LOCAL:
+            problems.append(
+                (
+                    ("suppliers",),
+                    f"suppliers {weighted} have a weight, which only splits the rows of a "
+                    f"'local' job; a {self.topology.value!r} job samples from one model",
+                )
+            )
         strangers = sorted(set(self.prep) - {s.supplier for s in self.suppliers})
         if strangers:
             problems.append(

@@ -234,6 +234,23 @@ def test_the_release_page_escapes_the_job_name_and_what_suppliers_signed(
     assert "<td>0.910</td>" in page
 
 
+def test_local_parts_follow_the_suppliers_weights(broker: BrokerProcess) -> None:
+    weights = {HOSTILE: 3.0, HONEST: 1.0}
+    job_id = submit(
+        broker,
+        "local",
+        suppliers=[{"supplier": s, "source": "patients", "weight": w} for s, w in weights.items()],
+    )
+    asked = {
+        name: json.loads(next_task(broker, name, job_id, "synthesize_locally").payload_json)["rows"]
+        for name in weights
+    }
+    assert asked == {HOSTILE: 75, HONEST: 25}
+    operator_pb2_grpc.OperatorServiceStub(broker.channel(Role.OPERATOR, "ops")).CancelJob(
+        operator_pb2.JobRef(job_id=job_id), timeout=20
+    )
+
+
 def test_local_part_larger_than_its_share_fails_the_job(broker: BrokerProcess) -> None:
     job_id = submit(broker, "local")
     send_synthetic(
