@@ -1,5 +1,10 @@
 """The consumer client: list, inspect and pull released synthetic datasets, verified first."""
 
-from consumer_client.client import Client, ReleaseVerificationError, VerifiedManifest
+from consumer_client.client import (
+    Client,
+    ReleaseNotFound,
+    ReleaseVerificationError,
+    VerifiedManifest,
+)
 
-__all__ = ["Client", "ReleaseVerificationError", "VerifiedManifest"]
+__all__ = ["Client", "ReleaseNotFound", "ReleaseVerificationError", "VerifiedManifest"]

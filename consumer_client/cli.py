@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from consumer_client.client import Client, ReleaseVerificationError
+from consumer_client.client import Client, ReleaseNotFound, ReleaseVerificationError
 from fedsynth.cli_connection import Connection
 from fedsynth.files import atomic_write_text
 from fedsynth.listing import print_listing
@@ -157,6 +157,9 @@ def main() -> None:
     except ReleaseVerificationError as exc:
         typer.echo(f"REFUSED: {exc}", err=True)
         raise SystemExit(EXIT_UNVERIFIED) from exc
+    except ReleaseNotFound as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_REFUSED) from exc
     except grpc.RpcError as exc:
         typer.echo(f"error: broker answered {exc.code().name}: {exc.details()}", err=True)
         raise SystemExit(EXIT_REFUSED) from exc

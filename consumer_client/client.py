@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import grpc
 from pydantic import BaseModel, ValidationError
 
 from fedsynth.files import atomic_path, check_outputs
@@ -45,6 +46,10 @@ Progress = Callable[[int, int], None]
 
 class ReleaseVerificationError(RuntimeError):
     """The release failed a check; nothing was written. The message names the check."""
+
+
+class ReleaseNotFound(LookupError):
+    """The broker serves no release of that id (never released, or a rejected candidate)."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +100,20 @@ class Client:
         )
 
     def show(self, release_id: str) -> VerifiedManifest:
-        """The release's verified manifest (raises ReleaseVerificationError if it does not)."""
-        manifest = self._stub.GetRelease(
-            common_pb2.ReleaseRef(release_id=release_id), timeout=self.timeout
-        )
+        """The release's verified manifest. Raises ReleaseNotFound for an id the broker does
+        not serve, ReleaseVerificationError if the release does not verify, and grpc.RpcError
+        for other refusals (UNAVAILABLE, PERMISSION_DENIED)."""
+        try:
+            manifest = self._stub.GetRelease(
+                common_pb2.ReleaseRef(release_id=release_id), timeout=self.timeout
+            )
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
+                raise ReleaseNotFound(
+                    f"release {release_id!r}: the broker answered NOT_FOUND ({exc.details()}); "
+                    "Client.list() shows the releases it serves"
+                ) from exc
+            raise
         return self._verify(release_id, manifest)
 
     def pull_to(

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from broker.config import BrokerConfig
 from broker.releases import Published, publish
 from broker.state import BrokerState
+from consumer_client import Client, ReleaseNotFound
 from consumer_client import cli as consumer_cli
 from fedsynth.operator.cli import app as operator_app
 from fedsynth.security.principals import Role
@@ -109,3 +110,12 @@ def test_an_unknown_release_exits_as_an_unknown_job_does_for_the_operator(
     )
     assert "NOT_FOUND" in operator.output
     assert consumer.value.code == operator.exit_code == 2
+
+
+def test_the_python_api_raises_release_not_found_for_an_unknown_release(
+    broker: BrokerProcess,
+) -> None:
+    ids = broker.identity(Role.CONSUMER, "alice")
+    with Client(broker.address, **ids) as client, pytest.raises(ReleaseNotFound) as missing:
+        client.pull("rel-nope")
+    assert "release 'rel-nope': the broker answered NOT_FOUND" in str(missing.value)
