@@ -1,16 +1,26 @@
-"""`fedsynth-broker`: run the broker, and verify its audit log."""
+"""`fedsynth-broker`: run the broker, and verify and read its audit log."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import grpc
 import typer
 
-from broker.auditlog import AuditLogUnreadable, verify_database
+from broker.auditlog import (
+    AuditEntry,
+    AuditLogGone,
+    AuditLogUnreadable,
+    EntryFilter,
+    read_entries,
+    verify_database,
+)
 from broker.config import BrokerConfig, ConfigError
 from fedsynth.security.atrest import load_key_file
 from fedsynth.wire.v1 import health_pb2, health_pb2_grpc
@@ -50,8 +60,9 @@ def serve_command(config: Path = CONFIG) -> None:
 
 @audit_app.command("verify")
 def verify_command(config: Path = CONFIG) -> None:
-    """Recompute the audit log's chain, reading the database read-only; exit 1 and list the breaks
-    if any entry was edited or removed, 2 if the log could not be checked at all."""
+    """Recompute the audit log's chain, reading the database read-only (a running broker is
+    fine); exit 1 and list the breaks if any entry was edited or removed, 2 if the log could not
+    be checked at all."""
     settings = _config(config)
     try:
         key = load_key_file(settings.key_file)
@@ -74,6 +85,118 @@ def verify_command(config: Path = CONFIG) -> None:
     for problem in result.problems:
         typer.echo(f"BROKEN: {problem}", err=True)
     raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def show_command(
+    config: Path = CONFIG,
+    job: str | None = typer.Option(
+        None,
+        "--job",
+        help="Entries about this job: the job's own, and its tasks', uploads' and releases'.",
+    ),
+    subject: str | None = typer.Option(
+        None, "--subject", help="Entries whose subject is exactly this (an id or a name)."
+    ),
+    action: str | None = typer.Option(
+        None, "--action", help="Entries with this action; * matches any text, e.g. 'job.*'."
+    ),
+    since: str | None = typer.Option(
+        None,
+        "--since",
+        help="Entries at or after this ISO-8601 time, UTC unless it has an offset "
+        "(2025-03-01, 2025-03-01T14:00+01:00).",
+    ),
+    last: int | None = typer.Option(None, "--last", min=1, help="Only the newest N entries."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per line, not a table."),
+) -> None:
+    """Print the audit log's entries, oldest first, reading the database read-only (a running
+    broker is fine). It does not check the chain: `audit-log verify` does. Exit 2 if the log
+    cannot be read, 1 if its table is gone."""
+    settings = _config(config)
+    if job is not None and subject is not None:
+        typer.echo("error: give --job or --subject, not both", err=True)
+        raise typer.Exit(2)
+    which = EntryFilter(job=job, subject=subject, action=action, since=_since(since))
+    try:
+        entries = read_entries(settings.database, which, last)
+    except AuditLogUnreadable as exc:
+        typer.echo(f"error: cannot read the audit log: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except AuditLogGone as exc:
+        typer.echo(f"BROKEN: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        for entry in entries:
+            typer.echo(json.dumps(_as_json(entry), ensure_ascii=False))
+    elif entries:
+        typer.echo(_table(entries))
+    else:
+        typer.echo("no entries match", err=True)
+
+
+def _since(text: str | None) -> datetime | None:
+    """The --since time, timezone-aware (UTC when it gives no offset); exit 2 if it is not one."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        typer.echo(
+            f"error: --since {text!r} is not an ISO-8601 time; give e.g. 2025-03-01 or "
+            "2025-03-01T14:00:00+01:00",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _as_json(entry: AuditEntry) -> dict[str, Any]:
+    """One `show --json` line: the entry without its MAC, which only `verify` can judge."""
+    return {
+        "seq": entry.seq,
+        "at": entry.at,
+        "actor": entry.actor,
+        "action": entry.action,
+        "subject": entry.subject,
+        "detail": entry.detail,
+    }
+
+
+def _table(entries: list[AuditEntry]) -> str:
+    """Entries as aligned columns, details as key=value; text that a terminal would not print
+    plainly (control characters, escapes) is shown JSON-quoted, so no entry can forge a line."""
+    header = ("SEQ", "TIME", "ACTOR", "ACTION", "SUBJECT", "DETAILS")
+    rows = [
+        (
+            str(e.seq),
+            _cell(e.at),
+            _cell(e.actor),
+            _cell(e.action),
+            _cell(e.subject),
+            " ".join(f"{_cell(k)}={_value(v)}" for k, v in sorted(e.detail.items())),
+        )
+        for e in entries
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
+        for r in (header, *rows)
+    )
+
+
+def _cell(text: str) -> str:
+    """`text` as is if a terminal prints it plainly, else JSON-quoted (escapes visible)."""
+    return text if text.isprintable() else json.dumps(text)
+
+
+def _value(value: object) -> str:
+    """A detail value: plain text as is, anything else (or text with spaces, quotes or `=`)
+    as JSON."""
+    if isinstance(value, str) and value and not any(c.isspace() or c in '"=' for c in value):
+        return _cell(value)
+    shown = json.dumps(value, ensure_ascii=False, default=str)
+    return shown if shown.isprintable() else json.dumps(value, default=str)
 
 
 @app.command("probe")

@@ -58,8 +58,18 @@ def check_broker_identity(ca_path: Path, cert_path: Path, federation: str, name:
         )
 
 
-def _stamp(*paths: Path) -> tuple[tuple[int, int], ...]:
-    return tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+Stamp = tuple[tuple[int, int, int, int], ...]
+"""What identifies a version of some files without reading them: inode, mtime, ctime, size."""
+
+
+def _stamp(*paths: Path) -> Stamp | None:
+    """The files' stamp now, None while one cannot be found: replacing, rewriting or chmod-ing
+    one changes it."""
+    try:
+        stats = [p.stat() for p in paths]
+    except OSError:
+        return None
+    return tuple((st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size) for st in stats)
 
 
 class RotatingCredentials:
@@ -74,8 +84,8 @@ class RotatingCredentials:
         self.ca, self.cert, self.key = ca, cert, key
         self.federation, self.name = federation, name
         self._lock = threading.Lock()
+        self._stamp: Stamp | None = _stamp(ca, cert, key)
         configuration = self._configuration()
-        self._stamp = _stamp(ca, cert, key)
         self.credentials = grpc.dynamic_ssl_server_credentials(
             configuration,
             self._fetch,
@@ -111,16 +121,19 @@ class RotatingCredentials:
         )
 
     def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        """The new configuration if the files changed and are good, else None (keep serving).
+        Files that fail are not tried, nor warned about, again until they change: this runs
+        before every handshake."""
         with self._lock:
-            try:
-                stamp = _stamp(self.ca, self.cert, self.key)
-                if stamp == self._stamp:
-                    return None
-                configuration = self._configuration()
-            except (OSError, ValueError) as exc:
-                log.warning("keeping the current TLS identity: %s", exc)
+            stamp = _stamp(self.ca, self.cert, self.key)
+            if stamp == self._stamp:
                 return None
             self._stamp = stamp
+            try:
+                configuration = self._configuration()
+            except (OSError, ValueError) as exc:
+                log.warning("keeping the current TLS identity until its files change: %s", exc)
+                return None
             log.info("TLS identity reloaded from %s", self.cert)
             return configuration
 
@@ -144,8 +157,9 @@ STALE_WARNING_S = 3600.0
 class RevocationList:
     """Revoked certificate serials from a CA-signed CRL, reloaded when the file changes.
 
-    A CRL that cannot be read or is not signed by the CA keeps the previous list in force. A
-    CRL past its nextUpdate is still enforced and logged (at most hourly): refusing every
+    A CRL that cannot be read or is not signed by the CA keeps the previous list in force, with
+    one warning per version of the file (it is checked on every call, so more would flood the
+    log). A CRL past its nextUpdate is still enforced and logged (at most hourly): refusing every
     peer because nobody re-signed the list in time would be an outage.
     """
 
@@ -153,13 +167,16 @@ class RevocationList:
         self.path = crl
         self.ca_cert = load_cert(ca)
         self._lock = threading.Lock()
-        self._stamp: tuple[tuple[int, int], ...] = ()
+        self._stamp: Stamp | None = ()
         self._crl: CheckedCRL | None = None
         self._warned_at = -STALE_WARNING_S
         if crl is not None:
             self._stamp = _stamp(crl)
-            self._crl = load_crl(crl, self.ca_cert)
-            self._warn_if_stale()
+            _read("tls.crl", crl)
+            try:
+                self._loaded(load_crl(crl, self.ca_cert))
+            except ValueError as exc:
+                raise ValueError(f"tls.crl {exc}") from exc
 
     def is_revoked(self, serial: int) -> bool:
         self._reload()
@@ -175,16 +192,36 @@ class RevocationList:
             self._warned_at = time.monotonic()
             log.warning("%s", message)
 
+    def _loaded(self, crl: CheckedCRL) -> None:
+        """Enforce `crl` from now on; say so, and whether it is already stale."""
+        self._crl = crl
+        log.info("revocation list %s loaded: %d revoked serials", self.path, len(crl.serials))
+        self._warned_at = -STALE_WARNING_S
+        self._warn_if_stale()
+
     def _reload(self) -> None:
+        """Load the CRL again if the file changed since it was last tried; a file that fails is
+        not tried (nor warned about) again until it changes."""
         if self.path is None:
             return
         with self._lock:
-            try:
-                stamp = _stamp(self.path)
-                if stamp == self._stamp:
-                    return
-                self._crl = load_crl(self.path, self.ca_cert)
-            except (OSError, ValueError) as exc:
-                log.warning("keeping the previous revocation list: %s", exc)
+            stamp = _stamp(self.path)
+            if stamp == self._stamp:
                 return
             self._stamp = stamp
+            try:
+                crl = load_crl(self.path, self.ca_cert)
+            except (OSError, ValueError) as exc:
+                kept = (
+                    f"{len(self._crl.serials)} revoked serials" if self._crl else "no revocations"
+                )
+                log.warning(
+                    "tls.crl: keeping the previous revocation list (%s) until the file changes: "
+                    "%s; copy the federation's crl.pem over %s (`fedsynth pki crl --dir PKI_DIR` "
+                    "re-signs it)",
+                    kept,
+                    exc,
+                    self.path,
+                )
+                return
+            self._loaded(crl)

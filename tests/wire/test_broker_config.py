@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from broker.config import BrokerConfig, ConfigError
-from broker.tls import RotatingCredentials
+from broker.tls import RevocationList, RotatingCredentials
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
 
@@ -87,3 +87,20 @@ def test_an_unusable_tls_file_is_named_by_its_field(
             paths["ca"], paths["cert"], paths["key"], federation="health-eu", name="main"
         )
     assert said.format(paths[field]) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [(None, "tls.crl {}: file not found"), (b"junk", "tls.crl {}: not a PEM CRL")],
+)
+def test_an_unusable_crl_at_start_is_named_by_its_field(
+    tmp_path: Path, content: bytes | None, said: str
+) -> None:
+    ca = FederationCA.init(tmp_path / "pki", "health-eu")
+    if content is None:
+        ca.crl_path.unlink()
+    else:
+        ca.crl_path.write_bytes(content)
+    with pytest.raises(ValueError) as info:
+        RevocationList(ca.crl_path, ca.directory / "ca.pem")
+    assert said.format(ca.crl_path) in str(info.value)
