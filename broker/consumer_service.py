@@ -31,13 +31,19 @@ class ConsumerService(consumer_pb2_grpc.ConsumerServiceServicer):
         row = self.state.store.release(release_id)
         if row is None:
             raise Refusal(grpc.StatusCode.NOT_FOUND, f"no release {release_id!r}")
+        if row.withdrawn_at is not None:
+            raise Refusal(
+                grpc.StatusCode.NOT_FOUND,
+                f"release {release_id!r} was withdrawn on {row.withdrawn_at}: "
+                f"{row.withdrawn_reason}",
+            )
         return row
 
     @refusals_abort
     def ListReleases(
         self, request: common_pb2.ListReleasesRequest, context: grpc.ServicerContext
     ) -> common_pb2.ReleaseList:
-        return release_page(self.state, request)
+        return release_page(self.state, request, withdrawn=False)
 
     @refusals_abort
     def GetRelease(

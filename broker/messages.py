@@ -45,15 +45,18 @@ def release_summary(row: ReleaseRow) -> common_pb2.ReleaseSummary:
         topology=row.topology,
         synthesizer=row.synthesizer,
         created_at=row.created_at,
+        withdrawn_at=row.withdrawn_at or "",
+        withdrawn_reason=row.withdrawn_reason,
     )
 
 
 def release_page(
-    state: BrokerState, request: common_pb2.ListReleasesRequest
+    state: BrokerState, request: common_pb2.ListReleasesRequest, *, withdrawn: bool
 ) -> common_pb2.ReleaseList:
-    """The page of releases `request` asks for (operators and consumers list the same)."""
+    """The page of releases `request` asks for; withdrawn ones only when `withdrawn` (operators
+    see them, consumers do not)."""
     asked = page_request(request.page_size, request.page_token)
-    page = state.store.releases(after=asked.after, limit=asked.limit)
+    page = state.store.releases(after=asked.after, limit=asked.limit, withdrawn=withdrawn)
     return common_pb2.ReleaseList(
         releases=[release_summary(r) for r in page.rows],
         next_page_token=page_token(page.next_after),

@@ -9,7 +9,7 @@ import grpc
 
 from broker.errors import Refusal
 from broker.interceptor import principal_of
-from broker.messages import candidate_message, job_message, release_page
+from broker.messages import candidate_message, job_message, release_page, release_summary
 from broker.paging import page_request, page_token
 from broker.rpc import refusals_abort
 from broker.state import BrokerState
@@ -18,6 +18,7 @@ from fedsynth.jobs import JobSpec, JobSpecError, JobState
 from fedsynth.wire.v1 import common_pb2, operator_pb2, operator_pb2_grpc
 
 log = logging.getLogger(__name__)
+MAX_REASON = 1000
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -169,4 +170,27 @@ class OperatorService(operator_pb2_grpc.OperatorServiceServicer):
     def ListReleases(
         self, request: common_pb2.ListReleasesRequest, context: grpc.ServicerContext
     ) -> common_pb2.ReleaseList:
-        return release_page(self.state, request)
+        return release_page(self.state, request, withdrawn=True)
+
+    @refusals_abort
+    def WithdrawRelease(
+        self, request: operator_pb2.WithdrawReleaseRequest, context: grpc.ServicerContext
+    ) -> common_pb2.ReleaseSummary:
+        principal = principal_of(context, self.state.config.federation)
+        reason = request.reason.strip()
+        if not 0 < len(reason) <= MAX_REASON or not reason.isprintable():
+            raise Refusal(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a withdrawal needs a reason of 1 to {MAX_REASON} printable characters",
+            )
+        before = self.state.store.release(request.release_id)
+        if before is None:
+            raise Refusal(grpc.StatusCode.NOT_FOUND, f"no release {request.release_id!r}")
+        row = self.state.store.withdraw_release(request.release_id, principal.uri, reason)
+        assert row is not None
+        if before.withdrawn_at is None:
+            self.state.audit.append(
+                principal.uri, "release.withdrawn", row.release_id, reason=reason
+            )
+            log.info("release %s withdrawn by %s: %s", row.release_id, principal.uri, reason)
+        return release_summary(row)

@@ -2,11 +2,12 @@
 
 A broker that runs for months would otherwise keep every supplier's statistics, every merged
 model, every unreleased local part and every rejected candidate. Every `retention.sweep_every_s`
-the janitor marks what is live (each release's dataset and reports; every object an unfinished
-job, or a job that ended less than `retention.keep_finished_days` ago, names in its uploads,
-grants, step results or candidates) and deletes the other objects older than that. An object
-written after the oldest unfinished job began is never deleted: a running step may hold it
-before its result names it. Job, candidate and upload rows stay, for the record.
+the janitor marks what is live (each served release's dataset and reports, not a withdrawn
+one's; every object an unfinished job, or a job that ended less than
+`retention.keep_finished_days` ago, names in its uploads, grants, step results or candidates)
+and deletes the other objects older than that. An object written after the oldest unfinished
+job began is never deleted: a running step may hold it before its result names it. Job,
+candidate and upload rows stay, for the record.
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def live_objects(state: BrokerState, cutoff: str) -> set[str]:
         (*finished, cutoff),
     )
     live: set[str] = set()
-    for row in db.query("SELECT dataset_sha256, report_sha256, html_sha256 FROM releases"):
+    for row in db.query(
+        "SELECT dataset_sha256, report_sha256, html_sha256 FROM releases "
+        "WHERE release_id NOT IN (SELECT release_id FROM release_withdrawals)"
+    ):
         live.update(row)
     for sql in (
         "SELECT sha256 FROM uploads WHERE job_id IN ({jobs})",

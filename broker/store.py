@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS job_requests (
     submitted_by TEXT NOT NULL, request_id TEXT NOT NULL,
     job_id TEXT NOT NULL REFERENCES jobs(job_id), PRIMARY KEY (submitted_by, request_id));
+CREATE TABLE IF NOT EXISTS release_withdrawals (
+    release_id TEXT PRIMARY KEY REFERENCES releases(release_id), withdrawn_at TEXT NOT NULL,
+    withdrawn_by TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tasks (
     task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL REFERENCES jobs(job_id),
     supplier TEXT NOT NULL, kind TEXT NOT NULL, payload_json BLOB NOT NULL,
@@ -148,6 +151,9 @@ class ReleaseRow:
     signature: bytes
     broker_certificate_pem: bytes
     created_at: str
+    withdrawn_at: str | None = None
+    withdrawn_by: str = ""
+    withdrawn_reason: str = ""
 
 
 class Database:
@@ -515,13 +521,58 @@ class Store:
             )
 
     def release(self, release_id: str) -> ReleaseRow | None:
+        """The release, withdrawn or not (its `withdrawn_at` says)."""
         rows = self.db.query("SELECT * FROM releases WHERE release_id = ?", (release_id,))
-        return ReleaseRow(**dict(rows[0])) if rows else None
+        return self._withdrawals([dict(rows[0])])[0] if rows else None
 
-    def releases(self, *, after: int = 0, limit: int = ALL) -> Page[ReleaseRow]:
-        """Releases in the order they were published, from `after` on."""
-        rows, next_after = self._page("releases", "", (), after, limit)
-        return Page([ReleaseRow(**r) for r in rows], next_after)
+    def releases(
+        self, *, after: int = 0, limit: int = ALL, withdrawn: bool = True
+    ) -> Page[ReleaseRow]:
+        """Releases in the order they were published, from `after` on; without the withdrawn
+        ones when `withdrawn` is false."""
+        where = (
+            "" if withdrawn else "release_id NOT IN (SELECT release_id FROM release_withdrawals)"
+        )
+        rows, next_after = self._page("releases", where, (), after, limit)
+        return Page(self._withdrawals(rows), next_after)
+
+    def withdraw_release(self, release_id: str, by: str, reason: str) -> ReleaseRow | None:
+        """Withdraw the release once (a second withdrawal keeps the first); None if unknown."""
+        with self.db.transaction() as conn:
+            if conn.execute(
+                "SELECT 1 FROM releases WHERE release_id = ?", (release_id,)
+            ).fetchone():
+                conn.execute(
+                    "INSERT OR IGNORE INTO release_withdrawals VALUES (?, ?, ?, ?)",
+                    (release_id, now_iso(), by, reason),
+                )
+        return self.release(release_id)
+
+    def _withdrawals(self, rows: list[dict[str, Any]]) -> list[ReleaseRow]:
+        """Release rows with their withdrawal, if any."""
+        ids = [r["release_id"] for r in rows]
+        found = {
+            w["release_id"]: w
+            for w in self.db.query(
+                "SELECT * FROM release_withdrawals WHERE release_id IN "
+                f"({','.join('?' * len(ids))})",
+                tuple(ids),
+            )
+        }
+        out = []
+        for row in rows:
+            w = found.get(row["release_id"])
+            extra = (
+                {
+                    "withdrawn_at": w["withdrawn_at"],
+                    "withdrawn_by": w["withdrawn_by"],
+                    "withdrawn_reason": w["reason"],
+                }
+                if w is not None
+                else {}
+            )
+            out.append(ReleaseRow(**row, **extra))
+        return out
 
     def _page(
         self, table: str, where: str, params: tuple[Any, ...], after: int, limit: int

@@ -159,11 +159,34 @@ def cancel(ctx: typer.Context, job: str = typer.Argument(..., help="Job id.")) -
 def releases(
     ctx: typer.Context, job: str = typer.Option("", help="Only candidates of this job.")
 ) -> None:
-    """List candidates with their verdicts and reasons, and the releases they became."""
+    """List candidates with their verdicts and reasons, and the releases they became (a
+    withdrawn release is marked so, with its reason)."""
+    client = _client(ctx)
+    withdrawn = {r.release_id: r.withdrawn_reason for r in _call(client.releases) if r.withdrawn_at}
+
+    def release(candidate: operator_pb2.Candidate) -> str:
+        if not candidate.release_id:
+            return "-"
+        if candidate.release_id in withdrawn:
+            return f"{candidate.release_id} (withdrawn: {withdrawn[candidate.release_id]})"
+        return candidate.release_id
+
     print_listing(
         ["candidate", "job", "verdict", "release", "reasons"],
         [
-            [c.candidate_id, c.job_id, c.verdict, c.release_id or "-", "; ".join(c.reasons)]
-            for c in _call(_client(ctx).candidates, job)
+            [c.candidate_id, c.job_id, c.verdict, release(c), "; ".join(c.reasons)]
+            for c in _call(client.candidates, job)
         ],
     )
+
+
+@app.command()
+def withdraw(
+    ctx: typer.Context,
+    release: str = typer.Argument(..., help="Release id."),
+    reason: str = typer.Option(..., help="Why (recorded, and told to consumers who ask)."),
+) -> None:
+    """Stop serving a release: consumers no longer list or pull it. For a disclosure found
+    after release; pulled copies are beyond the broker's reach."""
+    summary = _call(_client(ctx).withdraw, release, reason)
+    typer.echo(f"withdrew {summary.release_id} at {summary.withdrawn_at}")

@@ -91,8 +91,13 @@ class OperatorClient:
             lambda reply: reply.candidates,
         )
 
+    def withdraw(self, release_id: str, reason: str) -> common_pb2.ReleaseSummary:
+        """Stop serving a release to consumers; `reason` is recorded and shown to them."""
+        request = operator_pb2.WithdrawReleaseRequest(release_id=release_id, reason=reason)
+        return self._stub.WithdrawRelease(request, timeout=self.timeout)
+
     def releases(self) -> list[common_pb2.ReleaseSummary]:
-        """Every release, oldest first."""
+        """Every release, oldest first, withdrawn ones included (with when and why)."""
         return every_page(
             lambda token: self._stub.ListReleases(
                 common_pb2.ListReleasesRequest(page_token=token), timeout=self.timeout

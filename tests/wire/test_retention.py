@@ -160,3 +160,14 @@ def test_a_running_broker_sweeps_on_its_own_and_releases_still_pull(tmp_path: Pa
         assert (tmp_path / "pulled.parquet").read_bytes() == b"rows the analyst pulls"
     finally:
         broker.stop()
+
+
+def test_a_withdrawn_release_is_deleted_with_its_long_ended_job(state: BrokerState) -> None:
+    job = new_job(state, "withdrawn", JobState.SUCCEEDED)
+    release = state.store.release(released(state, job, b"rows found to disclose"))
+    assert release is not None
+    state.store.withdraw_release(release.release_id, "spiffe://testfed/operator/ops", "leak")
+
+    sweep(state, keep_finished_days=30, now=LATER)
+
+    assert not stored(state, release.dataset_sha256)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64synth/v1/common.proto\x12\x0b\x66\x65\x64synth.v1\"%\n\x05\x43hunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\">\n\nObjectInfo\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\nmedia_type\x18\x03 \x01(\t\"g\n\x0f\x44ownloadMessage\x12\'\n\x04info\x18\x01 \x01(\x0b\x32\x17.fedsynth.v1.ObjectInfoH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.fedsynth.v1.ChunkH\x00\x42\x06\n\x04\x62ody\"\xab\x01\n\x0eReleaseSummary\x12\x12\n\nrelease_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x61taset_size\x18\x05 \x01(\x04\x12\x10\n\x08topology\x18\x06 \x01(\t\x12\x13\n\x0bsynthesizer\x18\x07 \x01(\t\x12\x12\n\ncreated_at\x18\x08 \x01(\t\"<\n\x13ListReleasesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"U\n\x0bReleaseList\x12-\n\x08releases\x18\x01 \x03(\x0b\x32\x1b.fedsynth.v1.ReleaseSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\nReleaseRef\x12\x12\n\nrelease_id\x18\x01 \x01(\t\"\xa7\x01\n\x0fReleaseManifest\x12,\n\x07summary\x18\x01 \x01(\x0b\x32\x1b.fedsynth.v1.ReleaseSummary\x12\x18\n\x10\x61ttestation_json\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x1e\n\x16\x62roker_certificate_pem\x18\x04 \x01(\x0c\x12\x19\n\x11\x61udit_report_json\x18\x05 \x01(\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x66\x65\x64synth/v1/common.proto\x12\x0b\x66\x65\x64synth.v1\"%\n\x05\x43hunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\">\n\nObjectInfo\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x12\n\nmedia_type\x18\x03 \x01(\t\"g\n\x0f\x44ownloadMessage\x12\'\n\x04info\x18\x01 \x01(\x0b\x32\x17.fedsynth.v1.ObjectInfoH\x00\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x12.fedsynth.v1.ChunkH\x00\x42\x06\n\x04\x62ody\"\xdb\x01\n\x0eReleaseSummary\x12\x12\n\nrelease_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x04 \x01(\t\x12\x14\n\x0c\x64\x61taset_size\x18\x05 \x01(\x04\x12\x10\n\x08topology\x18\x06 \x01(\t\x12\x13\n\x0bsynthesizer\x18\x07 \x01(\t\x12\x12\n\ncreated_at\x18\x08 \x01(\t\x12\x14\n\x0cwithdrawn_at\x18\t \x01(\t\x12\x18\n\x10withdrawn_reason\x18\n \x01(\t\"<\n\x13ListReleasesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"U\n\x0bReleaseList\x12-\n\x08releases\x18\x01 \x03(\x0b\x32\x1b.fedsynth.v1.ReleaseSummary\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\nReleaseRef\x12\x12\n\nrelease_id\x18\x01 \x01(\t\"\xa7\x01\n\x0fReleaseManifest\x12,\n\x07summary\x18\x01 \x01(\x0b\x32\x1b.fedsynth.v1.ReleaseSummary\x12\x18\n\x10\x61ttestation_json\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\x0c\x12\x1e\n\x16\x62roker_certificate_pem\x18\x04 \x01(\x0c\x12\x19\n\x11\x61udit_report_json\x18\x05 \x01(\x0c\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,13 +38,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DOWNLOADMESSAGE']._serialized_start=144
   _globals['_DOWNLOADMESSAGE']._serialized_end=247
   _globals['_RELEASESUMMARY']._serialized_start=250
-  _globals['_RELEASESUMMARY']._serialized_end=421
-  _globals['_LISTRELEASESREQUEST']._serialized_start=423
-  _globals['_LISTRELEASESREQUEST']._serialized_end=483
-  _globals['_RELEASELIST']._serialized_start=485
-  _globals['_RELEASELIST']._serialized_end=570
-  _globals['_RELEASEREF']._serialized_start=572
-  _globals['_RELEASEREF']._serialized_end=604
-  _globals['_RELEASEMANIFEST']._serialized_start=607
-  _globals['_RELEASEMANIFEST']._serialized_end=774
+  _globals['_RELEASESUMMARY']._serialized_end=469
+  _globals['_LISTRELEASESREQUEST']._serialized_start=471
+  _globals['_LISTRELEASESREQUEST']._serialized_end=531
+  _globals['_RELEASELIST']._serialized_start=533
+  _globals['_RELEASELIST']._serialized_end=618
+  _globals['_RELEASEREF']._serialized_start=620
+  _globals['_RELEASEREF']._serialized_end=652
+  _globals['_RELEASEMANIFEST']._serialized_start=655
+  _globals['_RELEASEMANIFEST']._serialized_end=822
 # @@protoc_insertion_point(module_scope)

@@ -33,7 +33,7 @@ class DownloadMessage(_message.Message):
     def __init__(self, info: _Optional[_Union[ObjectInfo, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ...) -> None: ...
 
 class ReleaseSummary(_message.Message):
-    __slots__ = ("release_id", "job_id", "name", "dataset_sha256", "dataset_size", "topology", "synthesizer", "created_at")
+    __slots__ = ("release_id", "job_id", "name", "dataset_sha256", "dataset_size", "topology", "synthesizer", "created_at", "withdrawn_at", "withdrawn_reason")
     RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,8 @@ class ReleaseSummary(_message.Message):
     TOPOLOGY_FIELD_NUMBER: _ClassVar[int]
     SYNTHESIZER_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_AT_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_REASON_FIELD_NUMBER: _ClassVar[int]
     release_id: str
     job_id: str
     name: str
@@ -50,7 +52,9 @@ class ReleaseSummary(_message.Message):
     topology: str
     synthesizer: str
     created_at: str
-    def __init__(self, release_id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., dataset_sha256: _Optional[str] = ..., dataset_size: _Optional[int] = ..., topology: _Optional[str] = ..., synthesizer: _Optional[str] = ..., created_at: _Optional[str] = ...) -> None: ...
+    withdrawn_at: str
+    withdrawn_reason: str
+    def __init__(self, release_id: _Optional[str] = ..., job_id: _Optional[str] = ..., name: _Optional[str] = ..., dataset_sha256: _Optional[str] = ..., dataset_size: _Optional[int] = ..., topology: _Optional[str] = ..., synthesizer: _Optional[str] = ..., created_at: _Optional[str] = ..., withdrawn_at: _Optional[str] = ..., withdrawn_reason: _Optional[str] = ...) -> None: ...
 
 class ListReleasesRequest(_message.Message):
     __slots__ = ("page_size", "page_token")

@@ -25,37 +25,39 @@ _sym_db = _symbol_database.Default()
 from fedsynth.wire.v1 import common_pb2 as fedsynth_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64synth/v1/operator.proto\x12\x0b\x66\x65\x64synth.v1\x1a\x18\x66\x65\x64synth/v1/common.proto\"9\n\x10SubmitJobRequest\x12\x11\n\tspec_json\x18\x01 \x01(\x0c\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x18\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xe4\x01\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x10\n\x08topology\x18\x04 \x01(\t\x12\x13\n\x0bspec_sha256\x18\x05 \x01(\t\x12\x14\n\x0csubmitted_by\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x11\n\tspec_json\x18\n \x01(\x0c\x12(\n\x05tasks\x18\x0b \x03(\x0b\x32\x19.fedsynth.v1.TaskProgress\"\x90\x01\n\x0cTaskProgress\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x1d\n\x15supplier_last_contact\x18\x07 \x01(\t\"G\n\x0fListJobsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"B\n\x07JobList\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.fedsynth.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14ListSuppliersRequest\".\n\x08Supplier\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0clast_contact\x18\x02 \x01(\t\"8\n\x0cSupplierList\x12(\n\tsuppliers\x18\x01 \x03(\x0b\x32\x15.fedsynth.v1.Supplier\"N\n\x15ListCandidatesRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x93\x01\n\tCandidate\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07verdict\x18\x03 \x01(\t\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x05 \x01(\t\x12\x12\n\nrelease_id\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\"T\n\rCandidateList\x12*\n\ncandidates\x18\x01 \x03(\x0b\x32\x16.fedsynth.v1.Candidate\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe1\x03\n\x0fOperatorService\x12<\n\tSubmitJob\x12\x1d.fedsynth.v1.SubmitJobRequest\x1a\x10.fedsynth.v1.Job\x12/\n\x06GetJob\x12\x13.fedsynth.v1.JobRef\x1a\x10.fedsynth.v1.Job\x12>\n\x08ListJobs\x12\x1c.fedsynth.v1.ListJobsRequest\x1a\x14.fedsynth.v1.JobList\x12\x32\n\tCancelJob\x12\x13.fedsynth.v1.JobRef\x1a\x10.fedsynth.v1.Job\x12M\n\rListSuppliers\x12!.fedsynth.v1.ListSuppliersRequest\x1a\x19.fedsynth.v1.SupplierList\x12P\n\x0eListCandidates\x12\".fedsynth.v1.ListCandidatesRequest\x1a\x1a.fedsynth.v1.CandidateList\x12J\n\x0cListReleases\x12 .fedsynth.v1.ListReleasesRequest\x1a\x18.fedsynth.v1.ReleaseListb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x65\x64synth/v1/operator.proto\x12\x0b\x66\x65\x64synth.v1\x1a\x18\x66\x65\x64synth/v1/common.proto\"<\n\x16WithdrawReleaseRequest\x12\x12\n\nrelease_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"9\n\x10SubmitJobRequest\x12\x11\n\tspec_json\x18\x01 \x01(\x0c\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"\x18\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\xe4\x01\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x10\n\x08topology\x18\x04 \x01(\t\x12\x13\n\x0bspec_sha256\x18\x05 \x01(\t\x12\x14\n\x0csubmitted_by\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12\x11\n\tspec_json\x18\n \x01(\x0c\x12(\n\x05tasks\x18\x0b \x03(\x0b\x32\x19.fedsynth.v1.TaskProgress\"\x90\x01\n\x0cTaskProgress\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08supplier\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x12\n\ncreated_at\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x1d\n\x15supplier_last_contact\x18\x07 \x01(\t\"G\n\x0fListJobsRequest\x12\r\n\x05state\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"B\n\x07JobList\x12\x1e\n\x04jobs\x18\x01 \x03(\x0b\x32\x10.fedsynth.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x16\n\x14ListSuppliersRequest\".\n\x08Supplier\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0clast_contact\x18\x02 \x01(\t\"8\n\x0cSupplierList\x12(\n\tsuppliers\x18\x01 \x03(\x0b\x32\x15.fedsynth.v1.Supplier\"N\n\x15ListCandidatesRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\x93\x01\n\tCandidate\x12\x14\n\x0c\x63\x61ndidate_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07verdict\x18\x03 \x01(\t\x12\x0f\n\x07reasons\x18\x04 \x03(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\x05 \x01(\t\x12\x12\n\nrelease_id\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\"T\n\rCandidateList\x12*\n\ncandidates\x18\x01 \x03(\x0b\x32\x16.fedsynth.v1.Candidate\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb6\x04\n\x0fOperatorService\x12<\n\tSubmitJob\x12\x1d.fedsynth.v1.SubmitJobRequest\x1a\x10.fedsynth.v1.Job\x12/\n\x06GetJob\x12\x13.fedsynth.v1.JobRef\x1a\x10.fedsynth.v1.Job\x12>\n\x08ListJobs\x12\x1c.fedsynth.v1.ListJobsRequest\x1a\x14.fedsynth.v1.JobList\x12\x32\n\tCancelJob\x12\x13.fedsynth.v1.JobRef\x1a\x10.fedsynth.v1.Job\x12M\n\rListSuppliers\x12!.fedsynth.v1.ListSuppliersRequest\x1a\x19.fedsynth.v1.SupplierList\x12P\n\x0eListCandidates\x12\".fedsynth.v1.ListCandidatesRequest\x1a\x1a.fedsynth.v1.CandidateList\x12J\n\x0cListReleases\x12 .fedsynth.v1.ListReleasesRequest\x1a\x18.fedsynth.v1.ReleaseList\x12S\n\x0fWithdrawRelease\x12#.fedsynth.v1.WithdrawReleaseRequest\x1a\x1b.fedsynth.v1.ReleaseSummaryb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fedsynth.v1.operator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SUBMITJOBREQUEST']._serialized_start=69
-  _globals['_SUBMITJOBREQUEST']._serialized_end=126
-  _globals['_JOBREF']._serialized_start=128
-  _globals['_JOBREF']._serialized_end=152
-  _globals['_JOB']._serialized_start=155
-  _globals['_JOB']._serialized_end=383
-  _globals['_TASKPROGRESS']._serialized_start=386
-  _globals['_TASKPROGRESS']._serialized_end=530
-  _globals['_LISTJOBSREQUEST']._serialized_start=532
-  _globals['_LISTJOBSREQUEST']._serialized_end=603
-  _globals['_JOBLIST']._serialized_start=605
-  _globals['_JOBLIST']._serialized_end=671
-  _globals['_LISTSUPPLIERSREQUEST']._serialized_start=673
-  _globals['_LISTSUPPLIERSREQUEST']._serialized_end=695
-  _globals['_SUPPLIER']._serialized_start=697
-  _globals['_SUPPLIER']._serialized_end=743
-  _globals['_SUPPLIERLIST']._serialized_start=745
-  _globals['_SUPPLIERLIST']._serialized_end=801
-  _globals['_LISTCANDIDATESREQUEST']._serialized_start=803
-  _globals['_LISTCANDIDATESREQUEST']._serialized_end=881
-  _globals['_CANDIDATE']._serialized_start=884
-  _globals['_CANDIDATE']._serialized_end=1031
-  _globals['_CANDIDATELIST']._serialized_start=1033
-  _globals['_CANDIDATELIST']._serialized_end=1117
-  _globals['_OPERATORSERVICE']._serialized_start=1120
-  _globals['_OPERATORSERVICE']._serialized_end=1601
+  _globals['_WITHDRAWRELEASEREQUEST']._serialized_start=69
+  _globals['_WITHDRAWRELEASEREQUEST']._serialized_end=129
+  _globals['_SUBMITJOBREQUEST']._serialized_start=131
+  _globals['_SUBMITJOBREQUEST']._serialized_end=188
+  _globals['_JOBREF']._serialized_start=190
+  _globals['_JOBREF']._serialized_end=214
+  _globals['_JOB']._serialized_start=217
+  _globals['_JOB']._serialized_end=445
+  _globals['_TASKPROGRESS']._serialized_start=448
+  _globals['_TASKPROGRESS']._serialized_end=592
+  _globals['_LISTJOBSREQUEST']._serialized_start=594
+  _globals['_LISTJOBSREQUEST']._serialized_end=665
+  _globals['_JOBLIST']._serialized_start=667
+  _globals['_JOBLIST']._serialized_end=733
+  _globals['_LISTSUPPLIERSREQUEST']._serialized_start=735
+  _globals['_LISTSUPPLIERSREQUEST']._serialized_end=757
+  _globals['_SUPPLIER']._serialized_start=759
+  _globals['_SUPPLIER']._serialized_end=805
+  _globals['_SUPPLIERLIST']._serialized_start=807
+  _globals['_SUPPLIERLIST']._serialized_end=863
+  _globals['_LISTCANDIDATESREQUEST']._serialized_start=865
+  _globals['_LISTCANDIDATESREQUEST']._serialized_end=943
+  _globals['_CANDIDATE']._serialized_start=946
+  _globals['_CANDIDATE']._serialized_end=1093
+  _globals['_CANDIDATELIST']._serialized_start=1095
+  _globals['_CANDIDATELIST']._serialized_end=1179
+  _globals['_OPERATORSERVICE']._serialized_start=1182
+  _globals['_OPERATORSERVICE']._serialized_end=1748
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class WithdrawReleaseRequest(_message.Message):
+    __slots__ = ("release_id", "reason")
+    RELEASE_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    release_id: str
+    reason: str
+    def __init__(self, release_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec_json", "request_id")
     SPEC_JSON_FIELD_NUMBER: _ClassVar[int]

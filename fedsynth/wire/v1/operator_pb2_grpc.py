@@ -70,6 +70,11 @@ class OperatorServiceStub:
                 request_serializer=fedsynth_dot_v1_dot_common__pb2.ListReleasesRequest.SerializeToString,
                 response_deserializer=fedsynth_dot_v1_dot_common__pb2.ReleaseList.FromString,
                 _registered_method=True)
+        self.WithdrawRelease = channel.unary_unary(
+                '/fedsynth.v1.OperatorService/WithdrawRelease',
+                request_serializer=fedsynth_dot_v1_dot_operator__pb2.WithdrawReleaseRequest.SerializeToString,
+                response_deserializer=fedsynth_dot_v1_dot_common__pb2.ReleaseSummary.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -118,6 +123,14 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WithdrawRelease(self, request, context):
+        """Stop serving a release (e.g. a disclosure found after it went out): consumers no longer see
+        or pull it; it stays listed here with the reason, and its record in the audit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +168,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.ListReleases,
                     request_deserializer=fedsynth_dot_v1_dot_common__pb2.ListReleasesRequest.FromString,
                     response_serializer=fedsynth_dot_v1_dot_common__pb2.ReleaseList.SerializeToString,
+            ),
+            'WithdrawRelease': grpc.unary_unary_rpc_method_handler(
+                    servicer.WithdrawRelease,
+                    request_deserializer=fedsynth_dot_v1_dot_operator__pb2.WithdrawReleaseRequest.FromString,
+                    response_serializer=fedsynth_dot_v1_dot_common__pb2.ReleaseSummary.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +364,33 @@ class OperatorService:
             '/fedsynth.v1.OperatorService/ListReleases',
             fedsynth_dot_v1_dot_common__pb2.ListReleasesRequest.SerializeToString,
             fedsynth_dot_v1_dot_common__pb2.ReleaseList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WithdrawRelease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedsynth.v1.OperatorService/WithdrawRelease',
+            fedsynth_dot_v1_dot_operator__pb2.WithdrawReleaseRequest.SerializeToString,
+            fedsynth_dot_v1_dot_common__pb2.ReleaseSummary.FromString,
             options,
             channel_credentials,
             insecure,
