@@ -35,7 +35,14 @@ def test_consumer_subcommand_help_needs_no_broker(command: str) -> None:
 
 
 def test_the_subcommands_are_the_ones_people_use() -> None:
-    assert subcommands(operator_app) == ["cancel", "list", "releases", "status", "submit", "withdraw"]
+    assert subcommands(operator_app) == [
+        "cancel",
+        "list",
+        "releases",
+        "status",
+        "submit",
+        "withdraw",
+    ]
     assert subcommands(consumer_app) == ["list", "pull", "report", "show"]
 
 
