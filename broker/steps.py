@@ -489,7 +489,14 @@ def _privacy_spent(ctx: JobContext) -> dict[str, Any] | None:
         )
 
 
-SUMMARY_SCORES = ("fidelity", "column_shapes", "pair_trends", "detection_auc", "utility_ratio")
+SUMMARY_SCORES = (
+    "fidelity",
+    "column_shapes",
+    "pair_trends",
+    "boundary_adherence",
+    "detection_auc",
+    "utility_ratio",
+)
 
 
 def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:

@@ -265,6 +265,7 @@ def headline_scores(report: audit.AuditReport) -> dict[str, float | None]:
         "fidelity": report.fidelity.overall,
         "column_shapes": report.fidelity.column_shapes,
         "pair_trends": report.fidelity.pair_trends,
+        "boundary_adherence": report.fidelity.boundary_adherence,
         "detection_auc": report.detection.auc,
         "utility_ratio": report.utility.primary_ratio if report.utility else None,
     }

@@ -1,11 +1,18 @@
 """`fedsynth audit`: audit a synthetic file against real files and write JSON and HTML reports.
 
+Identifier columns (declared with kind identifier: direct identifiers, record numbers, linkage
+tokens) are never modelled or released, so each file may hold them or not; they are left out of
+the audit, as are the linkage token columns of `fedsynth prep` that a file holds beyond the
+schema (prepared rows audited with the released schema). Every other schema column must be in
+every file.
+
 Exit status: 0 when the verdict is pass, 3 when it is fail, 2 for unusable input.
 """
 
 from __future__ import annotations
 
 import shlex
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -13,11 +20,22 @@ import typer
 from rich.console import Console
 
 from fedsynth.audit.policy import AuditPolicy, PolicyError
-from fedsynth.audit.validity import synthetic_schema
+from fedsynth.audit.validity import audited_schema, identifiers_note, synthetic_schema
 from fedsynth.cli_options import DEFAULT_ENCODING, DelimiterOption, EncodingOption, printed_notes
 from fedsynth.files import atomic_write_text, check_outputs
-from fedsynth.io import DataFileError, ValidationReport, read_table
-from fedsynth.schema import SchemaError, TableSchema
+from fedsynth.io import (
+    DataFileError,
+    DataFileNote,
+    ValidationReport,
+    csv_delimiter,
+    header_layout,
+    read_header_line,
+    read_raw,
+    read_table,
+    sniff_delimiter,
+)
+from fedsynth.prep.tokens import BLOOM_COLUMN, RECORD_TOKEN
+from fedsynth.schema import IdentifierColumn, PrivacyRole, SchemaError, TableSchema
 
 EXIT_FAIL = 3
 EXIT_BAD_INPUT = 2
@@ -71,20 +89,25 @@ def audit(
         declared = read_constraints(constraints) if constraints is not None else None
         audit_policy = AuditPolicy.load(policy) if policy is not None else AuditPolicy()
         reading = _reading_options(delimiter, encoding)
+        files = _FileSchemas(table_schema, delimiter, encoding)
         with printed_notes(console):
             real_df, real_report = read_table(
-                real, table_schema, delimiter=delimiter, encoding=encoding
+                real, files.of(real), delimiter=delimiter, encoding=encoding
             )
             _refuse_rejected(real, schema, real_report, reading)
             holdout_df = None
             if holdout is not None:
                 holdout_df, holdout_report = read_table(
-                    holdout, table_schema, delimiter=delimiter, encoding=encoding
+                    holdout, files.of(holdout), delimiter=delimiter, encoding=encoding
                 )
                 _refuse_rejected(holdout, schema, holdout_report, reading)
             synthetic_df, synthetic_report = read_table(
-                synthetic, synthetic_schema(table_schema), delimiter=delimiter, encoding=encoding
+                synthetic,
+                synthetic_schema(files.of(synthetic)),
+                delimiter=delimiter,
+                encoding=encoding,
             )
+            files.note_left_out()
         report = run(
             real_df,
             synthetic_df,
@@ -112,6 +135,53 @@ def audit(
     console.print(f"verdict: {report.verdict}", markup=False, highlight=False)
     if report.verdict == "fail":
         raise typer.Exit(EXIT_FAIL)
+
+
+class _FileSchemas:
+    """The schema each input file is read with: the audited columns, plus the identifier
+    columns that file holds (nullable, since they are not audited) and the linkage token
+    columns it holds beyond the schema. Remembers what was left out, for the note."""
+
+    def __init__(self, schema: TableSchema, delimiter: str | None, encoding: str) -> None:
+        self.schema = schema
+        self.delimiter = delimiter
+        self.encoding = encoding
+        self.identifiers = audited_schema(schema)[1]
+        self.left_out: list[str] = list(self.identifiers)
+
+    def of(self, path: Path) -> TableSchema:
+        """The schema to read `path` with."""
+        header = self._header(path)
+        tokens = [h for h in header if h not in self.schema.names and _is_linkage_token(h)]
+        self.left_out += [t for t in tokens if t not in self.left_out]
+        columns = [
+            c.model_copy(update={"nullable": True}) if c.name in self.identifiers else c
+            for c in self.schema.columns
+            if c.name not in self.identifiers or c.name in header
+        ]
+        extra = [IdentifierColumn(name=t, role=PrivacyRole.OTHER, nullable=True) for t in tokens]
+        return self.schema.model_copy(update={"columns": columns + extra})
+
+    def note_left_out(self) -> None:
+        """Say, once, which identifier columns the audit does not look at."""
+        if self.left_out:
+            warnings.warn(DataFileNote(identifiers_note(self.left_out)), stacklevel=2)
+
+    def _header(self, path: Path) -> list[str]:
+        """The file's column names; none for a missing file, which `read_table` then names."""
+        if not path.is_file():
+            return []
+        if path.suffix.lower() in {".parquet", ".pq"}:
+            return read_raw(path, max_rows=0).column_names
+        line = read_header_line(path, self.encoding)
+        if self.delimiter is None:
+            return header_layout(path, line, sniff_delimiter(line)).names
+        return header_layout(path, line, csv_delimiter(path, self.delimiter)).names
+
+
+def _is_linkage_token(name: str) -> bool:
+    """Whether `name` is a column `fedsynth prep` writes for record linkage (see its tokens)."""
+    return name in (RECORD_TOKEN, BLOOM_COLUMN) or name.startswith(("tok_", "blk_"))
 
 
 def _reading_options(delimiter: str | None, encoding: str) -> str:

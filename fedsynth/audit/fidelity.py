@@ -4,6 +4,8 @@ KSComplement (continuous) and TVComplement (discrete) per column; CorrelationSim
 for two continuous columns and ContingencySimilarity for any other pair, continuous columns cut
 into SDMetrics' 10 equal-width bins of the real values. Scores are averaged like SDMetrics'
 Quality Report: the mean over columns, the mean over pairs, and the mean of the two.
+BoundaryAdherence (from SDMetrics' Diagnostic Report) is reported beside them, per continuous
+column and as a mean, since KS alone hardly moves when a few values leave the real range.
 """
 
 from __future__ import annotations
@@ -51,6 +53,20 @@ def tv_complement(real: np.ndarray, synthetic: np.ndarray) -> float | None:
     p = np.bincount(r, minlength=size) / len(r)
     q = np.bincount(s, minlength=size) / len(s)
     return float(1.0 - 0.5 * np.abs(p - q).sum())
+
+
+def boundary_adherence(real: np.ndarray, synthetic: np.ndarray) -> float | None:
+    """Share of synthetic values within the real [min, max], as SDMetrics' BoundaryAdherence.
+
+    Missing synthetic values are left out when the real column has missing values too, and count
+    as outside when it has none; None when either side has no value to compare.
+    """
+    present = real[~np.isnan(real)]
+    checked = synthetic[~np.isnan(synthetic)] if len(present) < len(real) else synthetic
+    if len(present) == 0 or len(checked) == 0:
+        return None
+    inside = (checked >= present.min()) & (checked <= present.max())
+    return float(inside.mean())
 
 
 def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
@@ -133,6 +149,7 @@ def fidelity(real: pd.DataFrame, synthetic: pd.DataFrame, columns: list[Column])
             real=_matrix([views[n].real_values for n in continuous]),
             synthetic=_matrix([views[n].synthetic_values for n in continuous]),
         ),
+        boundary_adherence=_mean([s.boundary_adherence for s in shapes]),
     )
 
 
@@ -155,15 +172,22 @@ class _View:
 def _shape(view: _View) -> ColumnShape:
     column = view.column
     if is_discrete(column):
-        score = tv_complement(view.real_values, view.synthetic_values)
-        metric = "TVComplement"
-        distribution = _label_distribution(view)
-    else:
-        score = ks_complement(view.real_values, view.synthetic_values)
-        metric = "KSComplement"
-        distribution = _binned_distribution(view)
+        return ColumnShape(
+            column=column.name,
+            kind=column.kind,
+            metric="TVComplement",
+            score=tv_complement(view.real_values, view.synthetic_values),
+            distribution=_label_distribution(view),
+        )
     return ColumnShape(
-        column=column.name, kind=column.kind, metric=metric, score=score, distribution=distribution
+        column=column.name,
+        kind=column.kind,
+        metric="KSComplement",
+        score=ks_complement(view.real_values, view.synthetic_values),
+        distribution=_binned_distribution(view),
+        boundary_adherence=boundary_adherence(view.real_values, view.synthetic_values),
+        real_range=_range(view.real_values, column),
+        synthetic_range=_range(view.synthetic_values, column),
     )
 
 
@@ -200,19 +224,33 @@ def _label_distribution(view: _View) -> Distribution:
 
 
 def _binned_distribution(view: _View) -> Distribution:
+    """Shares in equal-width bins over the real range (the synthetic one if no real value is
+    present); synthetic values beyond it are counted apart, never folded into the outer bins."""
     real = view.real_values[~np.isnan(view.real_values)]
     syn = view.synthetic_values[~np.isnan(view.synthetic_values)]
-    if len(real) == 0:
-        real = np.zeros(1)
-    edges = bin_edges(real, OVERLAY_BINS)
+    spanned = real if len(real) else syn if len(syn) else np.zeros(1)
+    edges = bin_edges(spanned, OVERLAY_BINS)
+    below = syn < spanned.min()
+    above = syn > spanned.max()
+    shares = max(len(syn), 1)
     real_counts = np.histogram(real, bins=edges)[0] / max(len(real), 1)
-    syn_counts = np.histogram(np.clip(syn, edges[0], edges[-1]), bins=edges)[0] / max(len(syn), 1)
+    syn_counts = np.histogram(syn[~(below | above)], bins=edges)[0] / shares
     return Distribution(
         labels=[_edge_label(e, view.column) for e in edges],
         edges=edges.tolist(),
         real=real_counts.tolist(),
         synthetic=syn_counts.tolist(),
+        synthetic_below=float(below.sum() / shares),
+        synthetic_above=float(above.sum() / shares),
     )
+
+
+def _range(values: np.ndarray, column: Column) -> tuple[str, str] | None:
+    """The least and greatest present value as text; None when every value is missing."""
+    present = values[~np.isnan(values)]
+    if len(present) == 0:
+        return None
+    return _edge_label(float(present.min()), column), _edge_label(float(present.max()), column)
 
 
 def _edge_label(edge: float, column: Column) -> str:

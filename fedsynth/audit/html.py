@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from fedsynth.audit.report import AuditReport, CheckResult, Distribution
@@ -20,6 +21,7 @@ from fedsynth.files import atomic_write_text
 
 REAL_COLOUR = "#1f77b4"
 SYNTHETIC_COLOUR = "#ff7f0e"
+OUTSIDE_EDGE = "#d62728"
 MAX_TICK_LABELS = 12
 PRIVACY_EXPLANATIONS = {
     "Exact copies of training rows": "Share of synthetic rows identical to some training row. "
@@ -30,8 +32,12 @@ PRIVACY_EXPLANATIONS = {
     "rows, synthetic rows sit nearer to them than to unseen holdout rows. 50% means no sign.",
     "Membership inference AUC": "How well an attacker who sees the synthetic data tells training "
     "members from non-members by closeness. 0.5 is guessing.",
+    "Exact quasi-identifier matches (membership)": "Share of people whose exact combination of "
+    "quasi-identifier values occurs in some synthetic row. An attacker who knows someone's "
+    "values checks whether they are there; a training rate above the holdout rate tells "
+    "members from non-members (the check uses the difference; attack AUC = 0.5 + difference / 2).",
     "Singling out": "Share of descriptions read off synthetic rows that fit exactly one training "
-    "person (holdout rate in brackets, for comparison).",
+    "person; the holdout baseline column gives the same share for holdout people, for comparison.",
 }
 
 STYLE = """
@@ -94,7 +100,8 @@ def _summary(report: AuditReport) -> str:
 def _checks_table(checks: list[CheckResult]) -> str:
     rows = "".join(
         f"<tr class='{'' if c.passed else 'bad'}'><td>{escape(c.name)}</td>"
-        f"<td>{c.value:.4f}</td><td>{'≥' if c.direction == 'min' else '≤'} {c.threshold:g}</td>"
+        f"<td>{c.value:.4f}{_measure(c)}</td>"
+        f"<td>{'≥' if c.direction == 'min' else '≤'} {c.threshold:g}</td>"
         f"<td>{'pass' if c.passed else 'FAIL'}</td><td>{escape(c.explanation)}</td></tr>"
         for c in checks
     )
@@ -102,6 +109,13 @@ def _checks_table(checks: list[CheckResult]) -> str:
         "<table><tr><th>check</th><th>value</th><th>required</th><th>result</th>"
         f"<th>what it means</th></tr>{rows}</table>"
     )
+
+
+def _measure(check: CheckResult) -> str:
+    """What a check's value is, under the value, when it is not the plain measurement."""
+    if check.measure is None:
+        return ""
+    return f"<br><span class='note'>{escape(check.measure)}</span>"
 
 
 def _fidelity(report: AuditReport) -> str:
@@ -122,11 +136,50 @@ def _fidelity(report: AuditReport) -> str:
         "<h2>Fidelity</h2>"
         f"<p>Column shapes {_num(fid.column_shapes)}, pair trends {_num(fid.pair_trends)}, "
         f"overall {_num(fid.overall)} (1 = identical distributions; SDMetrics definitions).</p>"
-        "<h3>Per-column distributions (blue real, orange synthetic)</h3>"
+        + _boundaries(report)
+        + "<h3>Per-column distributions (blue real, orange synthetic)</h3>"
+        "<p class='note'>Bins span the real range; hatched orange bars outside it hold the "
+        "synthetic values below the real minimum or above the real maximum.</p>"
         f"<div class='grid'>{overlays}</div>{heatmaps}"
         "<h3>Weakest column pairs</h3><table><tr><th>pair</th><th>metric</th><th>score</th></tr>"
         f"{pair_rows}</table>"
     )
+
+
+def _boundaries(report: AuditReport) -> str:
+    """Boundary adherence: the mean, and the continuous columns with values beyond the real
+    range."""
+    fid = report.fidelity
+    if fid.boundary_adherence is None:
+        return ""
+    outside = [
+        s for s in fid.columns if s.boundary_adherence is not None and s.boundary_adherence < 1
+    ]
+    rows = "".join(
+        f"<tr><td>{escape(s.column)}</td><td>{_pct(s.boundary_adherence)}</td>"
+        f"<td>{_span(s.real_range)}</td><td>{_span(s.synthetic_range)}</td>"
+        f"<td>{_pct(s.distribution.synthetic_below)}</td>"
+        f"<td>{_pct(s.distribution.synthetic_above)}</td></tr>"
+        for s in outside
+    )
+    table = (
+        "<table><tr><th>column</th><th>within real range</th><th>real range</th>"
+        "<th>synthetic range</th><th>synthetic below</th><th>synthetic above</th></tr>"
+        f"{rows}</table>"
+        if rows
+        else "<p>Every synthetic number and date lies within the real range.</p>"
+    )
+    return (
+        f"<p>Boundary adherence {_num(fid.boundary_adherence)}: the mean over numerical and "
+        "datetime columns of the share of synthetic values within the real column's observed "
+        "minimum and maximum (SDMetrics BoundaryAdherence; missing values count as outside only "
+        "where the real column has none). Values beyond the real range can be implausible, and "
+        "an extreme value can point at a real outlier.</p>" + table
+    )
+
+
+def _span(bounds: tuple[str, str] | None) -> str:
+    return "n/a" if bounds is None else f"{escape(bounds[0])} to {escape(bounds[1])}"
 
 
 def _detection(report: AuditReport) -> str:
@@ -190,6 +243,15 @@ def _privacy(report: AuditReport) -> str:
             "0.5 expected",
         ),
     ]
+    if p.quasi_identifier_membership is not None:
+        qim = p.quasi_identifier_membership
+        rows.append(
+            (
+                "Exact quasi-identifier matches (membership)",
+                _pct(qim.member_match_rate),
+                _pct(qim.non_member_match_rate),
+            )
+        )
     if p.singling_out is not None:
         rows.append(
             (
@@ -268,12 +330,16 @@ def _distribution_plot(column: str, metric: str, score: float | None, dist: Dist
     fig = Figure(figsize=(3.8, 2.6), dpi=80)
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.2, top=0.8)
     ax = fig.add_subplot()
+    title = f"{column}\n{metric} {_num(score)}"
     if dist.edges is not None:
         edges = np.asarray(dist.edges)
         ax.stairs(dist.real, edges, fill=True, alpha=0.55, color=REAL_COLOUR)
         ax.stairs(dist.synthetic, edges, fill=True, alpha=0.55, color=SYNTHETIC_COLOUR)
         ticks = np.linspace(0, len(edges) - 1, 3).astype(int)
         ax.set_xticks(edges[ticks], [dist.labels[i] for i in ticks], fontsize=7)
+        outside = _outside_bars(ax, edges, dist.synthetic_below or 0.0, dist.synthetic_above or 0.0)
+        if outside:
+            title += f", {outside:.1%} outside real range"
     else:
         x = np.arange(len(dist.labels))
         ax.bar(x - 0.2, dist.real, width=0.4, color=REAL_COLOUR)
@@ -281,8 +347,39 @@ def _distribution_plot(column: str, metric: str, score: float | None, dist: Dist
         shown = dist.labels if len(x) <= MAX_TICK_LABELS else [""] * len(x)
         ax.set_xticks(x, shown, fontsize=7, rotation=30)
     ax.tick_params(axis="y", labelsize=7)
-    ax.set_title(f"{column}\n{metric} {_num(score)}", fontsize=9)
+    ax.set_title(title, fontsize=9)
     return fig
+
+
+def _outside_bars(ax: Axes, edges: np.ndarray, below: float, above: float) -> float:
+    """Draw the synthetic shares below and above the real range as hatched bars one bin wide,
+    a gap away from it, labelled with their share; return their sum."""
+    width = edges[1] - edges[0]
+    for share, centre, label in (
+        (below, edges[0] - 1.5 * width, "below"),
+        (above, edges[-1] + 1.5 * width, "above"),
+    ):
+        if share > 0:
+            ax.bar(
+                centre,
+                share,
+                width=width,
+                color=SYNTHETIC_COLOUR,
+                alpha=0.55,
+                hatch="//",
+                edgecolor=OUTSIDE_EDGE,
+            )
+            ax.annotate(
+                f"{label}\n{share:.1%}",
+                (centre, share),
+                ha="center",
+                va="bottom",
+                fontsize=6,
+                color=OUTSIDE_EDGE,
+            )
+    if below or above:
+        ax.set_ylim(top=max(ax.get_ylim()[1], 1.35 * max(below, above)))
+    return below + above
 
 
 LABEL_CHAR_IN = 0.05

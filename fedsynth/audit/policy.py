@@ -27,6 +27,16 @@ class AuditPolicy(BaseModel):
     min_pair_trends: float = Field(
         0.80, ge=0, le=1, description="Least mean correlation/contingency similarity over pairs."
     )
+    min_boundary_adherence: float = Field(
+        0.90,
+        ge=0,
+        le=1,
+        description="Least mean BoundaryAdherence over numerical and datetime columns: the share "
+        "of synthetic values within the real column's observed [min, max]. A fresh sample of "
+        "the real process falls outside about 2 / (real rows + 1) of the time per column, and a "
+        "federated candidate audited at one site also spans the other sites' ranges, which can "
+        "bring a good release to about 0.95.",
+    )
     max_detection_auc: float = Field(
         0.80, ge=0.5, le=1, description="Most AUC of a real-vs-synthetic classifier (0.5 = blind)."
     )
@@ -48,6 +58,14 @@ class AuditPolicy(BaseModel):
     )
     max_membership_auc: float = Field(
         0.60, ge=0, le=1, description="Most AUC of the distance membership-inference attack."
+    )
+    max_qi_membership_advantage: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description="Most excess of the share of training rows whose exact quasi-identifier "
+        "combination occurs in the synthetic data over the same share of holdout rows (needs a "
+        "holdout). 0.1 lets the attack reach an AUC of 0.55.",
     )
     max_attribute_disclosure: float = Field(
         0.05, ge=0, le=1, description="Most share of records meaningfully disclosed."

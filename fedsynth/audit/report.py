@@ -32,15 +32,28 @@ class CheckResult(_Model):
     )
     passed: bool
     explanation: str = Field(description="What the check protects, in plain language.")
+    measure: str | None = Field(
+        None,
+        description="What the value is when it is not the plain measurement, e.g. the training "
+        "rate minus the holdout rate.",
+    )
 
 
 class Distribution(_Model):
     """Shares of one column in real and synthetic data, for overlay plots."""
 
     labels: list[str] = Field(description="Category labels, or bin edges as text for numbers.")
-    edges: list[float] | None = Field(None, description="Bin edges for continuous columns.")
+    edges: list[float] | None = Field(
+        None, description="Bin edges for continuous columns: the real minimum to the real maximum."
+    )
     real: list[float]
     synthetic: list[float]
+    synthetic_below: float | None = Field(
+        None, description="Share of synthetic values below the real minimum (continuous columns)."
+    )
+    synthetic_above: float | None = Field(
+        None, description="Share of synthetic values above the real maximum (continuous columns)."
+    )
 
 
 class ColumnShape(_Model):
@@ -51,6 +64,17 @@ class ColumnShape(_Model):
     metric: Literal["KSComplement", "TVComplement"]
     score: float | None
     distribution: Distribution
+    boundary_adherence: float | None = Field(
+        None,
+        description="SDMetrics BoundaryAdherence (numerical and datetime columns): share of "
+        "synthetic values within the real column's observed [min, max].",
+    )
+    real_range: tuple[str, str] | None = Field(
+        None, description="Least and greatest real value, as text (numerical and datetime)."
+    )
+    synthetic_range: tuple[str, str] | None = Field(
+        None, description="Least and greatest synthetic value, as text (numerical and datetime)."
+    )
 
 
 class PairTrend(_Model):
@@ -80,6 +104,11 @@ class FidelityReport(_Model):
     columns: list[ColumnShape]
     pairs: list[PairTrend]
     correlations: CorrelationMatrices
+    boundary_adherence: float | None = Field(
+        None,
+        description="Mean BoundaryAdherence over numerical and datetime columns (not part of "
+        "`overall`, which is the Quality Report's score).",
+    )
 
 
 class DetectionReport(_Model):
@@ -164,6 +193,27 @@ class MembershipInference(_Model):
     auc: float
 
 
+class QuasiIdentifierMembership(_Model):
+    """Membership through exact quasi-identifier values: does a person's exact combination of
+    quasi-identifiers occur in the synthetic data more often for members than for non-members?"""
+
+    quasi_identifiers: list[str]
+    members: int = Field(description="Training rows checked.")
+    non_members: int | None = Field(None, description="Holdout rows checked.")
+    member_match_rate: float = Field(
+        description="Share of training rows whose exact quasi-identifier values occur together "
+        "in a synthetic row."
+    )
+    non_member_match_rate: float | None = Field(
+        None, description="Same share for holdout rows, never seen by the synthesizer."
+    )
+    advantage: float | None = Field(
+        None,
+        description="Member rate minus non-member rate: the attacker's advantage (true minus "
+        "false positive rate); the attack's AUC is 0.5 + advantage / 2.",
+    )
+
+
 class AttributeDisclosure(_Model):
     """Inferring one sensitive column from quasi-identifiers matched in the synthetic data."""
 
@@ -197,6 +247,9 @@ class PrivacyReport(_Model):
     membership: MembershipInference | None
     attribute: list[AttributeDisclosure]
     singling_out: SinglingOut | None
+    quasi_identifier_membership: QuasiIdentifierMembership | None = Field(
+        None, description="None in reports written before it was measured."
+    )
 
 
 class RareCategory(_Model):

@@ -18,6 +18,7 @@ from fedsynth.audit.disclosure import (
     distance_to_closest_record,
     identity_disclosure,
     membership_inference,
+    quasi_identifier_membership,
 )
 from fedsynth.audit.encoding import MixedEmbedding
 from fedsynth.audit.fidelity import fidelity
@@ -28,8 +29,10 @@ from fedsynth.audit.utility import utility
 from fedsynth.audit.validity import (
     ConstraintCheck,
     ConstraintFunction,
+    audited_schema,
     check_frame,
     declared_checks,
+    identifiers_note,
     rejection_summary,
     require_valid,
     synthetic_schema,
@@ -81,21 +84,22 @@ def run(
             f"schema {schema.name!r} has no modelled column (only identifiers and text); "
             "there is nothing to audit"
         )
-    notes: list[str] = []
+    audited, left_out = audited_schema(schema)
+    notes = [identifiers_note(left_out)] if left_out else []
     target_column = _target(schema, target)
     threads = None if n_jobs == -1 else n_jobs
     with threadpool_limits(limits=threads), _steps(progress, on_step) as step:
         step("validity")
-        real_t = _real_frame(real, schema, "real (training) table")
-        holdout_t = None if holdout is None else _real_frame(holdout, schema, "holdout table")
-        syn_schema = synthetic_schema(schema)
+        real_t = _real_frame(real, audited, "real (training) table")
+        holdout_t = None if holdout is None else _real_frame(holdout, audited, "holdout table")
+        syn_schema = synthetic_schema(audited)
         checked = check_frame(synthetic, syn_schema, label="synthetic table")
         if len(checked.frame) < MIN_ROWS:
             raise ValueError(_too_few_synthetic(len(checked.frame), syn_schema, synthetic_rejected))
         valid = validity(
             checked,
             syn_schema,
-            _constraint_list(constraints, schema, real_t),
+            _constraint_list(constraints, audited, real_t),
             rejected=synthetic_rejected,
         )
         syn_t = checked.frame
@@ -171,8 +175,9 @@ def _privacy(
     sensitive = [c for c in columns if c.role is PrivacyRole.SENSITIVE]
     if not quasi:
         notes.append(
-            "no column has role quasi_identifier: identity disclosure and singling out use "
-            "every modelled column; attribute disclosure is not measured"
+            "no column has role quasi_identifier: identity disclosure, exact quasi-identifier "
+            "membership and singling out use every modelled column; attribute disclosure is not "
+            "measured"
         )
     elif not sensitive:
         notes.append("no column has role sensitive: attribute disclosure is not measured")
@@ -223,6 +228,14 @@ def _privacy(
             quasi or columns,
             predicates=policy.singling_out_predicates,
             max_reference=policy.reference_rows,
+            rng=rng,
+        ),
+        quasi_identifier_membership=quasi_identifier_membership(
+            train,
+            synthetic,
+            holdout,
+            quasi or columns,
+            max_rows=policy.reference_rows,
             rng=rng,
         ),
     )

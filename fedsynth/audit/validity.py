@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from fedsynth.audit.report import ValidityCheck, ValidityReport
 from fedsynth.io import ValidationReport, to_pandas
-from fedsynth.schema import TableSchema, TextColumn
+from fedsynth.schema import IdentifierColumn, TableSchema, TextColumn
 from fedsynth.synth.constraints import ConstraintBase
 from fedsynth.validation import Rule, describe, validate_column
 
@@ -75,6 +75,24 @@ class CheckedFrame:
         for codes in self.rules.values():
             bad |= codes != 0
         return bad
+
+
+def audited_schema(schema: TableSchema) -> tuple[TableSchema, list[str]]:
+    """`schema` without its identifier columns (direct identifiers, record numbers, linkage
+    tokens), and their names: they are never modelled or released, so neither side needs them."""
+    left_out = [c.name for c in schema.columns if isinstance(c, IdentifierColumn)]
+    if not left_out:
+        return schema, []
+    kept = [c for c in schema.columns if not isinstance(c, IdentifierColumn)]
+    return schema.model_copy(update={"columns": kept}), left_out
+
+
+def identifiers_note(names: list[str]) -> str:
+    """The one-line note that identifier columns `names` were not audited."""
+    return (
+        f"identifier column(s) {names} left out of the audit on both sides: identifiers and "
+        "linkage tokens are never modelled or released"
+    )
 
 
 def synthetic_schema(schema: TableSchema) -> TableSchema:

@@ -2,7 +2,8 @@
 
 A check whose value could not be measured (no holdout, no target, no rare category) is left out
 and the reason is listed in the report's notes. Privacy rates use the holdout as baseline when
-there is one: the value checked is then the training rate minus the holdout rate.
+there is one: the value checked is then the training rate minus the holdout rate, and the check's
+`measure` says so.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from fedsynth.audit.report import (
     UtilityReport,
     ValidityReport,
 )
+
+EXCESS = "training rate minus holdout rate (excess over people never seen)"
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         direction: Literal["min", "max"],
         explanation: str,
         missing: str,
+        measure: str | None = None,
     ) -> None:
         if value is None:
             notes.append(f"{name} not checked: {missing}")
@@ -59,6 +63,7 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
                 direction=direction,
                 passed=passed,
                 explanation=explanation,
+                measure=measure,
             )
         )
 
@@ -78,6 +83,15 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         "min",
         "Relationships between pairs of columns are preserved.",
         "fewer than two comparable columns",
+    )
+    check(
+        "fidelity.boundary_adherence",
+        fid.boundary_adherence,
+        policy.min_boundary_adherence,
+        "min",
+        "Synthetic numbers and dates stay within the range observed in the real data.",
+        "no numerical or datetime column could be compared",
+        "mean over numerical and datetime columns",
     )
     check(
         "detection.auc",
@@ -106,6 +120,10 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         "max",
         "Synthetic rows rarely copy a training row (beyond chance coincidences).",
         "",
+        _measure(
+            identity.holdout_exact_match_rate,
+            "estimated share of copies beyond the holdout's chance matches",
+        ),
     )
     check(
         "privacy.unique_match_rate",
@@ -118,6 +136,18 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         "max",
         "People who are unique on their quasi-identifiers are not reproduced exactly.",
         "no training row is unique on its quasi-identifiers",
+        _measure(identity.holdout_unique_match_rate, EXCESS),
+    )
+    qim = priv.quasi_identifier_membership
+    check(
+        "privacy.qi_membership_advantage",
+        qim.advantage if qim else None,
+        policy.max_qi_membership_advantage,
+        "max",
+        "Finding a person's exact quasi-identifier values in the synthetic data does not tell "
+        "whether they were in the training data.",
+        "needs a holdout",
+        EXCESS,
     )
     check(
         "privacy.share_closer_to_train",
@@ -136,21 +166,21 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         "An attacker cannot tell who was in the training data from the synthetic data.",
         "needs a holdout",
     )
-    worst_attribute = max(
-        (
-            _excess(a.meaningful_rate, a.meaningful_rate, a.holdout_meaningful_rate)
-            for a in priv.attribute
-        ),
-        default=None,
-    )
+    attributes = {
+        a.sensitive: _excess(a.meaningful_rate, a.meaningful_rate, a.holdout_meaningful_rate)
+        for a in priv.attribute
+    }
+    worst = max(attributes, key=lambda name: attributes[name] or 0.0, default=None)
+    baseline = priv.attribute[0].holdout_meaningful_rate if priv.attribute else None
     check(
         "privacy.attribute_disclosure",
-        worst_attribute,
+        None if worst is None else attributes[worst],
         policy.max_attribute_disclosure,
         "max",
         "Matching a person's quasi-identifiers does not reveal their sensitive values better "
         "than population statistics do.",
         "needs columns with role quasi_identifier and sensitive in the schema",
+        f"{_measure(baseline, EXCESS) or 'training rate'}, worst sensitive column {worst!r}",
     )
     so = priv.singling_out
     check(
@@ -160,6 +190,7 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         "max",
         "Descriptions read off synthetic rows rarely point at exactly one real person.",
         "no modelled columns",
+        _measure(so.holdout_success_rate, EXCESS) if so else None,
     )
     check(
         "coverage.rare_in_proportion",
@@ -178,6 +209,11 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         "",
     )
     return checks, notes
+
+
+def _measure(holdout: float | None, excess: str) -> str | None:
+    """What a privacy check's value is: `excess` when a holdout baseline was subtracted."""
+    return None if holdout is None else excess
 
 
 def _excess(raw: float | None, reference: float | None, holdout: float | None) -> float | None:

@@ -162,3 +162,60 @@ def test_a_constraints_file_naming_an_unknown_column_exits_two(files, tmp_path: 
     rules.write_text("- {kind: positive, column: nope}\n")
     result = runner.invoke(_app(), [*_args(files, "fresh", tmp_path), "--constraints", str(rules)])
     assert result.exit_code == 2 and "nope" in result.output, result.output
+
+
+def test_identifier_columns_are_left_out_on_both_sides_with_a_note(
+    files, tmp_path: Path, independent: pd.DataFrame
+) -> None:
+    independent.drop(columns="record").to_csv(files["fresh"], index=False)
+    result = runner.invoke(_app(), _args(files, "fresh", tmp_path))
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "left out of the audit" in line]
+    assert notes == [
+        "note: identifier column(s) ['record'] left out of the audit on both sides: identifiers "
+        "and linkage tokens are never modelled or released"
+    ]
+    report = AuditReport.from_json((tmp_path / "report.json").read_text())
+    assert any("['record'] left out of the audit" in n for n in report.notes)
+
+
+def test_prepared_rows_with_linkage_tokens_are_audited_with_the_released_schema(
+    tmp_path: Path,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    independent: pd.DataFrame,
+    schema: TableSchema,
+) -> None:
+    released = schema.model_copy(update={"columns": schema.modelled_columns})
+    released.save(tmp_path / "released.yaml")
+    document = released.model_dump(mode="json")
+    document["columns"].append({"name": "tok_record", "kind": "identifier", "role": "other"})
+    TableSchema.model_validate(document).save(tmp_path / "prepared.yaml")
+    tokens = {"tok_record": "t", "bf_record": "b", "blk_birth_year": "y"}
+    train.drop(columns="record").assign(**tokens).to_parquet(tmp_path / "train.parquet")
+    holdout.drop(columns="record").assign(**tokens).to_csv(tmp_path / "holdout.csv", index=False)
+    independent.drop(columns="record").to_csv(tmp_path / "synthetic.csv", index=False)
+    for schema_file in ("released.yaml", "prepared.yaml"):
+        args = [
+            "audit",
+            "--real", str(tmp_path / "train.parquet"),
+            "--holdout", str(tmp_path / "holdout.csv"),
+            "--synthetic", str(tmp_path / "synthetic.csv"),
+            "--schema", str(tmp_path / schema_file),
+            "--json", str(tmp_path / "report.json"),
+            "--html", str(tmp_path / "report.html"),
+        ]  # fmt: skip
+        result = runner.invoke(_app(), args)
+        assert result.exit_code == 0, result.output
+        assert "tok_record" in result.output and "left out of the audit" in result.output
+
+
+def test_a_modelled_column_missing_from_the_synthetic_file_is_named_with_the_file(
+    files, tmp_path: Path, independent: pd.DataFrame
+) -> None:
+    independent.drop(columns=["record", "income"]).to_csv(files["fresh"], index=False)
+    result = runner.invoke(_app(), _args(files, "fresh", tmp_path))
+    assert result.exit_code == 2
+    line = next(x for x in result.output.splitlines() if x.startswith("audit:"))
+    assert str(files["fresh"]) in line and "missing column(s) ['income']" in line
+    assert "record" not in line

@@ -19,7 +19,7 @@ def test_independent_sample_of_the_same_process_passes(
     report = run(train, independent, schema, holdout=holdout, target="diagnosis")
     assert report.verdict == "pass", report.failed_checks
     assert report.failed_checks == []
-    assert len(report.checks) == 12
+    assert len(report.checks) == 14
 
 
 def test_training_rows_audited_as_synthetic_fail_on_privacy(
@@ -66,3 +66,23 @@ def test_unusable_inputs_are_refused_with_the_reason(
         run(train, independent, schema, target="nope")
     with pytest.raises(ValueError, match="'record' has kind 'identifier'"):
         run(train, independent, schema, target="record")
+
+
+def test_identifier_columns_are_not_required_in_either_table(
+    train: pd.DataFrame, holdout: pd.DataFrame, independent: pd.DataFrame, schema: TableSchema
+) -> None:
+    with_ids = run(train, independent, schema, holdout=holdout)
+    without = run(
+        train.drop(columns="record"),
+        independent.drop(columns="record"),
+        schema,
+        holdout=holdout,
+    )
+    assert without.checks == with_ids.checks
+    note = (
+        "identifier column(s) ['record'] left out of the audit on both sides: identifiers and "
+        "linkage tokens are never modelled or released"
+    )
+    assert note in without.notes
+    with pytest.raises(ValueError, match=r"synthetic table: lacks schema columns \['income'\]"):
+        run(train, independent.drop(columns=["record", "income"]), schema)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -65,3 +67,40 @@ def test_tampered_report_json_is_rejected() -> None:
         AuditReport.from_json('{"verdict": "maybe"}', source="r.json")
     with pytest.raises(ReportError, match=r"r\.json"):
         AuditReport.from_json("not json", source="r.json")
+
+
+def test_boundary_and_quasi_identifier_membership_thresholds_come_from_the_policy(
+    train: pd.DataFrame, holdout: pd.DataFrame, independent: pd.DataFrame, schema: TableSchema
+) -> None:
+    defaults = AuditPolicy()
+    assert (defaults.min_boundary_adherence, defaults.max_qi_membership_advantage) == (0.9, 0.1)
+    strict = AuditPolicy.from_yaml(
+        "min_boundary_adherence: 1.0\nmax_qi_membership_advantage: 0.0\n"
+    )
+    report = run(train, independent, schema, holdout=holdout, policy=strict)
+    failed = {c.name: c for c in report.failed_checks}
+    assert set(failed) == {"fidelity.boundary_adherence", "privacy.qi_membership_advantage"}
+    assert failed["fidelity.boundary_adherence"].threshold == 1.0
+    assert failed["fidelity.boundary_adherence"].value == report.fidelity.boundary_adherence
+    membership = report.privacy.quasi_identifier_membership
+    assert membership is not None
+    assert failed["privacy.qi_membership_advantage"].value == membership.advantage
+    assert AuditReport.from_json(report.to_json()) == report
+
+
+def test_reports_written_before_boundaries_and_qi_membership_still_parse(
+    train: pd.DataFrame, holdout: pd.DataFrame, independent: pd.DataFrame, schema: TableSchema
+) -> None:
+    document = json.loads(run(train, independent, schema, holdout=holdout).to_json())
+    del document["privacy"]["quasi_identifier_membership"]
+    del document["fidelity"]["boundary_adherence"]
+    for shape in document["fidelity"]["columns"]:
+        for key in ("boundary_adherence", "real_range", "synthetic_range"):
+            del shape[key]
+        for key in ("synthetic_below", "synthetic_above"):
+            del shape["distribution"][key]
+    for check in document["checks"]:
+        del check["measure"]
+    older = AuditReport.from_json(json.dumps(document))
+    assert older.privacy.quasi_identifier_membership is None
+    assert older.fidelity.boundary_adherence is None
