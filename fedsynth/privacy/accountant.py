@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)))
-"""Renyi orders every curve is tabulated on (opacus's DEFAULT_ALPHAS)."""
+from fedsynth.privacy.orders import ORDERS, check_epsilon_reachable
 
 _ORDERS = np.asarray(ORDERS, dtype=np.float64)
 
@@ -147,6 +146,7 @@ def rho_for_epsilon(epsilon: float, delta: float) -> float:
     check_budget_number(epsilon, "epsilon")
     if epsilon == 0:
         raise ValueError("epsilon must be positive to release anything")
+    check_epsilon_reachable(epsilon, delta)
     lo, hi = 0.0, max(1.0, epsilon)
     while epsilon_from_rdp(_ORDERS * hi, delta) < epsilon:
         hi *= 2

@@ -7,7 +7,9 @@ party, and both refuse negative, NaN or infinite budgets.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from fedsynth.privacy.orders import check_epsilon_reachable
 
 
 class BudgetCap(BaseModel):
@@ -32,3 +34,8 @@ class PrivacySpec(BaseModel):
     clip: float = Field(
         3.0, gt=0, allow_inf_nan=False, description="Bound on normal scores for the DP copula."
     )
+
+    @model_validator(mode="after")
+    def _reachable(self) -> PrivacySpec:
+        check_epsilon_reachable(self.epsilon, self.delta)
+        return self

@@ -95,3 +95,21 @@ def test_composition_never_costs_less_than_any_part(sigmas: list[float], delta: 
     parts = [gaussian_cost(s) for s in sigmas]
     total = compose(parts).epsilon_at(delta)
     assert all(total >= p.epsilon_at(delta) - 1e-9 for p in parts)
+
+
+@pytest.mark.parametrize("epsilon", [0.05, 0.1, 0.14])
+def test_an_epsilon_below_what_the_orders_certify_is_refused_naming_the_floor(
+    epsilon: float,
+) -> None:
+    from pydantic import ValidationError
+
+    from fedsynth.privacy.orders import least_epsilon
+    from fedsynth.privacy.spec import PrivacySpec
+
+    floor = least_epsilon(1e-6)
+    assert 0.13 < floor < 0.15
+    with pytest.raises(ValueError, match=rf"is below {floor:.3f}, the least this accountant"):
+        rho_for_epsilon(epsilon, 1e-6)
+    with pytest.raises(ValidationError, match="raise epsilon or delta"):
+        PrivacySpec(epsilon=epsilon)
+    assert rho_for_epsilon(0.15, 1e-6) > 0
