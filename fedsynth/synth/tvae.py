@@ -2,7 +2,10 @@
 
 Rows are encoded as in TVAE: each continuous column by mode-specific normalisation (a one-hot
 mode plus a value scaled within that mode, in [-1, 1]), each category, boolean and null as a
-one-hot. A variational autoencoder learns to reconstruct them; sampling decodes normal noise.
+one-hot. A variational autoencoder learns to reconstruct them: each one-hot block is a
+categorical, each scaled value a Gaussian with a learned per-column sigma. Sampling decodes
+normal noise and draws every column from the decoder's distribution (softmax draws for one-hots,
+Gaussian noise on scaled values), so rare categories and nulls keep their shares.
 Runs on a CUDA GPU when torch sees one, on CPU otherwise. Weights are stored as named arrays in
 the synth artifact format (never torch.save / pickle).
 
@@ -47,6 +50,7 @@ _MAX_MODES = 10
 _MODE_WEIGHT_FLOOR = 0.005
 _GMM_ROWS = 5000
 _SIGMA = 0.1
+_SIGMA_RANGE = (0.01, 1.0)
 _ALPHA_LIMIT = 0.99
 
 
@@ -86,17 +90,30 @@ class ColumnCode:
         out[np.arange(n), start + slot] = 1.0
         return out
 
-    def inverse(self, block: np.ndarray) -> np.ndarray:
-        start = 0 if self.discrete else 1
-        slot = np.argmax(block[:, start:], axis=1)
+    def inverse(self, slot: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """Values of one-hot slots and scaled values (unused for discrete columns); NaN = null."""
         null_slot = self.codes if self.discrete else len(self.means)
         if self.discrete:
             values = slot.astype(np.float64)
         else:
             k = np.minimum(slot, len(self.means) - 1)
-            alpha = np.clip(block[:, 0], -1.0, 1.0)
+            alpha = np.clip(alpha, -1.0, 1.0)
             values = np.asarray(self.means)[k] + alpha * 4 * np.asarray(self.stds)[k]
         return np.where(self.nullable & (slot == null_slot), np.nan, values)
+
+    def draw(self, block: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+        """Values drawn from the decoder's output `block` for this column, as p(x|z) says.
+
+        The slot (code, mode or null) is drawn from the softmax of its logits and a scaled value
+        from a Gaussian around tanh of its output with the learned `sigma`: taking the argmax
+        and the mean instead would collapse every column onto its most likely value.
+        """
+        start = 0 if self.discrete else 1
+        slot = _categorical(block[:, start:], rng)
+        alpha = np.zeros(len(block))
+        if not self.discrete:
+            alpha = np.tanh(block[:, 0]) + sigma * rng.standard_normal(len(block))
+        return self.inverse(slot, alpha)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -107,6 +124,15 @@ class ColumnCode:
             "stds": list(self.stds),
             "nullable": self.nullable,
         }
+
+
+def _categorical(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One index per row, drawn from the softmax of that row's `logits`."""
+    weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+    cumulative = np.cumsum(weights, axis=1)
+    threshold = rng.random(len(logits)) * cumulative[:, -1]
+    slot = (cumulative <= threshold[:, None]).sum(axis=1)
+    return np.minimum(slot, logits.shape[1] - 1)
 
 
 def public_code(column: Column, modes: int) -> ColumnCode:
@@ -125,8 +151,12 @@ def public_code(column: Column, modes: int) -> ColumnCode:
 
 
 def fitted_code(column: Column, values: np.ndarray, seed: int) -> ColumnCode:
-    """A column's coding with modes from a Bayesian Gaussian mixture (the non-DP path)."""
-    nullable = bool(np.isnan(values).any()) or column.nullable
+    """A column's coding with modes from a Bayesian Gaussian mixture (the non-DP path).
+
+    A null slot only where the rows have nulls: sampling draws every slot with the probability
+    the decoder gives it, so an unused slot would still put a few nulls into a full column.
+    """
+    nullable = bool(np.isnan(values).any())
     if is_discrete(column):
         return ColumnCode(column.name, True, cardinality(column), (), (), nullable)
     present = values[~np.isnan(values)]
@@ -155,9 +185,10 @@ def fitted_code(column: Column, values: np.ndarray, seed: int) -> ColumnCode:
 
 
 class _VAE(nn.Module):
-    """Encoder and decoder in one module, so opacus sees every trained parameter."""
+    """Encoder, decoder and the decoder's Gaussian sigmas in one module, so opacus sees every
+    trained parameter."""
 
-    def __init__(self, width: int, hidden: int, latent: int) -> None:
+    def __init__(self, width: int, hidden: int, latent: int, continuous: int) -> None:
         super().__init__()
         self.encoder = nn.Sequential(
             nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
@@ -171,12 +202,29 @@ class _VAE(nn.Module):
             nn.ReLU(),
             nn.Linear(hidden, width),
         )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            self.log_sigma = nn.Linear(1, continuous, bias=False)
+        nn.init.constant_(self.log_sigma.weight, math.log(_SIGMA))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def sigma(self, rows: int) -> torch.Tensor:
+        """The decoder's sigma of each continuous column's scaled value, repeated for `rows` rows.
+
+        The log-sigmas are the weights of a linear layer on a constant 1, so opacus clips and
+        noises their per-sample gradients like every other weight.
+        """
+        ones = torch.ones(rows, 1, device=self.log_sigma.weight.device)
+        low, high = (math.log(v) for v in _SIGMA_RANGE)
+        return torch.exp(self.log_sigma(ones).clamp(low, high))
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction logits, the posterior's mean and log-variance, and the sigmas."""
         h = self.encoder(x)
         mu, logvar = self.mu(h), self.logvar(h).clamp(-10, 10)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        return self.decoder(z), mu, logvar
+        return self.decoder(z), mu, logvar, self.sigma(x.shape[0])
 
 
 def _opacus() -> Any:
@@ -391,7 +439,7 @@ class TVAESynthesizer(Synthesizer):
         """
         df = conform(df, self.schema_).reset_index(drop=True)
         start = self.weights()
-        local = _VAE(self._width(), self.hidden, self.latent).to(self.device_)
+        local = self._network().to(self.device_)
         local.load_state_dict(self.network_.state_dict())
         loader = self._loader(df)
         optimizer = torch.optim.Adam(local.parameters(), lr=self.learning_rate)
@@ -457,12 +505,15 @@ class TVAESynthesizer(Synthesizer):
         self.network_.load_state_dict(state)
         self.network_.eval()
 
-    def _width(self) -> int:
-        return sum(c.width for c in self.codes_)
+    def _network(self) -> _VAE:
+        """A fresh network for the current codes (weights from torch's global generator)."""
+        width = sum(c.width for c in self.codes_)
+        continuous = sum(not c.discrete for c in self.codes_)
+        return _VAE(width, self.hidden, self.latent, continuous)
 
     def _build(self) -> None:
         self.device_ = "cuda" if torch.cuda.is_available() else "cpu"
-        self.network_ = _VAE(self._width(), self.hidden, self.latent).to(self.device_)
+        self.network_ = self._network().to(self.device_)
 
     def _loader(self, df: pd.DataFrame) -> torch.utils.data.DataLoader:
         columns = self.schema_.modelled_columns
@@ -524,14 +575,22 @@ class TVAESynthesizer(Synthesizer):
         return _private(module, optimizer, loader, sigma, self.max_grad_norm)
 
     def _loss(self, module: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-        recon, mu, logvar = module(batch)
+        """Negative ELBO: categorical and Gaussian (learned sigma) likelihoods plus the KL term.
+
+        A scaled value counts only in rows where its column is not null.
+        """
+        recon, mu, logvar, sigmas = module(batch)
         loss = torch.zeros(batch.shape[0], device=batch.device)
-        start = 0
+        start, index = 0, 0
         for code in self.codes_:
             if not code.discrete:
+                sigma = sigmas[:, index]
                 diff = torch.tanh(recon[:, start]) - batch[:, start]
-                loss = loss + diff**2 / (2 * _SIGMA**2)
-                start += 1
+                nll = diff**2 / (2 * sigma**2) + torch.log(sigma)
+                if code.nullable:
+                    nll = nll * (1 - batch[:, start + code.one_hot])
+                loss = loss + nll
+                start, index = start + 1, index + 1
             end = start + code.one_hot
             target = batch[:, start:end].argmax(dim=1)
             loss = loss + nn.functional.cross_entropy(recon[:, start:end], target, reduction="none")
@@ -546,12 +605,11 @@ class TVAESynthesizer(Synthesizer):
         noise = torch.randn(n, self.latent, generator=generator)
         with torch.no_grad():
             out = self.network_.decoder(noise.to(self.device_)).cpu().numpy().astype(np.float64)
+            sigmas = iter(self.network_.sigma(1)[0].cpu().numpy().astype(np.float64).tolist())
         result, start = {}, 0
         for code in self.codes_:
-            block = out[:, start : start + code.width].copy()
-            if not code.discrete:
-                block[:, 0] = np.tanh(block[:, 0])
-            result[code.name] = code.inverse(block)
+            sigma = 0.0 if code.discrete else next(sigmas)
+            result[code.name] = code.draw(out[:, start : start + code.width], sigma, rng)
             start += code.width
         return result
 
@@ -585,6 +643,9 @@ class TVAESynthesizer(Synthesizer):
         self._build()
         expected = self.network_.state_dict()
         weights = {k.removeprefix("weight:"): v for k, v in arrays.items()}
+        # Files from before sigmas were learned: those models trained with the fixed _SIGMA.
+        legacy = np.full(tuple(expected["log_sigma.weight"].shape), math.log(_SIGMA), np.float32)
+        weights.setdefault("log_sigma.weight", legacy)
         if set(weights) != set(expected) or any(
             tuple(weights[k].shape) != tuple(expected[k].shape) for k in expected
         ):
