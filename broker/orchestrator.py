@@ -261,20 +261,20 @@ class Orchestrator:
         except StepInterrupted as why:
             log.info("job %s: step %s stopped: %s", job_id, step.name, why)
             return
-        except StepFailed as exc:
-            self._finish(job_id, JobState.FAILED, str(exc))
-            return
         except sqlite3.OperationalError:
             raise
         except Exception as exc:
-            # Ending a job purges its rows, so a step still reading them fails: that failure
-            # is the job's end, not a fault of the step.
+            # Ending a job purges its rows, so a step still reading them fails (StepFailed: no
+            # such upload, or an error reading a deleted file): that is the job's end, not a
+            # fault of the step.
             state = self.state.settled_state(job_id)
             if state != JobState.RUNNING:
                 log.info("job %s: step %s stopped: the job is %s", job_id, step.name, state)
-                return
-            log.exception("job %s: unexpected error", job_id)
-            self._finish(job_id, JobState.FAILED, f"broker error: {exc}")
+            elif isinstance(exc, StepFailed):
+                self._finish(job_id, JobState.FAILED, str(exc))
+            else:
+                log.exception("job %s: unexpected error", job_id)
+                self._finish(job_id, JobState.FAILED, f"broker error: {exc}")
             return
         self._record(job_id, index, step, result)
 
