@@ -1,4 +1,4 @@
-"""The site's own audit bar: the job's policy tightened by the thresholds in the agent config."""
+"""The site's own audit bar: the job's policy, never looser than what the site passes alone."""
 
 from __future__ import annotations
 
@@ -8,18 +8,27 @@ from fedsynth.audit.policy import AuditPolicy, PolicyError
 
 
 def site_policy(job_policy: AuditPolicy, min_audit: dict[str, Any]) -> AuditPolicy:
-    """The stricter of the job's and the site's threshold for every field the site sets.
+    """The stricter of the job's and the site's threshold for every `min_*` and `max_*` field.
 
-    `min_*` thresholds take the larger value and `max_*` ones the smaller, so a job can never
-    loosen what the site demands; other fields (sample sizes, seed) come from the site as given.
+    The site's thresholds are its `egress.min_audit`, and the project's defaults (`AuditPolicy()`)
+    for those it leaves out: the job comes from the broker, so a job asking for a lenient audit
+    (say, exact copies allowed) must not loosen what this site lets out. A site that means to
+    pass looser output says so in `min_audit`. Other fields (sample sizes, seed) come from the
+    job unless the site sets them.
     """
     merged = job_policy.model_dump()
-    for name, value in min_audit.items():
-        if name not in merged:
-            raise PolicyError(
-                f"agent config egress.min_audit: unknown threshold {name!r}; "
-                f"known: {', '.join(AuditPolicy.model_fields)}"
-            )
+    unknown = sorted(set(min_audit) - set(merged))
+    if unknown:
+        raise PolicyError(
+            f"agent config egress.min_audit: unknown threshold(s) {unknown}; "
+            f"known: {', '.join(AuditPolicy.model_fields)}"
+        )
+    defaults = {
+        name: value
+        for name, value in AuditPolicy().model_dump().items()
+        if name.startswith(("min_", "max_"))
+    }
+    for name, value in (defaults | min_audit).items():
         if name.startswith("min_"):
             merged[name] = max(merged[name], value)
         elif name.startswith("max_"):

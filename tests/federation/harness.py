@@ -62,6 +62,9 @@ LENIENT_POLICY: dict[str, Any] = {
     "reference_rows": 100,
     "singling_out_predicates": 10,
 }
+LENIENT_THRESHOLDS = {k: v for k, v in LENIENT_POLICY.items() if k.startswith(("min_", "max_"))}
+"""The sites' own bar in these tests: as lenient as the jobs', since tiny test tables fail the
+project's default thresholds (which a site applies unless it says otherwise)."""
 
 
 def site_rows(index: int, rows: int = ROWS) -> pd.DataFrame:
@@ -184,7 +187,7 @@ def _agent_config(
         },
         "state_dir": str(root / name / "state"),
         "sources": sources,
-        "egress": {**egress, "topologies": ALL_TOPOLOGIES},
+        "egress": {**egress, "topologies": ALL_TOPOLOGIES, "min_audit": LENIENT_THRESHOLDS},
         "reconnect": {"initial_s": 0.2, "max_s": 2.0},
         "linkage_secret": str(root / "linkage.key"),
         "privacy_cap": TINY_PRIVACY_CAP if strict else PRIVACY_CAP,

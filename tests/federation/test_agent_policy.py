@@ -43,3 +43,17 @@ def test_site_bar_is_never_looser_than_the_job_or_the_site(
 def test_unknown_site_threshold_is_refused_with_the_known_names() -> None:
     with pytest.raises(PolicyError, match=r"min_colum_shapes.*min_column_shapes"):
         site_policy(AuditPolicy(), {"min_colum_shapes": 0.9})
+
+
+def test_a_lenient_job_cannot_loosen_the_sites_bar_below_the_defaults() -> None:
+    lenient = AuditPolicy(max_exact_match_rate=1.0, min_column_shapes=0.0, max_membership_auc=1.0)
+    merged = site_policy(lenient, {})
+    defaults = AuditPolicy()
+    assert merged.max_exact_match_rate == defaults.max_exact_match_rate
+    assert merged.min_column_shapes == defaults.min_column_shapes
+    assert merged.max_membership_auc == defaults.max_membership_auc
+
+
+def test_a_site_may_loosen_its_own_bar_explicitly() -> None:
+    lenient = AuditPolicy(max_exact_match_rate=1.0)
+    assert site_policy(lenient, {"max_exact_match_rate": 0.5}).max_exact_match_rate == 0.5
