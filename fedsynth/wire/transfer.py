@@ -190,6 +190,7 @@ def download_file(
     *,
     expected_sha256: str | None = None,
     expected_size: int | None = None,
+    max_size: int | None = None,
     attempts: int = 5,
     on_progress: Progress | None = None,
 ) -> ObjectDigest:
@@ -197,7 +198,8 @@ def download_file(
 
     `open_stream(offset)` starts a download at `offset`. The SHA-256 of the whole object must
     match the sender's and `expected_sha256` (when given, e.g. from a signed attestation) or
-    nothing is written. The file appears atomically, complete, or not at all.
+    nothing is written. The file appears atomically, complete, or not at all. An object the
+    sender announces (or sends) larger than `max_size` is refused before the disk fills.
 
     With `expected_sha256`, the partial file is `resume_path(destination, expected_sha256)`
     and outlives an interrupted call (a dropped connection past the retries, Ctrl-C, a killed
@@ -208,7 +210,7 @@ def download_file(
     destination = Path(destination)
     if expected_sha256 is None:
         with atomic_path(destination) as partial:
-            return _receive(open_stream, partial, attempts, on_progress)
+            return _receive(open_stream, partial, attempts, on_progress, max_size)
     partial = resume_path(destination, expected_sha256)
     partial.parent.mkdir(parents=True, exist_ok=True)
     if expected_size is not None and partial.exists() and partial.stat().st_size > expected_size:
@@ -216,7 +218,7 @@ def download_file(
     resumed = partial.exists() and partial.stat().st_size > 0
     while True:
         try:
-            digest = _receive(open_stream, partial, attempts, on_progress)
+            digest = _receive(open_stream, partial, attempts, on_progress, max_size)
             if digest.sha256 != expected_sha256:
                 raise TransferError(
                     f"downloaded object has SHA-256 {digest.sha256}, expected {expected_sha256}: "
@@ -242,7 +244,11 @@ def resume_path(destination: str | Path, sha256: str) -> Path:
 
 
 def _receive(
-    open_stream: OpenStream, partial: Path, attempts: int, on_progress: Progress | None
+    open_stream: OpenStream,
+    partial: Path,
+    attempts: int,
+    on_progress: Progress | None,
+    max_size: int | None = None,
 ) -> ObjectDigest:
     received = partial.stat().st_size if partial.exists() else 0
     hasher = (
@@ -258,10 +264,19 @@ def _receive(
                     if isinstance(message, common_pb2.ObjectInfo):
                         if info is not None and message.sha256 != info.sha256:
                             raise TransferError("the object changed between resumed downloads")
+                        if max_size is not None and message.size > max_size:
+                            raise TransferError(
+                                f"the sender announces {message.size} bytes; at most "
+                                f"{max_size} are taken"
+                            )
                         info = message
                         continue
                     if message.offset != received:
                         raise TransferError(f"chunk at {message.offset}, expected {received}")
+                    if info is None or received + len(message.data) > info.size:
+                        raise TransferError(
+                            f"data runs past the {info.size if info else 0} bytes announced"
+                        )
                     sink.put(message.data)
                     received += len(message.data)
                     if on_progress:

@@ -19,16 +19,17 @@ from fedsynth.jobs import JobSpec
 from fedsynth.security.atrest import load_key_file
 from fedsynth.security.principals import Role
 from fedsynth.wire.allocator import keep_large_buffers
-from fedsynth.wire.bulk import DownloadFrame
+from fedsynth.wire.bulk import ChunkFrame, DownloadFrame
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.transfer import (
+    ObjectDigest,
     TransferError,
     download_file,
     file_digest,
     stream_object,
     upload_file,
 )
-from fedsynth.wire.v1 import operator_pb2, operator_pb2_grpc, supplier_pb2
+from fedsynth.wire.v1 import common_pb2, operator_pb2, operator_pb2_grpc, supplier_pb2
 from tests.wire.broker_harness import SUPPLIERS, BrokerProcess, job_spec, submit_job
 
 TIMEOUT = 30
@@ -309,6 +310,41 @@ def test_a_failed_write_surfaces_from_the_download_and_leaves_no_file(tmp_path: 
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert caught.value.errno == errno.EFBIG
     assert list(out_dir.iterdir()) == []
+
+
+def test_an_object_announced_larger_than_the_cap_is_refused_before_any_byte(
+    tmp_path: Path,
+) -> None:
+    source = random_file(tmp_path / "big.bin", 4 * CHUNK)
+    digest = file_digest(source)
+    out = tmp_path / "out" / "copy.bin"
+    with pytest.raises(TransferError, match=f"announces {4 * CHUNK} bytes; at most {CHUNK}"):
+        download_file(
+            lambda o: stream_object(source, digest, o, chunk_bytes=CHUNK),
+            out,
+            expected_sha256=digest.sha256,
+            max_size=CHUNK,
+        )
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_a_sender_streaming_past_its_announced_size_is_cut_off(tmp_path: Path) -> None:
+    source = random_file(tmp_path / "liar.bin", 4 * CHUNK)
+    understated = ObjectDigest(file_digest(source).sha256, CHUNK)
+    sent: list[int] = []
+
+    def stream(offset: int) -> Iterator[DownloadFrame]:
+        for frame in stream_object(source, file_digest(source), offset, chunk_bytes=CHUNK):
+            if isinstance(frame, ChunkFrame):
+                sent.append(frame.offset)
+                yield frame
+            else:
+                yield common_pb2.ObjectInfo(sha256=understated.sha256, size=understated.size)
+
+    with pytest.raises(TransferError, match=f"runs past the {CHUNK} bytes announced"):
+        download_file(stream, tmp_path / "copy.bin", max_size=2 * CHUNK)
+    assert sent == [0, CHUNK]
+    assert not (tmp_path / "copy.bin").exists()
 
 
 def test_encrypted_upload_resumes_after_a_broker_restart(
