@@ -19,9 +19,9 @@ from broker.operator_service import OperatorService
 from broker.orchestrator import Orchestrator
 from broker.retention import Janitor
 from broker.state import BrokerState
-from broker.state_lock import StateLock
 from broker.supplier_service import SupplierService
 from broker.tls import RevocationList, RotatingCredentials
+from fedsynth.state_lock import StateLock
 from fedsynth.wire import bulk
 from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.v1 import (
@@ -161,7 +161,7 @@ def start(config: BrokerConfig) -> RunningBroker:
         name=config.name,
     )
     keep_large_buffers()
-    lock = StateLock.acquire(config.state_dir)
+    lock = StateLock.acquire(config.state_dir, "broker")
     try:
         return _start(config, lock, credentials)
     except BaseException:

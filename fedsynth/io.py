@@ -667,6 +667,7 @@ def read_header_line(path: Path, encoding: str) -> str:
             "the file is empty",
             "export the table again with a header row naming the columns",
         )
+    _check_encoding(path, encoding)
     utf8 = codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
     for bom, name in _BOMS.items():
         if head.startswith(bom) and not (bom == codecs.BOM_UTF8 and utf8):

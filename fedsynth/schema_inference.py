@@ -150,7 +150,9 @@ def _is_boolean(values: pa.Array) -> bool:
 
 def _as_number(
     name: str, values: pa.Array, common: dict, notes: list[str]
-) -> NumericalColumn | None:
+) -> NumericalColumn | IdentifierColumn | None:
+    """A number column for `values`, an identifier column for unique whole numbers named like a
+    record key, or None when the values are not (only) numbers."""
     if not _stores_numbers(values.type):
         return None
     if _CODE_HINT.search(name):
@@ -179,8 +181,11 @@ def _as_number(
         return None
     numbers = np.asarray(result.values.cast(pa.float64()), dtype=np.float64)
     if dtype == "int" and _ID_HINT.search(name) and len(np.unique(numbers)) == len(numbers):
-        notes.append("unique whole numbers named like a record key: likely direct identifier")
-        return None
+        notes.append(
+            "likely direct identifier (unique whole numbers named like a record key): never "
+            "modelled"
+        )
+        return IdentifierColumn(name=name, nullable=common["nullable"])
     low, high = _round_outward(float(numbers.min()), float(numbers.max()))
     decimals = _decimals(values) if dtype == "float" else None
     notes.append(f"bounds widened from the data to [{_fmt(low)}, {_fmt(high)}]: confirm them")

@@ -8,8 +8,9 @@ range, domain, nullability that it fails. Messages are built only for the cells 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import IntEnum
 
 import numpy as np
@@ -26,15 +27,37 @@ from fedsynth.schema import (
 )
 
 TIMESTAMP = pa.timestamp("us")
+_UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 _INT_RE = r"^[+-]?\d+$"
 _FLOAT_RE = r"(?i)^[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|inf|infinity|nan)$"
-_ISO_FORMATS = (
+_ISO_LOCAL = (
     "%Y-%m-%d",
     "%Y-%m-%dT%H:%M:%S",
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d %H:%M",
 )
+_ISO_FORMATS = _ISO_LOCAL + tuple(f"{fmt}%z" for fmt in _ISO_LOCAL[1:])
+"""Tried in order on ISO text; `%z` reads `Z`, `+02:00` or `+0200`."""
+_ISO_FRACTION_RE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}\.\d{1,6}(Z|[+-]\d{2}:?\d{2})?$"
+_ISO_DESCRIPTION = (
+    "ISO 8601 (YYYY-MM-DD, or YYYY-MM-DD HH:MM[:SS[.ffffff]] with T or a space, optionally "
+    "ending in Z or an offset such as +02:00)"
+)
+_ZONE = re.compile(r"\d:\d{2}(:\d{2}(\.\d*)?)?(Z|[+-]\d{2}(:?\d{2})?)$")
+"""A time of day that ends in `Z` or a UTC offset."""
+_DIRECTIVE = re.compile(r"%[EO]?(.)")
+_COMPOSITES = {
+    "F": "%Y-%m-%d",
+    "D": "%m/%d/%y",
+    "x": "%m/%d/%y",
+    "T": "%H:%M:%S",
+    "X": "%H:%M:%S",
+    "R": "%H:%M",
+    "r": "%I:%M:%S %p",
+    "c": "%a %b %e %H:%M:%S %Y",
+}
+"""Composite strptime directives written out (C locale), so their day and second show."""
 _INT64_LIMIT = 2.0**63
 
 
@@ -99,7 +122,8 @@ def describe(rule: Rule, column: Column) -> str:
             tokens = "/".join([*column.true_values, *column.false_values])
             return f"not a boolean (expected one of {tokens})"
         if isinstance(column, DatetimeColumn):
-            return f"not a date in format {column.format or 'ISO 8601 (YYYY-MM-DD)'}"
+            shown = f"format {column.format}" if column.format else _ISO_DESCRIPTION
+            return f"not a date in {shown}, or no such day or time (e.g. 30 February)"
         return "cannot be read as text"
     if rule is Rule.NOT_INTEGER:
         return "not a whole number, but the column holds integers"
@@ -311,16 +335,108 @@ def _finer_than_micros(kind: pa.DataType) -> bool:
 
 
 def _parse_datetimes(raw: pa.Array, fmt: str | None) -> pa.Array:
+    """Text in strptime format `fmt` (ISO 8601 when None) as naive UTC timestamps; null where a
+    cell is not one, including impossible days and times."""
     if fmt is not None:
-        return pc.strptime(raw, format=fmt, unit="us", error_is_null=True)
+        return _strict_strptime(raw, fmt)
+    return parse_iso(raw)
+
+
+def _strict_strptime(text: pa.Array, fmt: str) -> pa.Array:
+    """Cells of `text` in strptime format `fmt` as naive UTC timestamps (an offset read by `%z`
+    is applied); null where a cell does not match or names no real moment.
+
+    The C library's strptime accepts any day 1-31 and seconds up to 61, and the conversion rolls
+    30/02 over into March and 23:59:60 into the next day. A rolled value has day 1-3 (second 0-1),
+    so only those cells are parsed again with the day (second) read as a month (minute): a real
+    day 1-3 (second 0-1) passes that, while 29-31 (60-61) cannot.
+    """
+    parsed = pc.strptime(text, format=fmt, unit="us", error_is_null=True)
+    if parsed.type.tz is not None:
+        parsed = parsed.cast(TIMESTAMP)
+    written = _DIRECTIVE.sub(lambda m: _COMPOSITES.get(m.group(1), m.group(0)), fmt)
+    directives = {m.group(1) for m in _DIRECTIVE.finditer(written)}
+    impossible = np.zeros(len(text), dtype=bool)
+    if directives & {"d", "e"}:
+        # An offset moves the UTC day away from the written one, so every cell is checked then.
+        suspects = pc.is_valid(parsed) if "z" in directives else pc.less_equal(pc.day(parsed), 3)
+        impossible |= _unparsed(text, suspects, _replaced(written, "de", "%m"))
+    if "S" in directives:
+        impossible |= _unparsed(
+            text, pc.less_equal(pc.second(parsed), 1), _replaced(written, "S", "%M")
+        )
+    if not impossible.any():
+        return parsed
+    return pc.if_else(pa.array(impossible), pa.scalar(None, TIMESTAMP), parsed)
+
+
+def _replaced(fmt: str, letters: str, directive: str) -> str:
+    """`fmt` with each directive named by one of `letters` replaced by `directive`."""
+    return _DIRECTIVE.sub(lambda m: directive if m.group(1) in letters else m.group(0), fmt)
+
+
+def _unparsed(text: pa.Array, suspects: pa.Array, fmt: str) -> np.ndarray:
+    """Which cells of `text` flagged in `suspects` do not parse in format `fmt`."""
+    suspect = _bool_mask(suspects)
+    if suspect.any():
+        checked = pc.strptime(text.filter(suspect), format=fmt, unit="us", error_is_null=True)
+        suspect[suspect] = np.asarray(pc.is_null(checked))
+    return suspect
+
+
+def parse_iso(raw: pa.Array) -> pa.Array:
+    """ISO 8601 dates and date-times (text) as naive UTC timestamps, null where a cell is not
+    one: one with `Z` or an offset is converted to UTC, as the project keeps every datetime (a
+    zoned Parquet column too). `fedsynth prep run` reads ISO dates with it as well."""
+    # Arrow's cast is strict ISO 8601 and fast; it refuses the whole array for one bad cell.
+    # The zoned cast runs only when the first value is zoned: it is slow to fail.
+    for target in (TIMESTAMP, _UTC_TIMESTAMP) if _zoned(raw) else (TIMESTAMP,):
+        try:
+            return pc.cast(raw, target).cast(TIMESTAMP)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    text = pc.utf8_trim_whitespace(raw)
+    parsed = pa.nulls(len(text), TIMESTAMP)
+    left = np.asarray(pc.is_valid(text))
+    for fmt in _ISO_FORMATS:
+        if not left.any():
+            return parsed
+        attempt = _strict_strptime(text.filter(left), fmt)
+        parsed = pc.replace_with_mask(parsed, pa.array(left), attempt)
+        left[left] = np.asarray(pc.is_null(attempt))
+    return _with_fractions(text, parsed, left)
+
+
+def _zoned(raw: pa.Array) -> bool:
+    """Whether the first non-null cell of `raw` is a time that ends in `Z` or a UTC offset."""
+    first = pc.index(pc.is_valid(raw), True).as_py()
+    return first >= 0 and _ZONE.search(raw[first].as_py().strip()) is not None
+
+
+def _with_fractions(text: pa.Array, parsed: pa.Array, left: np.ndarray) -> pa.Array:
+    """`parsed` plus the cells still `left` that hold a fraction of a second, which strptime
+    cannot read: one by one, as they are in a column the vectorized cast refused (few, as a
+    rule)."""
+    if not left.any():
+        return parsed
+    candidates = text.filter(left)
+    fraction = _bool_mask(pc.match_substring_regex(candidates, _ISO_FRACTION_RE))
+    if not fraction.any():
+        return parsed
+    found = [_from_iso(value) for value in candidates.filter(fraction).to_pylist()]
+    left[left] = fraction
+    return pc.replace_with_mask(parsed, pa.array(left), pa.array(found, type=TIMESTAMP))
+
+
+def _from_iso(value: str) -> datetime | None:
+    """One ISO 8601 date-time as naive UTC; None when it names no real moment."""
     try:
-        return pc.cast(raw, TIMESTAMP)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        text = pc.utf8_trim_whitespace(raw)
-        attempts = [
-            pc.strptime(text, format=f, unit="us", error_is_null=True) for f in _ISO_FORMATS
-        ]
-        return pc.coalesce(*attempts)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 def _micros(moment: datetime) -> int:

@@ -40,7 +40,9 @@ def run(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every task."),
 ) -> None:
-    """Dial out to the broker and serve its tasks until interrupted (SIGINT/SIGTERM)."""
+    """Dial out to the broker and serve its tasks until interrupted (SIGINT/SIGTERM); one agent
+    per state_dir (a second exits 2)."""
+    from fedsynth.state_lock import StateInUseError, StateLock
     from supplier_agent.agent import AgentRefused, SupplierAgent
 
     logging.basicConfig(
@@ -54,27 +56,36 @@ def run(
     except AgentConfigError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
+    # Two agents on one state_dir would both take the broker's task stream (each replaces the
+    # other's) and run the same tasks against one journal and privacy ledger.
+    try:
+        lock = StateLock.acquire(agent_config.state_dir, "agent")
+    except StateInUseError as exc:
+        typer.echo(f"error: {config}: {exc}", err=True)
+        raise typer.Exit(2) from exc
     for warning in warnings:
         typer.echo(f"warning: {config}: {warning}", err=True)
     # Bars show on a terminal; under systemd or a container runtime the log lines carry it all.
     bars = partial(progress_bar, console=Console(stderr=True))
-    agent = SupplierAgent(agent_config, progress=bars)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        agent.stop()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    typer.echo(
-        f"supplier {agent_config.name!r}: taking tasks from broker {agent_config.broker} "
-        f"(state in {agent_config.state_dir}; -v logs each task; Ctrl-C stops)",
-        err=True,
-    )
     try:
+        agent = SupplierAgent(agent_config, progress=bars)
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            agent.stop()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        typer.echo(
+            f"supplier {agent_config.name!r}: taking tasks from broker {agent_config.broker} "
+            f"(state in {agent_config.state_dir}; -v logs each task; Ctrl-C stops)",
+            err=True,
+        )
         agent.run()
     except AgentRefused as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
+    finally:
+        lock.release()
 
 
 @app.command("budget")

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from fedsynth.audit.policy import AuditPolicy
 from fedsynth.documents import describe_problems
@@ -46,7 +54,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FileSource(_Strict):
+FILE_DATABASES = frozenset({"sqlite", "duckdb"})
+"""SQLAlchemy backends whose URL names a local file (`dialect:///relative` or `:////absolute`)."""
+
+
+class _SourceBase(_Strict):
+    """What every kind of source has: the name the agent config gives it (set on loading)."""
+
+    _name: str | None = PrivateAttr(None)
+
+    def field(self, key: str) -> str:
+        """Where a person sets `key` of this source: `sources.NAME.KEY` in the agent config."""
+        return f"sources.{self._name or '<name>'}.{key}"
+
+
+class FileSource(_SourceBase):
     """A CSV or Parquet file on the agent's machine."""
 
     kind: Literal["file"] = "file"
@@ -61,8 +83,14 @@ class FileSource(_Strict):
         """Where the rows live, for the privacy ledger: the file's resolved path."""
         return f"file:{self.path.resolve()}"
 
+    def relative_to(self, base: Path) -> FileSource:
+        """A copy whose relative path is taken from `base` (the config file's folder)."""
+        if self.path.is_absolute():
+            return self
+        return self.model_copy(update={"path": (base / self.path).resolve()})
 
-class SqlSource(_Strict):
+
+class SqlSource(_SourceBase):
     """A query against a SQL database (SQLite, PostgreSQL, or any SQLAlchemy URL)."""
 
     kind: Literal["sql"] = "sql"
@@ -78,12 +106,51 @@ class SqlSource(_Strict):
         None, description="This source's own privacy cap; default: the agent's privacy_cap."
     )
 
+    @field_validator("url")
+    @classmethod
+    def _parsable(cls, value: str) -> str:
+        """Checked at load, so a mistyped URL stops the agent at start-up, naming the field."""
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a SQLAlchemy URL; write dialect[+driver]://user@host/database, e.g. "
+                "postgresql+psycopg://reader@db.local/clinic or sqlite:///data/clinic.db"
+            ) from None
+        return value
+
     def location(self) -> str:
-        """Where the rows live, for the privacy ledger: the database and the query."""
+        """Where the rows live, for the privacy ledger: the database and the query. Loaded
+        from a config, a database file is named by its resolved path."""
         from sqlalchemy.engine import make_url
 
         database = make_url(self.url).render_as_string(hide_password=True)
         return f"sql:{database} {' '.join(self.query.split())}"
+
+    def database_file(self) -> Path | None:
+        """The file of a file database (SQLite, DuckDB); None for a server or in memory."""
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.url)
+        if url.get_backend_name() not in FILE_DATABASES or url.database in (None, "", ":memory:"):
+            return None
+        return Path(url.database.removeprefix("file:"))
+
+    def relative_to(self, base: Path) -> SqlSource:
+        """A copy whose relative database file is taken from `base` (the config file's folder),
+        as file paths are, not from the directory the agent happens to start in."""
+        from sqlalchemy.engine import make_url
+
+        database = self.database_file()
+        if database is None or database.is_absolute():
+            return self
+        url = make_url(self.url)
+        uri = "file:" if url.database.startswith("file:") else ""
+        resolved = url.set(database=f"{uri}{(base / database).resolve()}")
+        return self.model_copy(update={"url": resolved.render_as_string(hide_password=False)})
 
     def resolved_url(self) -> str:
         """The URL with the password from `password_env` filled in."""
@@ -117,8 +184,9 @@ class EgressPolicy(_Strict):
     )
     min_audit: dict[str, Any] = Field(
         default_factory=dict,
-        description="Audit policy thresholds this site's own synthetic output must pass "
-        "(on top of the job's policy); empty means the job's policy alone.",
+        description="This site's audit bar, whatever the job asks: the audit policy's default "
+        "thresholds with these fields in their place (the only way to loosen one); a job's "
+        "policy may tighten the bar, never loosen it.",
     )
     max_audits_per_job: int = Field(
         2,
@@ -197,6 +265,13 @@ class AgentConfig(_Strict):
     def _broker_address(cls, value: str) -> str:
         return check_host_port(value, "broker")
 
+    @model_validator(mode="after")
+    def _name_sources(self) -> AgentConfig:
+        """Tell each source its name, so that its errors name the config field to fix."""
+        for name, source in self.sources.items():
+            source._name = name
+        return self
+
     def source(self, name: str) -> FileSource | SqlSource:
         """The source called `name`; a refusal naming the configured ones otherwise."""
         try:
@@ -249,6 +324,7 @@ class AgentConfig(_Strict):
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             problems.append(f"state_dir {self.state_dir}: {exc.strerror}; choose a writable folder")
+        problems += self._sql_problems()
         if problems:
             raise AgentConfigError("agent config: " + "; ".join(problems))
         warnings = [
@@ -265,16 +341,30 @@ class AgentConfig(_Strict):
             )
         return warnings
 
+    def _sql_problems(self) -> list[str]:
+        """Why each SQL source cannot be read, found by connecting once: a missing database file
+        (never created), a dialect without its driver, a password variable not set, a database
+        that refuses the connection. A task on it would fail the same way, every time."""
+        from supplier_agent.sources import SourceError, check_sql
+
+        problems = []
+        for name in sorted(self.sources):
+            source = self.sources[name]
+            if not isinstance(source, SqlSource):
+                continue
+            try:
+                check_sql(source)
+            except (SourceError, AgentConfigError) as exc:
+                problems.append(f"{source.field('url')}: {exc}")
+        return problems
+
     def relative_to(self, base: Path) -> AgentConfig:
         """A copy with every relative path resolved against `base`."""
 
         def fix(p: Path) -> Path:
             return p if p.is_absolute() else (base / p).resolve()
 
-        sources = {
-            name: s.model_copy(update={"path": fix(s.path)}) if isinstance(s, FileSource) else s
-            for name, s in self.sources.items()
-        }
+        sources = {name: source.relative_to(base) for name, source in self.sources.items()}
         tls = TlsFiles(
             ca=fix(self.tls.ca),
             cert=fix(self.tls.cert),

@@ -190,3 +190,17 @@ def test_numbers_with_a_decimal_comma_point_at_the_prep_option() -> None:
 def test_digits_a_date_format_reads_as_year_zero_are_not_dates() -> None:
     schema, _ = infer_from_table(pa.table({"value": pa.array(["000021"])}), name="t")
     assert schema.column("value").kind == "categorical"
+
+
+def test_a_unique_integer_record_key_is_flagged_once(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"id": range(1, 41), "age": [30 + i % 7 for i in range(40)]}).to_csv(
+        path, index=False
+    )
+    schema, findings = infer_schema(path)
+    notes = [f.message for f in findings if f.column == "id"]
+    assert notes == [
+        "likely direct identifier (unique whole numbers named like a record key): never modelled"
+    ]
+    column = schema.column("id")
+    assert column.kind == "identifier" and column.description == notes[0]

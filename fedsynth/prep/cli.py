@@ -29,6 +29,9 @@ from fedsynth.prep.spec import PrepSpec, PrepSpecError
 from fedsynth.prep.tokens import SECRET_FILE_ENV, LinkageSecret, SecretError
 from fedsynth.schema import SchemaError, TableSchema
 
+EXIT_QUARANTINED = 3
+"""Exit status when rows were quarantined (outputs still written), as `fedsynth validate`."""
+
 app = typer.Typer(help="Prepare a source's data for the common schema.", no_args_is_help=True)
 _console = Console(stderr=True, soft_wrap=True)
 _USER_ERRORS = (
@@ -42,7 +45,11 @@ _USER_ERRORS = (
 )
 
 
-@app.command("run")
+@app.command(
+    "run",
+    epilog="Exit codes: 0 every row prepared; 3 rows quarantined (the prepared rows, quarantine "
+    "and report are still written); 2 refused (nothing written).",
+)
 def run_command(
     input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="Source CSV or Parquet.")],
     spec_path: Annotated[Path, typer.Option("--spec", help="Prep spec (YAML).")],
@@ -73,7 +80,8 @@ def run_command(
         ),
     ] = None,
 ) -> None:
-    """Harmonize, standardize, cleanse and tokenize one source into the common schema."""
+    """Harmonize, standardize, cleanse and tokenize one source into the common schema; exit 3
+    when rows were quarantined, 2 when refused."""
     if out.suffix.lower() not in (".parquet", ".pq"):
         _fail(ValueError(f"--out {out}: prepared rows are written as Parquet; name it *.parquet"))
     try:
@@ -114,6 +122,9 @@ def run_command(
         f"{r.source}: {r.rows_in} rows in, {r.rows_out} prepared, {r.rows_quarantined} "
         f"quarantined, {r.duplicates_removed} duplicates removed -> {out}"
     )
+    if r.rows_quarantined:
+        _console.print(f"quarantined rows and their reasons -> {quarantine}")
+        raise typer.Exit(EXIT_QUARANTINED)
 
 
 @app.command("spec-schema")

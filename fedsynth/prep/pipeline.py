@@ -258,7 +258,10 @@ def _type_reason(column: Column | None, rules: ColumnSpec) -> str:
         formats = rules.date_formats or (
             [column.format] if isinstance(column, DatetimeColumn) and column.format else ["ISO"]
         )
-        return f"not a date in the formats {formats}; add its format to 'date_formats'"
+        return (
+            f"not a date in the formats {formats}, or no such day or time (e.g. 30 February); "
+            "add its format to 'date_formats'"
+        )
     if isinstance(column, BooleanColumn) or rules.type is ValueType.BOOLEAN:
         return "not a known true/false spelling; map it under 'values'"
     return "not a number; map or null it under 'values' or 'missing'"

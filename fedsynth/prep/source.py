@@ -5,11 +5,16 @@ out of the table but travel with it as quarantine entries (`rejected_rows`); the
 holds each row's 1-based data row number (`source_rows`), so the quarantine points into the file.
 The header reads as `fedsynth.io` reads it (delimiter sniffed unless given, a UTF-8 byte-order
 mark skipped, an unnamed empty last column dropped with a `DataFileNote`), so a file `prep run`
-takes is a file `validate` takes.
+takes is a file `validate` takes; a file it cannot read is refused with `validate`'s words (an
+unknown encoding, undecodable bytes by line and byte offset, a declared delimiter the header does
+not use, a byte-order mark of another encoding), which name the `--encoding` and `--delimiter`
+options.
 """
 
 from __future__ import annotations
 
+import codecs
+import csv
 from dataclasses import astuple
 from pathlib import Path
 from typing import BinaryIO
@@ -27,18 +32,22 @@ from fedsynth.io import (
     FIELD_COUNT_RULE,
     CsvLayout,
     DataFileError,
+    _check_columns,
+    _check_encoding,
+    _check_flat,
+    _csv_read_error,
     csv_delimiter,
     drop_trailing_column,
     field_count_message,
     header_layout,
     note_dropped_column,
+    read_header_line,
     sniff_delimiter,
 )
 from fedsynth.prep.report import QuarantineEntry
 
 SOURCE_ROW = "source_row"
 _REJECTED = "fedsynth.prep.rejected_rows"
-_NOT_UTF8 = "re-export it as UTF-8 CSV, or name its encoding (e.g. cp1252)"
 
 
 class SourceFileError(ValueError):
@@ -57,14 +66,12 @@ def read_raw(
     path = Path(path)
     if not path.is_file():
         raise SourceFileError(f"{path}: no such file; give the path of a CSV or Parquet file")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return _read_parquet(path)
-    if delimiter is not None:
-        try:
-            delimiter = csv_delimiter(path, delimiter)
-        except DataFileError as exc:
-            raise SourceFileError(str(exc)) from exc
-    return _read_csv(path, delimiter, encoding)
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return _read_parquet(path)
+        return _read_csv(path, delimiter, encoding)
+    except DataFileError as exc:
+        raise SourceFileError(str(exc)) from exc
 
 
 def source_rows(df: pd.DataFrame) -> np.ndarray:
@@ -83,33 +90,31 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         table = pq.read_table(path)
     except (pa.ArrowException, OSError) as exc:
-        raise SourceFileError(
-            f"{path}: not a readable Parquet file ({exc}); re-export the table as Parquet, "
-            "or give the file a .csv name if it holds CSV text"
+        raise DataFileError(
+            path,
+            f"not a readable Parquet file ({exc})",
+            "re-export the table as Parquet, or give a .csv name if it is CSV text",
         ) from exc
-    _check_header(path, table.column_names)
+    _check_columns(path, table.column_names, None)
+    _check_flat(path, table.schema)
     columns = {name: as_text(table.column(name)).to_pylist() for name in table.column_names}
     rows = np.arange(1, table.num_rows + 1, dtype=np.int64)
     return _with_rows(pd.DataFrame(columns, dtype=object), rows, [])
 
 
 def _read_csv(path: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
-    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    layout = _layout(path, delimiter, encoding)
+    arrow_encoding = "utf8" if codecs.lookup(encoding).name.startswith("utf-8") else encoding
     with open(path, "rb") as fh:
-        layout = _header(path, fh.readline(), delimiter, encoding, utf8)
+        fh.readline()
         if fh.tell() == path.stat().st_size:
             note_dropped_column(path, layout)
             empty = pd.DataFrame({name: pd.Series(dtype=object) for name in layout.names})
             return _with_rows(empty, np.empty(0, dtype=np.int64), [])
-        table, invalid = _parse_records(
-            path, fh, layout.fields, layout.delimiter, "utf8" if utf8 else encoding
-        )
+        table, invalid = _parse_records(path, fh, layout, encoding, arrow_encoding)
     rows = np.arange(1, table.num_rows + len(invalid) + 1, dtype=np.int64)
     rows = np.delete(rows, [r.number - 1 for r in invalid])
-    try:
-        table = drop_trailing_column(path, layout, table, rows)
-    except DataFileError as exc:
-        raise SourceFileError(str(exc)) from exc
+    table = drop_trailing_column(path, layout, table, rows)
     note_dropped_column(path, layout)
     blank = _blank(table)
     rejected = [
@@ -140,7 +145,7 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
 
 
 def _parse_records(
-    path: Path, fh: BinaryIO, header: list[str], delimiter: str, encoding: str
+    path: Path, fh: BinaryIO, layout: CsvLayout, encoding: str, arrow_encoding: str
 ) -> tuple[pa.Table, list[pacsv.InvalidRow]]:
     """The records that split into the header's fields, and those that do not (in file order)."""
     invalid: list[pacsv.InvalidRow] = []
@@ -149,15 +154,16 @@ def _parse_records(
         invalid.append(row)
         return "skip"
 
+    header = layout.fields
     try:
         table = pacsv.read_csv(
             fh,
             # One thread: the parser numbers invalid rows only then.
             read_options=pacsv.ReadOptions(
-                use_threads=False, column_names=header, encoding=encoding
+                use_threads=False, column_names=header, encoding=arrow_encoding
             ),
             parse_options=pacsv.ParseOptions(
-                delimiter=delimiter,
+                delimiter=layout.delimiter,
                 newlines_in_values=True,
                 ignore_empty_lines=False,
                 invalid_row_handler=keep_invalid,
@@ -166,49 +172,41 @@ def _parse_records(
                 column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
             ),
         )
-    except pa.ArrowInvalid as exc:
-        if "UTF8" in str(exc):
-            raise SourceFileError(
-                f"{path}: not a readable UTF-8 CSV file ({exc}); {_NOT_UTF8}"
-            ) from exc
-        raise SourceFileError(
-            f"{path}: the CSV parser stopped ({exc}); check the quoting near that row"
-        ) from exc
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise _csv_read_error(path, encoding, exc) from exc
     return table, invalid
 
 
-def _header(path: Path, line: bytes, delimiter: str | None, encoding: str, utf8: bool) -> CsvLayout:
-    """How the first line splits, on `delimiter` (sniffed when None); refuses an empty file and
-    unnamed or repeated names as `fedsynth.io` does."""
-    try:
-        text = line.decode("utf-8-sig" if utf8 else encoding).rstrip("\r\n")
-    except LookupError as exc:
-        raise SourceFileError(
-            f"{path}: {encoding!r} is not a text encoding Python knows; name one such as "
-            "utf-8 or cp1252"
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise SourceFileError(
-            f"{path}: not a readable {encoding} CSV file (the header has bytes that are not "
-            f"{encoding}); {_NOT_UTF8}"
-        ) from exc
-    if not text.strip():
-        problem = "the file is empty" if not line else "the first line is blank"
-        raise SourceFileError(
-            f"{path}: {problem}; a CSV source starts with a header row naming its columns"
+def _layout(path: Path, delimiter: str | None, encoding: str) -> CsvLayout:
+    """How the header splits, refused as `fedsynth validate` refuses it: an unknown encoding,
+    an empty file or a blank first line, undecodable bytes, a foreign byte-order mark, unnamed or
+    repeated names, or a declared delimiter that leaves the header one field where the sniffed
+    one splits it."""
+    _check_encoding(path, encoding)
+    line = read_header_line(path, encoding)
+    if not line.strip():
+        raise DataFileError(
+            path,
+            "the first line is blank",
+            "delete the blank line(s) above the header row; a CSV file starts with a header "
+            "row naming its columns",
         )
-    try:
-        return header_layout(path, text, delimiter or sniff_delimiter(text))
-    except DataFileError as exc:
-        raise SourceFileError(str(exc)) from exc
+    sniffed = sniff_delimiter(line)
+    if delimiter is None:
+        return header_layout(path, line, sniffed)
+    declared = csv_delimiter(path, delimiter)
+    if sniffed != declared and len(_fields(line, declared)) == 1 < len(_fields(line, sniffed)):
+        raise DataFileError(
+            path,
+            f"the header is delimited by {sniffed!r}, not the declared {declared!r}",
+            f"declare the delimiter {sniffed!r} (--delimiter {sniffed!r}), or leave "
+            "--delimiter out to have it sniffed",
+        )
+    return header_layout(path, line, declared)
 
 
-def _check_header(path: Path, names: list[str]) -> None:
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise SourceFileError(
-            f"{path}: the header repeats column(s) {repeated}; give every column a unique name"
-        )
+def _fields(line: str, delimiter: str) -> list[str]:
+    return next(csv.reader([line], delimiter=delimiter))
 
 
 def _blank(table: pa.Table) -> np.ndarray:

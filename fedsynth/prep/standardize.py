@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from fedsynth.prep.spec import ColumnSpec, PrepSpecError, UnitConversion, ValueType
 from fedsynth.schema import DEFAULT_FALSE_VALUES, DEFAULT_TRUE_VALUES
+from fedsynth.validation import TIMESTAMP, parse_iso
 
 KNOWN_UNITS: dict[tuple[str, str, str | None], tuple[float, float]] = {
     ("lb", "kg", None): (0.45359237, 0.0),
@@ -98,17 +101,34 @@ def parse_numbers(text: pd.Series, *, decimal_comma: bool, integer: bool) -> Par
 
 
 def parse_dates(text: pd.Series, formats: Sequence[str]) -> Parsed:
-    """Dates from text, trying each strptime format in order (ISO 8601 when none is given)."""
+    """Dates from text, trying each strptime format in order (ISO 8601 when none is given, read
+    as `fedsynth validate` reads it). A value with an offset (`%z`, or `Z` in ISO) becomes naive
+    UTC, as every datetime is kept; an impossible date (30 February) is not a date."""
     present = text.notna()
     values = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
     remaining = present.copy()
-    for fmt in formats or ["ISO8601"]:
+    for fmt in formats or [None]:
         if not remaining.any():
             break
-        parsed = pd.to_datetime(text[remaining], format=fmt, errors="coerce")
+        cells = text[remaining]
+        if fmt is None:
+            parsed = _iso_dates(cells)
+        else:
+            parsed = pd.to_datetime(cells, format=fmt, errors="coerce", utc=True)
+            parsed = parsed.dt.tz_localize(None)
         values.loc[parsed.index] = values.loc[parsed.index].where(parsed.isna(), parsed)
         remaining = remaining & values.isna()
     return Parsed(values, present & values.isna())
+
+
+def _iso_dates(text: pd.Series) -> pd.Series:
+    """ISO 8601 text as nanosecond timestamps (pandas' unit); NaT beyond that unit's years."""
+    stamps = parse_iso(pa.array(text.tolist(), type=pa.string()))
+    low = pa.scalar(pd.Timestamp.min.ceil("us").to_pydatetime(), TIMESTAMP)
+    high = pa.scalar(pd.Timestamp.max.floor("us").to_pydatetime(), TIMESTAMP)
+    inside = pc.and_(pc.greater_equal(stamps, low), pc.less_equal(stamps, high))
+    stamps = pc.if_else(inside, stamps, pa.scalar(None, TIMESTAMP))
+    return pd.Series(stamps.to_pandas(coerce_temporal_nanoseconds=True).array, index=text.index)
 
 
 def parse_booleans(

@@ -81,7 +81,8 @@ def test_sql_source_reads_like_the_same_rows_in_a_file(tmp_path: Path) -> None:
 
 def test_sql_errors_name_the_source_without_the_password(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DB_PASSWORD", "s3cret")
-    source = SqlSource(url=f"sqlite:///{tmp_path / 'none.sqlite'}", query="SELECT * FROM missing")
+    sqlite3.connect(tmp_path / "empty.sqlite").close()
+    source = SqlSource(url=f"sqlite:///{tmp_path / 'empty.sqlite'}", query="SELECT * FROM missing")
     with pytest.raises(SourceError, match="no such table"):
         read_source(source)
     pg = SqlSource(

@@ -98,7 +98,7 @@ def test_blank_rows_are_counted_and_quarantined_at_their_data_row(workdir: Path)
         "4,Dan,Roe,1960-09-10,-3",
     )
     result = _prep(workdir, source)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # rows quarantined
     report = _report(workdir)
     assert (report["rows_in"], report["rows_out"], report["rows_quarantined"]) == (6, 3, 3)
     assert "6 rows in" in result.output
@@ -112,7 +112,7 @@ def test_blank_rows_are_counted_and_quarantined_at_their_data_row(workdir: Path)
 def test_row_with_too_few_fields_is_quarantined_not_filled_with_nulls(workdir: Path) -> None:
     source = _csv(workdir, "1,Ann,Lee,1980-01-02,3", "A99,Short,Row", "2,Bob,Kim,1970-05-06,4")
     result = _prep(workdir, source)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # rows quarantined
     assert len(pd.read_parquet(workdir / "out.parquet")) == 2
     assert _quarantine(workdir) == [(2, "", "field_count")]
     assert "3 field(s) where the header has 5" in (workdir / "q.csv").read_text()
@@ -123,7 +123,7 @@ def test_row_with_too_many_fields_is_quarantined_and_the_rest_prepared(workdir: 
         workdir, "1,Ann,Lee,1980-01-02,3", "2,Bob,Kim,1970-05-06,4,extra", "3,Cat,Fox,1990-07-08,5"
     )
     result = _prep(workdir, source)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # rows quarantined
     assert len(pd.read_parquet(workdir / "out.parquet")) == 2
     assert _quarantine(workdir) == [(2, "", "field_count")]
     assert _report(workdir)["rows_in"] == 3

@@ -1,4 +1,5 @@
-"""One broker per state folder: an exclusive lock held while a broker serves from it."""
+"""One process per state folder: an exclusive lock held while a broker or a supplier agent runs
+from it, so that two never share a journal, a ledger or a task stream."""
 
 from __future__ import annotations
 
@@ -7,25 +8,24 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-LOCK_NAME = "broker.lock"
-
 
 class StateInUseError(OSError):
-    """Another broker process serves from this state folder."""
+    """Another process of the same role runs from this state folder."""
 
 
 @dataclass
 class StateLock:
-    """An advisory lock on `state_dir/broker.lock`; the system drops it if the process dies."""
+    """An advisory lock on `state_dir/ROLE.lock`; the system drops it if the process dies."""
 
     path: Path
     fd: int
 
     @classmethod
-    def acquire(cls, state_dir: Path) -> StateLock:
-        """Take the lock or raise StateInUseError naming the process that holds it."""
+    def acquire(cls, state_dir: Path, role: str) -> StateLock:
+        """Take the lock of `role` (one word: broker, agent) on `state_dir`, or raise
+        StateInUseError naming the process that holds it."""
         state_dir.mkdir(parents=True, exist_ok=True)
-        path = state_dir / LOCK_NAME
+        path = state_dir / f"{role}.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -33,8 +33,8 @@ class StateLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise StateInUseError(
-                f"state_dir {state_dir}: another broker (pid {holder}) serves from it; stop it "
-                "first or give this broker its own state_dir"
+                f"state_dir {state_dir} is in use by another {role} (pid {holder}); stop it "
+                f"first or give this {role} its own state_dir"
             ) from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
