@@ -21,7 +21,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
@@ -34,8 +33,9 @@ from fedsynth.arrow_text import as_text
 from fedsynth.audit.html import render_html
 from fedsynth.audit.validity import check_frame, require_valid, synthetic_schema
 from fedsynth.frame import conform
-from fedsynth.io import PARQUET_BATCH_ROWS, to_pandas
+from fedsynth.io import to_pandas
 from fedsynth.jobs import JobSpec, JobState, Topology
+from fedsynth.parquet_size import TableTooLarge, bounded_batches, is_text
 from fedsynth.plans import RoundInfo, TaskOutcome
 from fedsynth.prep import PrepSpec, output_schema
 from fedsynth.prep import run as prepare
@@ -249,47 +249,19 @@ def _open_parquet(
             f"{label}: the file takes {size} bytes uncompressed; at most {limits.bytes} (the "
             "broker's limits.max_supplier_table_bytes)"
         )
-    texts = [f.name for f in columns if _is_text(f.type)]
+    texts = [f.name for f in columns if is_text(f.type)]
     return pq.ParquetFile(io.BytesIO(data), read_dictionary=texts)
-
-
-def _is_text(kind: pa.DataType) -> bool:
-    return any(
-        check(kind)
-        for check in (
-            pa.types.is_string,
-            pa.types.is_large_string,
-            pa.types.is_binary,
-            pa.types.is_large_binary,
-        )
-    )
 
 
 def _batches(label: str, found: pq.ParquetFile, limits: TableLimits) -> Iterator[pa.RecordBatch]:
     """The file's rows in batches, refused once they would take more than `limits.bytes`
     decoded (a dictionary of one long value repeated on every row is counted at full length)."""
-    total = 0
-    for batch in found.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-        total += sum(_decoded_bytes(array) for array in batch.columns)
-        if total > limits.bytes:
-            raise StepFailed(
-                f"{label}: the rows take more than {limits.bytes} bytes decoded (the broker's "
-                "limits.max_supplier_table_bytes)"
-            )
-        yield batch
+    try:
+        yield from bounded_batches(found, limits.bytes)
+    except TableTooLarge as exc:
+        raise StepFailed(f"{label}: {exc} (the broker's limits.max_supplier_table_bytes)") from exc
     if found.metadata.num_rows == 0:
         yield pa.RecordBatch.from_pylist([], schema=found.schema_arrow)
-
-
-def _decoded_bytes(array: pa.Array) -> int:
-    """The bytes `array` takes once its dictionary, if any, is expanded."""
-    if not pa.types.is_dictionary(array.type):
-        return int(array.nbytes)
-    values = array.dictionary
-    if not _is_text(values.type):
-        return len(array) * max(values.type.bit_width // 8, 1)
-    lengths = pc.binary_length(values).take(array.indices)
-    return int(pc.sum(lengths).as_py() or 0) + 8 * len(array)
 
 
 def read_supplier_table(
@@ -344,7 +316,7 @@ def read_raw_rows(
     typed = []
     for f in found.schema_arrow:
         stored = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
-        if not (_is_text(stored) or pa.types.is_null(stored)):
+        if not (is_text(stored) or pa.types.is_null(stored)):
             typed.append(f"{f.name!r} ({stored})")
     if typed:
         raise StepFailed(f"{label}: columns {', '.join(typed)} are not text; raw rows are text")

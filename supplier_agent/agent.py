@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import re
+import secrets
 import shutil
 import threading
 import time
@@ -23,11 +24,16 @@ from pathlib import Path
 import grpc
 from pydantic import ValidationError
 
-from fedsynth.plans import TaskKind
+from fedsynth.plans import Party, TaskKind, plan_of
 from fedsynth.progress import ProgressFactory, no_progress
 from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.stubs import SupplierStub
-from fedsynth.wire.transfer import TransferError, download_file, upload_file
+from fedsynth.wire.transfer import (
+    TransferError,
+    TransferIncomplete,
+    download_file,
+    upload_file,
+)
 from fedsynth.wire.v1 import supplier_pb2
 from supplier_agent.config import AgentConfig, ArtifactKind, Reconnect
 from supplier_agent.egress import EgressLog, EgressRefused, check_egress
@@ -178,7 +184,7 @@ class SupplierAgent:
             return
         recorded = self.journal.result(task.task_id)
         if recorded is None:
-            log.info("task %s (%s) for job %s started", task.task_id, task.kind, task.job_id)
+            log.info("task %s (%r) for job %s started", task.task_id, task.kind, task.job_id)
             ok, body = self._execute(stub, task)
             recorded = self.journal.record(task.task_id, task.job_id, ok, body)
             shutil.rmtree(self._outbox(task.task_id), ignore_errors=True)
@@ -195,7 +201,7 @@ class SupplierAgent:
             ),
             timeout=60,
         )
-        log.info("task %s (%s): %s", task.task_id, task.kind, "done" if ok else outcome["error"])
+        log.info("task %s (%r): %s", task.task_id, task.kind, "done" if ok else outcome["error"])
         while self._after_report:
             try:
                 self._after_report.pop(0)()
@@ -212,6 +218,12 @@ class SupplierAgent:
             payload = TaskPayload.model_validate_json(task.payload_json)
         except ValidationError as exc:
             return _failure(f"the task payload is invalid: {exc}")
+        planned = sorted({s.action for s in plan_of(payload.job) if s.party is Party.SUPPLIERS})
+        if kind.value not in planned:
+            return _failure(
+                f"supplier {self.config.name!r} refused: task kind {kind.value!r} is no step of "
+                f"this {payload.job.topology.value} job's plan ({', '.join(planned)})"
+            )
         try:
             check_egress(self.config.egress, payload.job.topology, EGRESS[kind])
         except EgressRefused as exc:
@@ -242,12 +254,19 @@ class SupplierAgent:
                 return _failure(f"stopped: the broker closed the task ({exc})")
             except grpc.RpcError as exc:
                 return _broker_refusal(exc)
-            except TransferError:
+            except TransferIncomplete:
                 raise
-            except Exception as exc:
-                log.exception("task %s (%s) failed", task.task_id, task.kind)
+            except TransferError as exc:
                 return _failure(
-                    f"supplier {self.config.name!r} failed: {type(exc).__name__}: {exc}"
+                    f"supplier {self.config.name!r} refused an input the broker sent: {exc}"
+                )
+            except Exception as exc:
+                reference = secrets.token_hex(4)
+                log.exception("task %s (%s) failed [%s]", task.task_id, task.kind, reference)
+                return _failure(
+                    f"supplier {self.config.name!r} failed: {type(exc).__name__} (the message "
+                    f"stays in the site's log, reference {reference}: it may quote the site's "
+                    "rows)"
                 )
             save_outgoing(ready, outgoing)
         try:
@@ -342,6 +361,7 @@ class SupplierAgent:
                 open_stream,
                 path,
                 expected_sha256=sha256,
+                max_size=self.config.max_input_bytes,
                 on_progress=lambda done: update(done, None),
             )
         return path

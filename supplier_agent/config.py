@@ -249,6 +249,12 @@ class AgentConfig(_Strict):
     chunk_bytes: int = Field(
         1024 * 1024, ge=1024, description="Upload chunk size; keep it under the broker's limit."
     )
+    max_input_bytes: int = Field(
+        2 * 1024**3,
+        ge=1024,
+        description="The most bytes a task's input (a candidate, merged statistics) may take on "
+        "disk or decoded; a larger one is refused before it fills the disk or the memory.",
+    )
     linkage_secret: Path | None = Field(
         None,
         description="File (mode 0600) with the linkage secret shared by the suppliers; it "

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from fedsynth import audit
 from fedsynth.audit.html import render_html
 from fedsynth.files import atomic_path, atomic_write_bytes, atomic_write_text
-from fedsynth.jobs import JobSpec, JobSpecError
+from fedsynth.jobs import MAX_ROWS, JobSpec, JobSpecError
+from fedsynth.parquet_size import TableTooLarge, bounded_batches, open_dictionary_encoded
 from fedsynth.plans import RoundInfo, TaskKind
 from fedsynth.prep import PrepSpec, prepare
 from fedsynth.prep.report import QuarantineEntry, write_quarantine
@@ -62,7 +64,7 @@ class TaskPayload(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job: JobSpec
-    rows: int = Field(ge=0, description="Rows this supplier samples in a `local` job.")
+    rows: int = Field(ge=0, le=MAX_ROWS, description="Rows this supplier samples in a `local` job.")
     inputs: dict[str, str] = Field(
         default_factory=dict, description="Input name -> SHA-256 of an artifact to fetch."
     )
@@ -276,6 +278,7 @@ def audit_candidate(ctx: TaskContext) -> Outgoing:
     as baseline) and sign the verdict."""
     path = ctx.input("candidate", ".parquet")
     candidate_sha256 = _sha256(path)
+    _check_candidate(path, ctx.payload.job.rows, ctx.config.max_input_bytes)
     egress = ctx.config.egress
     quota = AuditQuota(
         ctx.config.state_dir / AUDIT_QUOTA_FILE,
@@ -290,6 +293,26 @@ def audit_candidate(ctx: TaskContext) -> Outgoing:
     train, holdout = ctx.split()
     report = _audit(ctx, train, synthetic, holdout)
     return Outgoing({"verdict": _verdict(ctx, report, candidate_sha256)})
+
+
+def _check_candidate(path: Path, rows: int, max_bytes: int) -> None:
+    """Refuse, before the audit quota counts it and before pandas expands it, a candidate that is
+    not one of the job's releases: other than `rows` rows (from the footer), or taking more than
+    `max_bytes` decoded (a few MB of run-length encoding can declare billions of cells)."""
+    try:
+        found = open_dictionary_encoded(path)
+        if found.metadata.num_rows != rows:
+            raise TaskRefused(
+                f"the candidate has {found.metadata.num_rows} rows; the job releases {rows}"
+            )
+        for _ in bounded_batches(found, max_bytes):
+            pass
+    except TableTooLarge as exc:
+        raise TaskRefused(
+            f"the candidate: {exc}; this site audits at most {max_bytes} (max_input_bytes)"
+        ) from exc
+    except (pa.ArrowException, OSError) as exc:
+        raise TaskRefused(f"the candidate is not a readable Parquet file: {exc}") from exc
 
 
 def synthesize_locally(ctx: TaskContext) -> Outgoing:
