@@ -24,6 +24,14 @@ class AuditPolicy(BaseModel):
     min_column_shapes: float = Field(
         0.85, ge=0, le=1, description="Least mean KS/TV complement over columns."
     )
+    min_worst_column_shape: float = Field(
+        0.60,
+        ge=0,
+        le=1,
+        description="Least KS/TV complement of any one column: a mean over many good columns "
+        "can hide one the synthesizer lost (a DP model spreading a lab value over its whole "
+        "public range).",
+    )
     min_pair_trends: float = Field(
         0.80, ge=0, le=1, description="Least mean correlation/contingency similarity over pairs."
     )

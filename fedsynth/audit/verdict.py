@@ -76,6 +76,17 @@ def evaluate(sections: Sections, policy: AuditPolicy) -> tuple[list[CheckResult]
         "Each column's distribution in the synthetic data resembles the real one.",
         "no column could be compared",
     )
+    scored = [c for c in fid.columns if c.score is not None]
+    worst = min(scored, key=lambda c: c.score or 0.0) if scored else None
+    check(
+        "fidelity.worst_column_shape",
+        worst.score if worst is not None else None,
+        policy.min_worst_column_shape,
+        "min",
+        "No single column's distribution is lost, even where the others are close.",
+        "no column could be compared",
+        f"lowest column score, column {worst.column!r}" if worst is not None else None,
+    )
     check(
         "fidelity.pair_trends",
         fid.pair_trends,

@@ -19,7 +19,7 @@ def test_independent_sample_of_the_same_process_passes(
     report = run(train, independent, schema, holdout=holdout, target="diagnosis")
     assert report.verdict == "pass", report.failed_checks
     assert report.failed_checks == []
-    assert len(report.checks) == 14
+    assert len(report.checks) == 15
 
 
 def test_training_rows_audited_as_synthetic_fail_on_privacy(

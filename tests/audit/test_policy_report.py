@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -104,3 +105,18 @@ def test_reports_written_before_boundaries_and_qi_membership_still_parse(
     older = AuditReport.from_json(json.dumps(document))
     assert older.privacy.quasi_identifier_membership is None
     assert older.fidelity.boundary_adherence is None
+
+
+def test_one_lost_column_fails_the_audit_though_the_mean_shape_passes(
+    train: pd.DataFrame, independent: pd.DataFrame, schema: TableSchema
+) -> None:
+    lost = independent.copy()
+    low, high = train["income"].min(), train["income"].max()
+    lost["income"] = np.random.default_rng(5).uniform(low, high, len(lost))
+    report = run(train, lost, schema, policy=AuditPolicy())
+    checks = {c.name: c for c in report.checks}
+    assert checks["fidelity.column_shapes"].passed
+    worst = checks["fidelity.worst_column_shape"]
+    assert not worst.passed and worst.value < AuditPolicy().min_worst_column_shape
+    assert worst.measure == "lowest column score, column 'income'"
+    assert report.verdict == "fail"

@@ -43,6 +43,7 @@ SCHEMA: dict[str, Any] = {
 
 LENIENT_POLICY: dict[str, Any] = {
     "min_column_shapes": 0.0,
+    "min_worst_column_shape": 0.0,
     "min_pair_trends": 0.0,
     "min_boundary_adherence": 0.0,
     "max_detection_auc": 1.0,
