@@ -59,8 +59,16 @@ FILE_DATABASES = frozenset({"sqlite", "duckdb"})
 
 
 class _SourceBase(_Strict):
-    """What every kind of source has: the name the agent config gives it (set on loading)."""
+    """What every kind of source has: the name the agent config gives it (set on loading), and
+    the columns the site never lets out."""
 
+    withheld: list[str] = Field(
+        default_factory=list,
+        description="Source columns that never leave this site except as linkage tokens (names, "
+        "record numbers): raw uploads leave them out, and a job whose preparation would put one "
+        "(under any name) into its rows or a derivation is refused. The job's schema is the "
+        "broker's word; this list is the site's.",
+    )
     _name: str | None = PrivateAttr(None)
 
     def field(self, key: str) -> str:

@@ -43,6 +43,7 @@ from supplier_agent.dp_tasks import DP_HANDLERS, charge, job_budget, job_cost
 from supplier_agent.outgoing import OutFile, Outgoing, TaskRefused
 from supplier_agent.rows_cache import PreparedRowsCache
 from supplier_agent.sources import read_source
+from supplier_agent.withheld import check_withheld
 
 AUDIT_QUOTA_FILE = "audits.sqlite3"
 
@@ -126,7 +127,10 @@ class TaskContext:
         return holdout_split(self.model_rows(), job.holdout_share, job.seed)
 
     def raw_rows(self) -> pd.DataFrame:
-        return read_source(self.config.source(self.source))
+        """The source's rows as read, less the columns the site withholds."""
+        source = self.config.source(self.source)
+        rows = read_source(source)
+        return rows.drop(columns=[c for c in source.withheld if c in rows.columns])
 
     def prepared_rows(self) -> pd.DataFrame:
         """This site's rows of the source, prepared with the job's prep spec for this site
@@ -146,7 +150,8 @@ class TaskContext:
                 )
             secret = LinkageSecret.from_file(self.config.linkage_secret)
         schema = job.schema_for(self.config.name)
-        result = prepare(self.raw_rows(), spec, schema, secret=secret)
+        check_withheld(self.config.source(self.source).withheld, spec, schema)
+        result = prepare(read_source(self.config.source(self.source)), spec, schema, secret=secret)
         report = result.report
         self.keep_quarantine(result.quarantine)
         if report.rows_out == 0:
