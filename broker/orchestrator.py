@@ -59,6 +59,18 @@ class Attempt:
     participants: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class BrokerRun:
+    """A broker step handed to a worker: its job's context, its place in the plan, and the
+    job's DP round restarts (a step may restart its round)."""
+
+    ctx: JobContext
+    index: int
+    step: Step
+    plan: tuple[Step, ...]
+    restarts: dict[int, Attempt]
+
+
 class Orchestrator:
     """Advances every submitted or running job on a background thread; broker steps run on
     `step_workers` threads of their own (default `limits.step_workers`)."""
@@ -187,7 +199,7 @@ class Orchestrator:
             dp_round = _round(job, spec, step, restarts, participants)
             ctx = JobContext(self.state, job, spec, results, participants, dp_round, self._stop)
             if step.party is Party.BROKER:
-                self._launch(ctx, i, step, plan, restarts)
+                self._launch(BrokerRun(ctx, i, step, plan, restarts))
                 return
             attempt = again.attempt if again is not None else 0
             result = self._supplier_step(ctx, i, step, attempt)
@@ -198,45 +210,31 @@ class Orchestrator:
             results[step.name] = result
         self._finish(job.job_id, JobState.SUCCEEDED, "")
 
-    def _launch(
-        self,
-        ctx: JobContext,
-        index: int,
-        step: Step,
-        plan: tuple[Step, ...],
-        restarts: dict[int, Attempt],
-    ) -> None:
-        """Run broker step `index` of the job on a worker; its end wakes the job runner."""
-        job_id = ctx.job.job_id
+    def _launch(self, run: BrokerRun) -> None:
+        """Run the broker step on a worker; its end wakes the job runner."""
+        job_id = run.ctx.job.job_id
         with self._guard:
             self._in_flight.add(job_id)
-        log.info("job %s: step %s started", job_id, step.name)
+        log.info("job %s: step %s started", job_id, run.step.name)
         try:
-            self._workers.submit(self._run_step, ctx, index, step, plan, restarts)
+            self._workers.submit(self._run_step, run)
         except RuntimeError:  # the pool shut down: the broker is stopping
             self._landed(job_id)
 
-    def _run_step(
-        self,
-        ctx: JobContext,
-        index: int,
-        step: Step,
-        plan: tuple[Step, ...],
-        restarts: dict[int, Attempt],
-    ) -> None:
+    def _run_step(self, run: BrokerRun) -> None:
         """A broker step and what its outcome does to the job. A store error (a full disk)
         leaves the job running: the step runs again after `retry_s`, and until it succeeds
         the broker reports NOT_SERVING."""
-        job_id = ctx.job.job_id
+        job_id, name = run.ctx.job.job_id, run.step.name
         try:
-            self._outcome(ctx, index, step, plan, restarts)
+            self._outcome(run)
         except sqlite3.OperationalError as exc:
-            log.exception("job %s: step %s could not be stored (%s)", job_id, step.name, exc)
+            log.exception("job %s: step %s could not be stored (%s)", job_id, name, exc)
             with self._guard:
                 self._storage_faults[job_id] = time.monotonic() + self.retry_s
             self._set_healthy(False)
         except Exception as exc:
-            log.exception("job %s: step %s ended without an outcome", job_id, step.name)
+            log.exception("job %s: step %s ended without an outcome", job_id, name)
             self._finish(job_id, JobState.FAILED, f"broker error: {exc}")
         else:
             with self._guard:
@@ -244,22 +242,15 @@ class Orchestrator:
         finally:
             self._landed(job_id)
 
-    def _outcome(
-        self,
-        ctx: JobContext,
-        index: int,
-        step: Step,
-        plan: tuple[Step, ...],
-        restarts: dict[int, Attempt],
-    ) -> None:
-        job_id = ctx.job.job_id
+    def _outcome(self, run: BrokerRun) -> None:
+        job_id, name = run.ctx.job.job_id, run.step.name
         try:
-            result = ALL_ACTIONS[step.action](ctx)
+            result = ALL_ACTIONS[run.step.action](run.ctx)
         except RoundRestart as restart:
-            self._restart(job_id, plan, restarts, restart)
+            self._restart(job_id, run.plan, run.restarts, restart)
             return
         except StepInterrupted as why:
-            log.info("job %s: step %s stopped: %s", job_id, step.name, why)
+            log.info("job %s: step %s stopped: %s", job_id, name, why)
             return
         except sqlite3.OperationalError:
             raise
@@ -269,14 +260,14 @@ class Orchestrator:
             # fault of the step.
             state = self.state.settled_state(job_id)
             if state != JobState.RUNNING:
-                log.info("job %s: step %s stopped: the job is %s", job_id, step.name, state)
+                log.info("job %s: step %s stopped: the job is %s", job_id, name, state)
             elif isinstance(exc, StepFailed):
                 self._finish(job_id, JobState.FAILED, str(exc))
             else:
                 log.exception("job %s: unexpected error", job_id)
                 self._finish(job_id, JobState.FAILED, f"broker error: {exc}")
             return
-        self._record(job_id, index, step, result)
+        self._record(job_id, run.index, run.step, result)
 
     def _landed(self, job_id: str) -> None:
         with self._guard:

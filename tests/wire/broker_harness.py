@@ -14,6 +14,9 @@ from pathlib import Path
 import grpc
 import yaml
 
+from broker.releases import Published, publish
+from broker.state import BrokerState
+from broker.store import JobRow
 from fedsynth.jobs import JobSpec
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
@@ -149,6 +152,37 @@ def job_spec(name: str = "patients-demo", suppliers: tuple[str, ...] = SUPPLIERS
             "synthesizer": {"name": "copula"},
             "rows": 100,
         }
+    )
+
+
+OPERATOR_URI = f"spiffe://{FEDERATION}/operator/ops"
+
+
+def stored_job(state: BrokerState, spec: JobSpec) -> JobRow:
+    """A job written straight into the broker's store, as SubmitJob would have it."""
+    return state.store.create_job(
+        name=spec.name,
+        topology=spec.topology.value,
+        spec_json=spec.canonical_json(),
+        spec_sha256=spec.spec_hash,
+        submitted_by=OPERATOR_URI,
+    )
+
+
+def released(state: BrokerState, job_id: str, name: str, dataset: bytes) -> Published:
+    """A release of `dataset` for `job_id` whose audit passed, published straight through the
+    broker's state."""
+    return publish(
+        state,
+        job_id=job_id,
+        name=name,
+        dataset=dataset,
+        audit_report_json=b'{"verdict": "pass"}',
+        audit_html=b"<html/>",
+        job_spec_hash="a" * 64,
+        topology="local",
+        synthesizer="copula",
+        privacy_spent={},
     )
 
 

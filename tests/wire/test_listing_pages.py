@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from broker.config import BrokerConfig
 from broker.paging import DEFAULT_PAGE_SIZE
-from broker.releases import publish
 from broker.state import BrokerState
 from consumer_client import Client
 from fedsynth.jobs import JobState
@@ -21,7 +20,14 @@ from fedsynth.operator.client import OperatorClient
 from fedsynth.security.principals import Role
 from fedsynth.wire.paging import every_page
 from fedsynth.wire.v1 import common_pb2, consumer_pb2_grpc, operator_pb2, operator_pb2_grpc
-from tests.wire.broker_harness import BrokerProcess, job_spec, make_broker, submit_job
+from tests.wire.broker_harness import (
+    BrokerProcess,
+    job_spec,
+    make_broker,
+    released,
+    stored_job,
+    submit_job,
+)
 
 
 def operator_stub(broker: BrokerProcess) -> operator_pb2_grpc.OperatorServiceStub:
@@ -72,19 +78,7 @@ def test_a_bad_page_request_is_refused(
 def test_consumers_page_through_releases(broker: BrokerProcess, state: BrokerState) -> None:
     job_id = submit_job(broker, "paged-releases")
     published = [
-        publish(
-            state,
-            job_id=job_id,
-            name=f"paged-{i}",
-            dataset=f"rows {i}".encode(),
-            audit_report_json=b'{"verdict": "pass"}',
-            audit_html=b"<html/>",
-            job_spec_hash="d" * 64,
-            topology="local",
-            synthesizer="copula",
-            privacy_spent={},
-        ).release_id
-        for i in range(3)
+        released(state, job_id, f"paged-{i}", f"rows {i}".encode()).release_id for i in range(3)
     ]
     consumer = consumer_pb2_grpc.ConsumerServiceStub(broker.channel(Role.CONSUMER, "alice"))
     first = consumer.ListReleases(common_pb2.ListReleasesRequest(page_size=2), timeout=20)
@@ -103,26 +97,9 @@ def test_both_clients_list_past_one_page(tmp_path: Path) -> None:
     try:
         spec = job_spec("many")
         for _ in range(DEFAULT_PAGE_SIZE + 3):
-            job = state.store.create_job(
-                name=spec.name,
-                topology=spec.topology.value,
-                spec_json=spec.canonical_json(),
-                spec_sha256=spec.spec_hash,
-                submitted_by="spiffe://testfed/operator/ops",
-            )
+            job = stored_job(state, spec)
             state.store.set_job_state(job.job_id, JobState.CANCELLED, "listing test")
-        published = publish(
-            state,
-            job_id=job.job_id,
-            name="last",
-            dataset=b"rows",
-            audit_report_json=b'{"verdict": "pass"}',
-            audit_html=b"<html/>",
-            job_spec_hash="e" * 64,
-            topology="local",
-            synthesizer="copula",
-            privacy_spent={},
-        )
+        published = released(state, job.job_id, "last", b"rows")
     finally:
         state.close()
     broker.start()

@@ -13,7 +13,7 @@ from broker.config import BrokerConfig
 from broker.orchestrator import Orchestrator
 from broker.state import BrokerState
 from fedsynth.jobs import JobState
-from tests.wire.broker_harness import job_spec, make_broker
+from tests.wire.broker_harness import job_spec, make_broker, stored_job
 
 
 def test_a_storage_error_marks_the_broker_unhealthy_until_a_pass_succeeds(
@@ -21,13 +21,7 @@ def test_a_storage_error_marks_the_broker_unhealthy_until_a_pass_succeeds(
 ) -> None:
     state = BrokerState.open(BrokerConfig.load(make_broker(tmp_path).config_path))
     spec = job_spec("kept")
-    job = state.store.create_job(
-        name=spec.name,
-        topology=spec.topology.value,
-        spec_json=spec.canonical_json(),
-        spec_sha256=spec.spec_hash,
-        submitted_by="spiffe://testfed/operator/ops",
-    ).job_id
+    job = stored_job(state, spec).job_id
     failures = iter([True, True])
     real_jobs = state.store.jobs
 
@@ -64,13 +58,7 @@ def test_a_broker_step_that_cannot_be_stored_is_retried_and_marks_the_broker_unh
     step failed) leaves the job to be retried after retry_s, NOT_SERVING meanwhile."""
     state = BrokerState.open(BrokerConfig.load(make_broker(tmp_path).config_path))
     spec = job_spec("stored-later")
-    job = state.store.create_job(
-        name=spec.name,
-        topology=spec.topology.value,
-        spec_json=spec.canonical_json(),
-        spec_sha256=spec.spec_hash,
-        submitted_by="spiffe://testfed/operator/ops",
-    ).job_id
+    job = stored_job(state, spec).job_id
     state.store.set_job_state(job, JobState.RUNNING)
     health: list[bool] = []
     recovered = threading.Event()

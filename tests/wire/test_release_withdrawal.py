@@ -9,37 +9,25 @@ import grpc
 import pytest
 from typer.testing import CliRunner
 
-from broker.releases import publish
 from broker.state import BrokerState
 from consumer_client import Client, ReleaseNotFound
 from fedsynth.operator.cli import app as operator_app
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.principals import Role
-from tests.wire.broker_harness import BrokerProcess, submit_job
+from tests.wire.broker_harness import BrokerProcess, released, submit_job
 from tests.wire.test_broker_roles import connection_args
 
 runner = CliRunner(env={"COLUMNS": "250"})
 
 
-def released(broker: BrokerProcess, state: BrokerState, name: str) -> str:
-    return publish(
-        state,
-        job_id=submit_job(broker, name),
-        name=name,
-        dataset=f"rows of {name}".encode(),
-        audit_report_json=b'{"verdict": "pass"}',
-        audit_html=b"<html/>",
-        job_spec_hash="a" * 64,
-        topology="local",
-        synthesizer="copula",
-        privacy_spent={},
-    ).release_id
+def release_of(broker: BrokerProcess, state: BrokerState, name: str) -> str:
+    return released(state, submit_job(broker, name), name, f"rows of {name}".encode()).release_id
 
 
 def test_a_withdrawn_release_is_neither_listed_nor_pulled_and_consumers_learn_why(
     broker: BrokerProcess, state: BrokerState, tmp_path: Path
 ) -> None:
-    kept, gone = released(broker, state, "kept"), released(broker, state, "gone")
+    kept, gone = release_of(broker, state, "kept"), release_of(broker, state, "gone")
     reason = "quasi-identifier disclosure found in review"
     with OperatorClient(broker.address, **broker.identity(Role.OPERATOR, "ops")) as ops:
         summary = ops.withdraw(gone, reason)
@@ -62,7 +50,7 @@ def test_a_withdrawn_release_is_neither_listed_nor_pulled_and_consumers_learn_wh
 def test_withdrawing_needs_a_reason_a_known_release_and_an_operator(
     broker: BrokerProcess, state: BrokerState
 ) -> None:
-    release = released(broker, state, "still-served")
+    release = release_of(broker, state, "still-served")
     with OperatorClient(broker.address, **broker.identity(Role.OPERATOR, "ops")) as ops:
         for bad in ("", "   ", "line\nbreak", "x" * 1001):
             with pytest.raises(grpc.RpcError) as refused:
@@ -82,7 +70,7 @@ def test_withdrawing_needs_a_reason_a_known_release_and_an_operator(
 def test_operator_cli_withdraws_and_marks_the_release(
     broker: BrokerProcess, state: BrokerState
 ) -> None:
-    release = released(broker, state, "cli-withdrawn")
+    release = release_of(broker, state, "cli-withdrawn")
     args = connection_args(broker, Role.OPERATOR, "ops")
     done = runner.invoke(operator_app, [*args, "withdraw", release, "--reason", "wrong cohort"])
     assert done.exit_code == 0, done.output

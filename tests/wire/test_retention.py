@@ -14,13 +14,12 @@ import yaml
 
 from broker.config import BrokerConfig
 from broker.orchestrator import STEPS_SCHEMA
-from broker.releases import publish
 from broker.retention import sweep
 from broker.state import BrokerState
 from consumer_client import Client
 from fedsynth.jobs import JobState
 from fedsynth.security.principals import Role
-from tests.wire.broker_harness import POLL_S, job_spec, make_broker
+from tests.wire.broker_harness import POLL_S, job_spec, make_broker, released, stored_job
 
 LATER = datetime.now(UTC) + timedelta(days=40)
 """Sweeps below run as if 40 days had passed: jobs ended now are then past 30 days of retention."""
@@ -35,14 +34,7 @@ def state(tmp_path: Path) -> Iterator[BrokerState]:
 
 
 def new_job(state: BrokerState, name: str, outcome: JobState | None) -> str:
-    spec = job_spec(name)
-    job = state.store.create_job(
-        name=spec.name,
-        topology=spec.topology.value,
-        spec_json=spec.canonical_json(),
-        spec_sha256=spec.spec_hash,
-        submitted_by="spiffe://testfed/operator/ops",
-    ).job_id
+    job = stored_job(state, job_spec(name)).job_id
     if outcome is not None:
         state.store.set_job_state(job, outcome, "retention test")
     return job
@@ -56,19 +48,8 @@ def step_result(state: BrokerState, job_id: str, **artifacts: str) -> None:
         )
 
 
-def released(state: BrokerState, job_id: str, data: bytes) -> str:
-    return publish(
-        state,
-        job_id=job_id,
-        name="kept",
-        dataset=data,
-        audit_report_json=b'{"verdict": "pass"}',
-        audit_html=b"<html>kept</html>",
-        job_spec_hash="f" * 64,
-        topology="local",
-        synthesizer="copula",
-        privacy_spent={},
-    ).release_id
+def publish_rows(state: BrokerState, job_id: str, data: bytes) -> str:
+    return released(state, job_id, "kept", data).release_id
 
 
 def stored(state: BrokerState, sha256: str) -> bool:
@@ -90,7 +71,7 @@ def test_objects_of_long_ended_jobs_go_and_releases_stay(state: BrokerState) -> 
         html_sha256=model,
     )
     shipped = new_job(state, "shipped", JobState.SUCCEEDED)
-    release = state.store.release(released(state, shipped, b"released rows"))
+    release = state.store.release(publish_rows(state, shipped, b"released rows"))
     assert release is not None
     orphan = state.artifacts.put_bytes(b"named by nothing").sha256
 
@@ -146,7 +127,7 @@ def test_a_running_broker_sweeps_on_its_own_and_releases_still_pull(tmp_path: Pa
         job = new_job(state, "swept", JobState.SUCCEEDED)
         model = state.artifacts.put_bytes(b"statistics nobody needs once released").sha256
         step_result(state, job, model=model)
-        release_id = released(state, job, b"rows the analyst pulls")
+        release_id = publish_rows(state, job, b"rows the analyst pulls")
     finally:
         state.close()
     broker.start()
@@ -164,7 +145,7 @@ def test_a_running_broker_sweeps_on_its_own_and_releases_still_pull(tmp_path: Pa
 
 def test_a_withdrawn_release_is_deleted_with_its_long_ended_job(state: BrokerState) -> None:
     job = new_job(state, "withdrawn", JobState.SUCCEEDED)
-    release = state.store.release(released(state, job, b"rows found to disclose"))
+    release = state.store.release(publish_rows(state, job, b"rows found to disclose"))
     assert release is not None
     state.store.withdraw_release(release.release_id, "spiffe://testfed/operator/ops", "leak")
 
