@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sdmetrics.column_pairs import ContingencySimilarity, CorrelationSimilarity
-from sdmetrics.single_column import KSComplement, TVComplement
+from sdmetrics.single_column import BoundaryAdherence, KSComplement, TVComplement
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -69,6 +69,12 @@ def sdmetrics_scores(real: pd.DataFrame, synthetic: pd.DataFrame) -> dict[str, f
     for column in SCHEMA.columns:
         metric = TVComplement if is_discrete(column) else KSComplement
         scores[column.name] = float(metric.compute(real[column.name], synthetic[column.name]))
+        if not is_discrete(column):
+            scores[f"{column.name}#bounds"] = float(
+                BoundaryAdherence.compute(
+                    as_number(real[column.name]), as_number(synthetic[column.name])
+                )
+            )
     for a, b in combinations(SCHEMA.columns, 2):
         key = f"{a.name}|{b.name}"
         pair = [a.name, b.name]
@@ -89,6 +95,9 @@ def sdmetrics_scores(real: pd.DataFrame, synthetic: pd.DataFrame) -> dict[str, f
 def our_scores(real: pd.DataFrame, synthetic: pd.DataFrame) -> dict[str, float]:
     report = fidelity(real, synthetic, SCHEMA.columns)
     scores = {s.column: s.score for s in report.columns}
+    scores.update(
+        {f"{s.column}#bounds": s.boundary_adherence for s in report.columns if s.real_range}
+    )
     scores.update({f"{p.columns[0]}|{p.columns[1]}": p.score for p in report.pairs})
     return scores
 
@@ -115,6 +124,7 @@ def main() -> int:
             if not is_discrete(a) and not is_discrete(b)
         ],
     }
+    families["BoundaryAdherence"] = [k for k in theirs if k.endswith("#bounds")]
     families["ContingencySimilarity"] = [
         k for k in theirs if "|" in k and k not in families["CorrelationSimilarity"]
     ]

@@ -163,7 +163,6 @@ def test_a_tvae_file_saved_before_sigmas_were_learned_still_loads(
 def test_dp_tvae_samples_categories_and_nulls_instead_of_the_likeliest_value(
     real: pd.DataFrame,
 ) -> None:
-    pytest.importorskip("opacus")
     model = TVAESynthesizer(epochs=5, batch_size=200, epsilon=50.0).fit(real, SCHEMA)
     rows = model.sample(2000, seed=0)
     assert 0.1 <= rows["smoker"].astype(float).mean() <= 0.5
@@ -172,7 +171,6 @@ def test_dp_tvae_samples_categories_and_nulls_instead_of_the_likeliest_value(
 
 
 def test_fedavg_tvae_samples_both_values_of_a_boolean() -> None:
-    pytest.importorskip("opacus")
     model = TVAESynthesizer(batch_size=200, epsilon=50.0, fedavg_rounds=3, local_epochs=2)
     model.start(SCHEMA)
     suppliers = [_stays(700, seed=i) for i in range(3)]
