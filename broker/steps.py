@@ -45,6 +45,7 @@ from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import SignedDocument
 from fedsynth.splits import holdout_split
 from fedsynth.synth import GaussianCopula, SufficientStats, synthesizer_class
+from fedsynth.synth.artifact import ArtifactError
 from fedsynth.validation import Rule, UnsupportedStorage, describe, validate_column
 from fedsynth.wire.v1 import supplier_pb2
 
@@ -337,12 +338,21 @@ def _asked_rows(ctx: JobContext, supplier: str, kind: str) -> int:
 
 
 def _stats(ctx: JobContext, step: str, name: str) -> SufficientStats:
-    parts = [
-        SufficientStats.from_bytes(
-            ctx.upload(s, r, name, STATISTICS), source=f"{s}'s {step}", schema=ctx.schema()
-        )
-        for s, r in sorted(ctx.supplier_results(step).items())
-    ]
+    """The suppliers' statistics of `step`, merged. Each may count at most the rows the broker
+    takes from one supplier's table (limits.max_supplier_rows): a site claiming more would
+    outweigh the others in the merge."""
+    try:
+        parts = [
+            SufficientStats.from_bytes(
+                ctx.upload(s, r, name, STATISTICS),
+                source=f"{s}'s {step}",
+                schema=ctx.schema(),
+                max_rows=ctx.table_limits().rows,
+            )
+            for s, r in sorted(ctx.supplier_results(step).items())
+        ]
+    except ArtifactError as exc:
+        raise StepFailed(str(exc)) from exc
     try:
         return reduce(SufficientStats.merge, parts)
     except ValueError as exc:

@@ -354,6 +354,32 @@ def test_the_operator_sets_how_many_rows_the_broker_takes_from_one_supplier(
     assert HONEST not in reason
 
 
+def test_statistics_counting_more_rows_than_one_supplier_may_send_are_refused(
+    tmp_path: Path,
+) -> None:
+    with running_broker(tmp_path, max_supplier_rows=150) as capped:
+        job_id = submit(capped, "federated")
+        schema = JobSpec.model_validate(
+            {
+                "name": "x",
+                "topology": "federated",
+                "suppliers": [{"supplier": s, "source": "p"} for s in SUPPLIERS],
+                "schema": SCHEMA,
+                "synthesizer": {"name": "copula"},
+                "rows": 1,
+            }
+        ).model_schema()
+        statistics = supplier_pb2.UPLOAD_KIND_STATISTICS
+        for name, rows in ((HOSTILE, 200), (HONEST, 100)):
+            task = next_task(capped, name, job_id, "marginal_stats")
+            data = GaussianCopula().stats(people(rows), schema).to_bytes()
+            sha = upload(capped, name, task, "marginal-stats.fsa", statistics, data)
+            report(capped, name, task, {"uploads": {"marginal-stats.fsa": sha}})
+        reason = failure(capped, job_id)
+    assert reason.startswith(f"{HOSTILE}'s marginal_stats: column 'age' counts 200 rows")
+    assert "statistics count between 1 and 150 rows" in reason
+
+
 def test_raw_rows_stored_as_integers_fail_the_job_naming_supplier_and_column(
     broker: BrokerProcess,
 ) -> None:
