@@ -167,6 +167,7 @@ def publish(
     privacy_spent: dict[str, Any] | None,
     supplier_verdicts: Sequence[SignedDocument] = (),
     audited_sha256: str | None = None,
+    schema: dict[str, Any] | None = None,
 ) -> Published:
     """Record a candidate and release it when every verdict passed; raise ReleaseRefused if not.
 
@@ -174,6 +175,9 @@ def publish(
     `privacy_spent` is the (epsilon, delta) the release spent, None for a job without DP.
     Every supplier verdict must cover `dataset` (in `local`, the supplier's own uploaded part),
     and so must the broker's own audit: `audited_sha256` names the candidate it audited.
+    `schema` (the released table's, as `TableSchema.to_dict` gives it) is attested with the
+    dataset, so a consumer reads its columns' kinds, bounds and descriptions from a signed
+    document.
     """
     store, artifacts = state.store, state.artifacts
     data = (
@@ -235,6 +239,7 @@ def publish(
             "dataset_sha256": data.sha256,
         },
         "audit_html": {"sha256": html.sha256},
+        **({"schema": schema} if schema is not None else {}),
         "job_spec_sha256": job_spec_hash,
         "topology": topology,
         "synthesizer": synthesizer,

@@ -441,10 +441,27 @@ def _release(
             privacy_spent=_privacy_spent(ctx),
             supplier_verdicts=verdicts,
             audited_sha256=audited_sha256,
+            schema=_released_schema(ctx),
         )
     except ReleaseRefused as exc:
         raise StepFailed(f"release refused: {'; '.join(exc.reasons)}") from exc
     return {"release_id": published.release_id, "candidate_id": published.candidate_id}
+
+
+def _released_schema(ctx: JobContext) -> dict[str, Any]:
+    """The released table's schema: the modelled one, and the supplier of each row where a
+    local job adds it."""
+    schema = ctx.schema().to_dict()
+    if ctx.spec.topology is Topology.LOCAL and ctx.spec.merge_source_column:
+        schema["columns"].append(
+            {
+                "name": SOURCE_COLUMN,
+                "kind": "categorical",
+                "domain": [s.supplier for s in ctx.spec.suppliers],
+                "description": "The supplier whose local model made the row.",
+            }
+        )
+    return schema
 
 
 def _privacy_spent(ctx: JobContext) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from consumer_client.client import Client, ReleaseNotFound, ReleaseVerificationE
 from fedsynth.cli_connection import Connection
 from fedsynth.files import atomic_write_text
 from fedsynth.listing import print_listing
+from fedsynth.schema import Column
 from fedsynth.wire.transfer import TransferIncomplete
 
 EXIT_INCOMPLETE = 1
@@ -86,10 +87,41 @@ def list_command(ctx: typer.Context) -> None:
 
 
 @app.command()
-def show(ctx: typer.Context, release: str = typer.Argument(..., help="Release id.")) -> None:
-    """Print a release's verified attestation."""
+def show(
+    ctx: typer.Context,
+    release: str = typer.Argument(..., help="Release id."),
+    columns: bool = typer.Option(
+        False, "--columns", help="Print the released columns (the attested data dictionary)."
+    ),
+) -> None:
+    """Print a release's verified attestation, or with --columns its data dictionary: each
+    column's kind, values or bounds, and description."""
     verified = _client(ctx).show(release)
-    typer.echo(json.dumps(verified.attestation, indent=2, sort_keys=True))
+    if not columns:
+        typer.echo(json.dumps(verified.attestation, indent=2, sort_keys=True))
+        return
+    schema = verified.schema
+    if schema is None:
+        typer.echo(f"error: release {release} was published without an attested schema", err=True)
+        raise typer.Exit(EXIT_REFUSED)
+    print_listing(
+        ["column", "kind", "values", "nullable", "description"],
+        [
+            [c.name, c.kind, column_values(c), str(c.nullable), c.description or ""]
+            for c in schema.columns
+        ],
+    )
+
+
+def column_values(column: Column) -> str:
+    """What values a column holds, as its schema declares: a domain, bounds, or a format."""
+    domain = getattr(column, "domain", None)
+    if domain:
+        return ", ".join(map(str, domain))
+    low, high = getattr(column, "min", None), getattr(column, "max", None)
+    if low is not None or high is not None:
+        return f"{'' if low is None else low} .. {'' if high is None else high}"
+    return getattr(column, "format", None) or ""
 
 
 @app.command()

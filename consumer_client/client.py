@@ -23,6 +23,7 @@ import grpc
 from pydantic import BaseModel, ValidationError
 
 from fedsynth.files import atomic_path, check_outputs
+from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import (
     MERGING_TOPOLOGIES,
     AttestationError,
@@ -59,6 +60,15 @@ class VerifiedManifest:
     summary: common_pb2.ReleaseSummary
     attestation: dict[str, Any]
     audit_report: dict[str, Any]
+
+    @property
+    def schema(self) -> TableSchema | None:
+        """The released table's schema as the broker attested it (column kinds, bounds,
+        domains, descriptions); None for a release published without one."""
+        attested = self.attestation.get("schema")
+        if attested is None:
+            return None
+        return TableSchema.from_dict(attested, source="the release's attested schema")
 
 
 class Client:

@@ -24,6 +24,9 @@ def test_local_job_merges_signed_site_outputs_into_a_verified_release(
         manifest = client.show(release.release_id)
         frame = client.pull(release.release_id)
     assert frame["source"].value_counts().to_dict() == {s: 80 for s in SUPPLIERS}
+    attested = manifest.schema
+    assert attested is not None and attested.names == list(frame.columns)
+    assert list(attested.column("source").domain) == list(SUPPLIERS)
     verdicts = [json.loads(v["payload"]) for v in manifest.attestation["supplier_verdicts"]]
     assert sorted(v["supplier"] for v in verdicts) == sorted(SUPPLIERS)
     assert {v["verdict"] for v in verdicts} == {"pass"}

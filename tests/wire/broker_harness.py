@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import yaml
@@ -169,9 +170,15 @@ def stored_job(state: BrokerState, spec: JobSpec) -> JobRow:
     )
 
 
-def released(state: BrokerState, job_id: str, name: str, dataset: bytes) -> Published:
-    """A release of `dataset` for `job_id` whose audit passed, published straight through the
-    broker's state."""
+def released(
+    state: BrokerState,
+    job_id: str,
+    name: str,
+    dataset: bytes,
+    schema: dict[str, Any] | None = None,
+) -> Published:
+    """A release of `dataset` (attesting `schema`) for `job_id` whose audit passed, published
+    straight through the broker's state."""
     return publish(
         state,
         job_id=job_id,
@@ -183,6 +190,7 @@ def released(state: BrokerState, job_id: str, name: str, dataset: bytes) -> Publ
         topology="local",
         synthesizer="copula",
         privacy_spent={},
+        schema=schema,
     )
 
 

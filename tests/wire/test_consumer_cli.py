@@ -21,7 +21,7 @@ from consumer_client import Client, ReleaseNotFound
 from consumer_client import cli as consumer_cli
 from fedsynth.operator.cli import app as operator_app
 from fedsynth.security.principals import Role
-from tests.wire.broker_harness import BrokerProcess, submit_job
+from tests.wire.broker_harness import BrokerProcess, released, submit_job
 
 runner = CliRunner()
 REPORT = {"verdict": "pass", "fidelity": {"overall": 0.91}}
@@ -119,3 +119,37 @@ def test_the_python_api_raises_release_not_found_for_an_unknown_release(
     with Client(broker.address, **ids) as client, pytest.raises(ReleaseNotFound) as missing:
         client.pull("rel-nope")
     assert "release 'rel-nope': the broker answered NOT_FOUND" in str(missing.value)
+
+
+def test_show_columns_prints_the_attested_data_dictionary(
+    broker: BrokerProcess, state: BrokerState
+) -> None:
+    schema = {
+        "name": "patients",
+        "columns": [
+            {
+                "name": "age",
+                "kind": "numerical",
+                "dtype": "int",
+                "min": 0,
+                "max": 120,
+                "description": "Age in whole years at admission.",
+            },
+            {"name": "sex", "kind": "categorical", "domain": ["F", "M"], "nullable": False},
+        ],
+    }
+    release = released(state, submit_job(broker, "dictionary"), "dictionary", b"rows", schema)
+    args = [*identity(broker, Role.CONSUMER, "alice"), "show", release.release_id, "--columns"]
+    shown = CliRunner(env={"COLUMNS": "200"}).invoke(consumer_cli.app, args)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert any(
+        "age" in line and "0 .. 120" in line and "Age in whole years" in line for line in lines
+    )
+    assert any("sex" in line and "F, M" in line and "False" in line for line in lines)
+    bare = released(state, submit_job(broker, "no-dictionary"), "bare", b"rows")
+    missing = runner.invoke(
+        consumer_cli.app,
+        [*identity(broker, Role.CONSUMER, "alice"), "show", bare.release_id, "--columns"],
+    )
+    assert missing.exit_code == 2 and "published without an attested schema" in missing.output
