@@ -20,7 +20,7 @@ import json
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -176,7 +176,7 @@ def iter_validated(
     if _is_parquet(path):
         chunks = _parquet_chunks(path, schema, progress)
     else:
-        _check_encoding(path, encoding)
+        check_encoding(path, encoding)
         layout = _csv_layout(path, schema, delimiter, encoding)
         chunks = _prefetch(_csv_chunks(path, schema, layout, encoding, progress))
     for chunk in chunks:
@@ -305,7 +305,7 @@ def _csv_tables(
         try:
             table = _parse_block(text, first_row, layout.fields, layout.delimiter, broken)
         except pa.ArrowInvalid as exc:
-            raise _csv_read_error(path, encoding, exc) from exc
+            raise csv_read_error(path, encoding, exc) from exc
         records = table.num_rows + len(broken)
         rows = np.arange(first_row, first_row + records, dtype=np.int64)
         first_row += records
@@ -453,8 +453,8 @@ def _parquet_chunks(
             f"not a readable Parquet file ({exc})",
             "re-export the table as Parquet, or give a .csv name if it is CSV text",
         ) from exc
-    _check_columns(path, list(pf.schema_arrow.names), schema)
-    _check_flat(path, pf.schema_arrow)
+    check_columns(path, list(pf.schema_arrow.names), schema)
+    check_flat(path, pf.schema_arrow)
     total = pf.metadata.num_rows
     done = 0
     for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=schema.names):
@@ -667,7 +667,7 @@ def read_header_line(path: Path, encoding: str) -> str:
             "the file is empty",
             "export the table again with a header row naming the columns",
         )
-    _check_encoding(path, encoding)
+    check_encoding(path, encoding)
     utf8 = codecs.lookup(encoding).name in ("utf-8", "utf-8-sig")
     for bom, name in _BOMS.items():
         if head.startswith(bom) and not (bom == codecs.BOM_UTF8 and utf8):
@@ -702,7 +702,7 @@ def header_layout(path: Path, line: str, delimiter: str) -> CsvLayout:
     fields = _split_header(line, delimiter)
     trailing = len(fields) > 1 and not fields[-1] and all(fields[:-1])
     layout = CsvLayout(delimiter, fields, trailing)
-    _check_columns(path, layout.names, None)
+    check_columns(path, layout.names, None)
     return layout
 
 
@@ -738,6 +738,27 @@ def note_dropped_column(path: Path, layout: CsvLayout) -> None:
         )
 
 
+def check_declared_delimiter(
+    path: Path, line: str, delimiter: str, expected: Collection[str] | None = None
+) -> None:
+    """Refuse a declared delimiter that leaves the header one field where the sniffed one
+    splits it (into some `expected` names, when they are known)."""
+    if len(_split_header(line, delimiter)) != 1:
+        return
+    other = sniff_delimiter(line)
+    fields = _split_header(line, other)
+    if other == delimiter or len(fields) < 2:
+        return
+    if expected is not None and (len(expected) < 2 or not set(fields) & set(expected)):
+        return
+    raise DataFileError(
+        path,
+        f"the header is delimited by {other!r}, not the declared {delimiter!r}",
+        f"declare the delimiter {other!r} (--delimiter {other!r}), or leave "
+        "--delimiter out to have it sniffed",
+    )
+
+
 def _csv_layout(path: Path, schema: TableSchema, delimiter: str | None, encoding: str) -> CsvLayout:
     """Refuse files that cannot be read as the declared CSV; the delimiter is sniffed from the
     header when None."""
@@ -746,18 +767,9 @@ def _csv_layout(path: Path, schema: TableSchema, delimiter: str | None, encoding
         delimiter = sniff_delimiter(line)
     else:
         delimiter = csv_delimiter(path, delimiter)
-        header = _split_header(line, delimiter)
-        if len(header) == 1 and len(schema.names) > 1:
-            other = sniff_delimiter(line)
-            if other != delimiter and set(_split_header(line, other)) & set(schema.names):
-                raise DataFileError(
-                    path,
-                    f"the header is delimited by {other!r}, not the declared {delimiter!r}",
-                    f"declare the delimiter {other!r} (--delimiter {other!r}), or leave "
-                    "--delimiter out to have it sniffed",
-                )
+        check_declared_delimiter(path, line, delimiter, schema.names)
     layout = header_layout(path, line, delimiter)
-    _check_columns(path, layout.names, schema)
+    check_columns(path, layout.names, schema)
     return layout
 
 
@@ -782,11 +794,11 @@ def read_raw(
                 path, f"not a readable Parquet file ({exc})", "re-export it"
             ) from exc
         arrow_schema = pf.schema_arrow
-        _check_columns(path, list(arrow_schema.names), None)
-        _check_flat(path, arrow_schema)
+        check_columns(path, list(arrow_schema.names), None)
+        check_flat(path, arrow_schema)
         batches = pf.iter_batches(batch_size=PARQUET_BATCH_ROWS)
     else:
-        _check_encoding(path, encoding)
+        check_encoding(path, encoding)
         line = read_header_line(path, encoding)
         delimiter = csv_delimiter(path, delimiter) if delimiter else sniff_delimiter(line)
         layout = header_layout(path, line, delimiter)
@@ -810,7 +822,7 @@ def _take_rows(batches: Any, max_rows: int | None) -> list[pa.RecordBatch]:
     return taken
 
 
-def _check_columns(path: Path, header: list[str], schema: TableSchema | None) -> None:
+def check_columns(path: Path, header: list[str], schema: TableSchema | None) -> None:
     """Refuse unnamed or repeated header names and, given a schema, missing or unexpected
     columns."""
     unnamed = [i for i, h in enumerate(header, start=1) if not h]
@@ -865,7 +877,7 @@ def csv_delimiter(path: str | Path, delimiter: str) -> str:
     return value
 
 
-def _check_encoding(path: Path, encoding: str) -> None:
+def check_encoding(path: Path, encoding: str) -> None:
     """Refuse an encoding name Python does not know before any byte is read."""
     try:
         codecs.lookup(encoding)
@@ -877,7 +889,7 @@ def _check_encoding(path: Path, encoding: str) -> None:
         ) from exc
 
 
-def _check_flat(path: Path, arrow_schema: pa.Schema) -> None:
+def check_flat(path: Path, arrow_schema: pa.Schema) -> None:
     """Refuse nested Parquet columns (lists, structs, maps): a cell must hold one value."""
     for column in arrow_schema:
         if pa.types.is_nested(column.type):
@@ -895,7 +907,7 @@ def field_count_message(fields: int, expected: int) -> str:
     return f"the row has {fields} field(s) where the header has {expected}"
 
 
-def _csv_read_error(path: Path, encoding: str, exc: Exception) -> DataFileError:
+def csv_read_error(path: Path, encoding: str, exc: Exception) -> DataFileError:
     if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc):
         return _undecodable(path, encoding)
     return DataFileError(

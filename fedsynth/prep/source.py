@@ -14,7 +14,6 @@ options.
 from __future__ import annotations
 
 import codecs
-import csv
 from dataclasses import astuple
 from pathlib import Path
 from typing import BinaryIO
@@ -32,11 +31,12 @@ from fedsynth.io import (
     FIELD_COUNT_RULE,
     CsvLayout,
     DataFileError,
-    _check_columns,
-    _check_encoding,
-    _check_flat,
-    _csv_read_error,
+    check_columns,
+    check_declared_delimiter,
+    check_encoding,
+    check_flat,
     csv_delimiter,
+    csv_read_error,
     drop_trailing_column,
     field_count_message,
     header_layout,
@@ -95,8 +95,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             f"not a readable Parquet file ({exc})",
             "re-export the table as Parquet, or give a .csv name if it is CSV text",
         ) from exc
-    _check_columns(path, table.column_names, None)
-    _check_flat(path, table.schema)
+    check_columns(path, table.column_names, None)
+    check_flat(path, table.schema)
     columns = {name: as_text(table.column(name)).to_pylist() for name in table.column_names}
     rows = np.arange(1, table.num_rows + 1, dtype=np.int64)
     return _with_rows(pd.DataFrame(columns, dtype=object), rows, [])
@@ -173,7 +173,7 @@ def _parse_records(
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise _csv_read_error(path, encoding, exc) from exc
+        raise csv_read_error(path, encoding, exc) from exc
     return table, invalid
 
 
@@ -182,7 +182,7 @@ def _layout(path: Path, delimiter: str | None, encoding: str) -> CsvLayout:
     an empty file or a blank first line, undecodable bytes, a foreign byte-order mark, unnamed or
     repeated names, or a declared delimiter that leaves the header one field where the sniffed
     one splits it."""
-    _check_encoding(path, encoding)
+    check_encoding(path, encoding)
     line = read_header_line(path, encoding)
     if not line.strip():
         raise DataFileError(
@@ -191,22 +191,11 @@ def _layout(path: Path, delimiter: str | None, encoding: str) -> CsvLayout:
             "delete the blank line(s) above the header row; a CSV file starts with a header "
             "row naming its columns",
         )
-    sniffed = sniff_delimiter(line)
     if delimiter is None:
-        return header_layout(path, line, sniffed)
+        return header_layout(path, line, sniff_delimiter(line))
     declared = csv_delimiter(path, delimiter)
-    if sniffed != declared and len(_fields(line, declared)) == 1 < len(_fields(line, sniffed)):
-        raise DataFileError(
-            path,
-            f"the header is delimited by {sniffed!r}, not the declared {declared!r}",
-            f"declare the delimiter {sniffed!r} (--delimiter {sniffed!r}), or leave "
-            "--delimiter out to have it sniffed",
-        )
+    check_declared_delimiter(path, line, declared)
     return header_layout(path, line, declared)
-
-
-def _fields(line: str, delimiter: str) -> list[str]:
-    return next(csv.reader([line], delimiter=delimiter))
 
 
 def _blank(table: pa.Table) -> np.ndarray:
