@@ -3,6 +3,7 @@ artifact are invisible here; an unknown or unreleased id is simply not found."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -17,6 +18,8 @@ from fedsynth.wire.bulk import DownloadFrame
 from fedsynth.wire.transfer import ObjectDigest, stream_object
 from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
 
+WITHDRAWAL_CHECK_S = 0.5
+"""How often a download in progress asks whether its release was withdrawn meanwhile."""
 PARTS = {
     consumer_pb2.RELEASE_PART_DATASET: "application/vnd.apache.parquet",
     consumer_pb2.RELEASE_PART_AUDIT_HTML: "text/html",
@@ -78,17 +81,30 @@ class ConsumerService(consumer_pb2_grpc.ConsumerServiceServicer):
                 grpc.StatusCode.OUT_OF_RANGE,
                 f"offset {request.offset} is past the end ({digest.size} bytes)",
             )
-        if request.offset == 0:
-            self.state.audit.append(
-                principal.uri,
-                "release.pulled",
-                row.release_id,
-                part=consumer_pb2.ReleasePart.Name(request.part),
-            )
-        yield from stream_object(
+        self.state.audit.append(
+            principal.uri,
+            "release.pulled" if request.offset == 0 else "release.pull_resumed",
+            row.release_id,
+            part=consumer_pb2.ReleasePart.Name(request.part),
+            offset=request.offset,
+        )
+        served = stream_object(
             path,
             digest,
             request.offset,
             media_type=PARTS[request.part],
             chunk_bytes=self.state.config.limits.chunk_bytes,
         )
+        yield from self._while_served(row.release_id, served)
+
+    def _while_served(
+        self, release_id: str, frames: Iterator[DownloadFrame]
+    ) -> Iterator[DownloadFrame]:
+        """`frames`, ended with NOT_FOUND once the release is withdrawn mid-stream (checked at
+        most every WITHDRAWAL_CHECK_S)."""
+        checked = time.monotonic()
+        for frame in frames:
+            if time.monotonic() - checked >= WITHDRAWAL_CHECK_S:
+                checked = time.monotonic()
+                self._release(release_id)
+            yield frame

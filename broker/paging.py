@@ -11,6 +11,8 @@ from broker.errors import Refusal
 
 DEFAULT_PAGE_SIZE = 500
 MAX_PAGE_SIZE = 1000
+MAX_CURSOR = 2**63 - 1
+"""The largest SQLite rowid: a token past it is none this broker handed out."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,7 @@ def page_request(page_size: int, page_token: str) -> PageRequest:
         raise Refusal(grpc.StatusCode.INVALID_ARGUMENT, f"page_size {page_size} is negative")
     after = 0
     if page_token:
-        if not (page_token.isascii() and page_token.isdigit() and len(page_token) <= 19):
+        if not (page_token.isascii() and page_token.isdigit() and int(page_token) <= MAX_CURSOR):
             raise Refusal(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"page_token {page_token[:40]!r} is not one this broker handed out; pass the "

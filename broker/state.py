@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from broker.artifacts import ArtifactStore
@@ -72,6 +74,13 @@ class BrokerState:
             self.audit.append(actor, f"job.{outcome.value}", job_id, reason=reason)
         self.notify_tasks()
         return job
+
+    @contextmanager
+    def ending_held(self, job_id: str) -> Iterator[bool]:
+        """Hold off every job's ending while the block runs (a release must not be published
+        for a job cancelled meanwhile); yields whether `job_id` is running."""
+        with self._ending:
+            yield self.store.job(job_id).state == JobState.RUNNING
 
     def settled_state(self, job_id: str) -> str:
         """The job's state once any ending in progress is done (`end_job` purges the rows

@@ -420,31 +420,32 @@ def _release(
     html: bytes | None = None,
     audited_sha256: str | None = None,
 ) -> dict[str, Any]:
-    state = ctx.state.store.job(ctx.job.job_id).state
-    if state != JobState.RUNNING:
-        raise StepFailed(
-            f"job {ctx.job.job_id} is {state} (changed while it ran): nothing released"
-        )
     report_json = json.dumps(report, sort_keys=True, default=str).encode()
     page = html or _summary_html(ctx, report).encode()
-    try:
-        published = publish(
-            ctx.state,
-            job_id=ctx.job.job_id,
-            name=ctx.spec.name,
-            dataset=dataset,
-            audit_report_json=report_json,
-            audit_html=page,
-            job_spec_hash=ctx.job.spec_sha256,
-            topology=ctx.spec.topology.value,
-            synthesizer=ctx.spec.synthesizer.name,
-            privacy_spent=_privacy_spent(ctx),
-            supplier_verdicts=verdicts,
-            audited_sha256=audited_sha256,
-            schema=_released_schema(ctx),
-        )
-    except ReleaseRefused as exc:
-        raise StepFailed(f"release refused: {'; '.join(exc.reasons)}") from exc
+    with ctx.state.ending_held(ctx.job.job_id) as running:
+        if not running:
+            state = ctx.state.store.job(ctx.job.job_id).state
+            raise StepFailed(
+                f"job {ctx.job.job_id} is {state} (changed while it ran): nothing released"
+            )
+        try:
+            published = publish(
+                ctx.state,
+                job_id=ctx.job.job_id,
+                name=ctx.spec.name,
+                dataset=dataset,
+                audit_report_json=report_json,
+                audit_html=page,
+                job_spec_hash=ctx.job.spec_sha256,
+                topology=ctx.spec.topology.value,
+                synthesizer=ctx.spec.synthesizer.name,
+                privacy_spent=_privacy_spent(ctx),
+                supplier_verdicts=verdicts,
+                audited_sha256=audited_sha256,
+                schema=_released_schema(ctx),
+            )
+        except ReleaseRefused as exc:
+            raise StepFailed(f"release refused: {'; '.join(exc.reasons)}") from exc
     return {"release_id": published.release_id, "candidate_id": published.candidate_id}
 
 

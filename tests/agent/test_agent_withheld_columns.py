@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from fedsynth.jobs import JobSpec
 from fedsynth.prep import PrepSpec
@@ -38,14 +39,46 @@ def prep(**fields: Any) -> PrepSpec:
         (prep(rename={"patient_name": "full_name"}), "'patient_name' (renamed 'full_name')"),
         (
             prep(derive=[{"name": "initial", "expr": "patient_name"}]),
-            "the job derives a column from it",
+            "derives a column from it",
+        ),
+        (
+            prep(columns={"patient_name": {"type": "number", "values": {"Person0123": "1"}}}),
+            "sets cleansing rules on it",
+        ),
+        (
+            prep(rename={"mrn": "record"}, columns={"record": {"type": "integer"}}),
+            "'mrn' (renamed 'record')",
         ),
     ],
 )
 def test_a_preparation_letting_a_withheld_column_out_is_refused(spec: PrepSpec, said: str) -> None:
     with pytest.raises(TaskRefused, match="is withheld at this site") as refused:
-        check_withheld(["patient_name"], spec, SCHEMA)
+        check_withheld(["patient_name", "mrn"], spec, SCHEMA)
     assert said in str(refused.value)
+
+
+def test_a_withheld_column_may_not_pick_rows_as_a_required_column() -> None:
+    required = TableSchema.model_validate(
+        {
+            "name": "patients",
+            "columns": [
+                SCHEMA.columns[0].model_dump(),
+                {"name": "surname", "kind": "identifier", "nullable": False},
+            ],
+        }
+    )
+    with pytest.raises(TaskRefused, match="requires it"):
+        check_withheld(["surname"], prep(), required)
+
+
+def test_the_shipped_job_passes_the_shipped_sites_withheld_columns() -> None:
+    job = JobSpec.load(Path(__file__).resolve().parents[2] / "deploy" / "config" / "job.yaml")
+    for site in ("a", "b"):
+        agent = Path(__file__).resolve().parents[2] / "deploy" / "config" / f"agent-{site}.yaml"
+        config = yaml.safe_load(agent.read_text())
+        ((name, source),) = config["sources"].items()
+        supplier = config["name"]
+        check_withheld(source["withheld"], job.prep_for(supplier, name), job.schema_for(supplier))
 
 
 def test_a_withheld_column_may_feed_linkage_tokens() -> None:

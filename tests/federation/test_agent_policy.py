@@ -57,3 +57,13 @@ def test_a_lenient_job_cannot_loosen_the_sites_bar_below_the_defaults() -> None:
 def test_a_site_may_loosen_its_own_bar_explicitly() -> None:
     lenient = AuditPolicy(max_exact_match_rate=1.0)
     assert site_policy(lenient, {"max_exact_match_rate": 0.5}).max_exact_match_rate == 0.5
+
+
+def test_a_job_cannot_shrink_the_samples_the_sites_privacy_checks_use() -> None:
+    small = AuditPolicy(distance_rows=100, reference_rows=100, singling_out_predicates=10)
+    merged = site_policy(small, {})
+    defaults = AuditPolicy()
+    assert merged.distance_rows == defaults.distance_rows
+    assert merged.reference_rows == defaults.reference_rows
+    assert merged.singling_out_predicates == defaults.singling_out_predicates
+    assert site_policy(small, {"distance_rows": 100}).distance_rows == 100

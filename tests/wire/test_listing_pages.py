@@ -62,6 +62,8 @@ def test_job_pages_cover_every_job_once_in_submission_order(broker: BrokerProces
         (-1, "", "page_size -1 is negative"),
         (3, "not-a-token", "is not one this broker handed out"),
         (3, "9" * 40, "is not one this broker handed out"),
+        (3, str(2**63), "is not one this broker handed out"),
+        (3, "9" * 19, "is not one this broker handed out"),
     ],
 )
 def test_a_bad_page_request_is_refused(

@@ -3,17 +3,21 @@ operator still sees it with the reason, and the audit log records who did it."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import grpc
 import pytest
 from typer.testing import CliRunner
 
+from broker.consumer_service import WITHDRAWAL_CHECK_S
 from broker.state import BrokerState
 from consumer_client import Client, ReleaseNotFound
 from fedsynth.operator.cli import app as operator_app
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.principals import Role
+from fedsynth.wire.v1 import consumer_pb2, consumer_pb2_grpc
 from tests.wire.broker_harness import BrokerProcess, released, submit_job
 from tests.wire.test_broker_roles import connection_args
 
@@ -77,3 +81,40 @@ def test_operator_cli_withdraws_and_marks_the_release(
     assert f"withdrew {release}" in done.output
     listing = runner.invoke(operator_app, [*args, "releases"]).output
     assert f"{release} (withdrawn: wrong cohort)" in listing
+
+
+def test_a_download_in_progress_ends_when_its_release_is_withdrawn(
+    broker: BrokerProcess, state: BrokerState
+) -> None:
+    release_id = released(
+        state, submit_job(broker, "big"), "big", os.urandom(16 * 1024 * 1024)
+    ).release_id
+    consumer = consumer_pb2_grpc.ConsumerServiceStub(broker.channel(Role.CONSUMER, "alice"))
+    request = consumer_pb2.DownloadRequest(
+        release_id=release_id, part=consumer_pb2.RELEASE_PART_DATASET
+    )
+    stream = consumer.Download(request, timeout=60)
+    next(stream)
+    with OperatorClient(broker.address, **broker.identity(Role.OPERATOR, "ops")) as ops:
+        ops.withdraw(release_id, "found to disclose")
+    time.sleep(2 * WITHDRAWAL_CHECK_S)
+    with pytest.raises(grpc.RpcError) as ended:
+        for _ in stream:
+            pass
+    assert ended.value.code() is grpc.StatusCode.NOT_FOUND
+    assert "withdrawn" in ended.value.details()
+
+
+def test_a_pull_from_any_offset_is_in_the_audit_log(
+    broker: BrokerProcess, state: BrokerState
+) -> None:
+    release_id = release_of(broker, state, "resumed")
+    consumer = consumer_pb2_grpc.ConsumerServiceStub(broker.channel(Role.CONSUMER, "alice"))
+    request = consumer_pb2.DownloadRequest(
+        release_id=release_id, part=consumer_pb2.RELEASE_PART_DATASET, offset=1
+    )
+    list(consumer.Download(request, timeout=20))
+    pulls = [e for e in state.audit.entries() if e.subject == release_id]
+    assert [
+        (e.action, e.detail["offset"]) for e in pulls if e.action.startswith("release.pull")
+    ] == [("release.pull_resumed", 1)]
