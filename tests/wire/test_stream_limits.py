@@ -120,7 +120,12 @@ def test_long_calls_past_the_per_certificate_cap_are_refused_and_others_are_serv
     the thread pool to everyone else; the cap frees as the calls end."""
     release = threading.Event()
     stub = supplier(broker, "hospital-a")
-    held = [stub.Upload.future(held_upload(release), timeout=TIMEOUT) for _ in range(MAX_STREAMS)]
+    # wait_for_ready: a call on a channel still connecting would otherwise fail at once and
+    # hold nothing.
+    held = [
+        stub.Upload.future(held_upload(release), timeout=TIMEOUT, wait_for_ready=True)
+        for _ in range(MAX_STREAMS)
+    ]
     try:
         wait_for_code(broker, "hospital-a", grpc.StatusCode.RESOURCE_EXHAUSTED)
         assert fetch_code(broker, "hospital-b") == grpc.StatusCode.NOT_FOUND
