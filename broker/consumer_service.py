@@ -3,7 +3,6 @@ artifact are invisible here; an unknown or unreleased id is simply not found."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import grpc
@@ -18,8 +17,6 @@ from fedsynth.wire.bulk import DownloadFrame
 from fedsynth.wire.transfer import ObjectDigest, stream_object
 from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
 
-WITHDRAWAL_CHECK_S = 0.5
-"""How often a download in progress asks whether its release was withdrawn meanwhile."""
 PARTS = {
     consumer_pb2.RELEASE_PART_DATASET: "application/vnd.apache.parquet",
     consumer_pb2.RELEASE_PART_AUDIT_HTML: "text/html",
@@ -100,11 +97,8 @@ class ConsumerService(consumer_pb2_grpc.ConsumerServiceServicer):
     def _while_served(
         self, release_id: str, frames: Iterator[DownloadFrame]
     ) -> Iterator[DownloadFrame]:
-        """`frames`, ended with NOT_FOUND once the release is withdrawn mid-stream (checked at
-        most every WITHDRAWAL_CHECK_S)."""
-        checked = time.monotonic()
+        """`frames`, ended with NOT_FOUND at the first chunk after the release is withdrawn."""
         for frame in frames:
-            if time.monotonic() - checked >= WITHDRAWAL_CHECK_S:
-                checked = time.monotonic()
+            if self.state.store.is_withdrawn(release_id):
                 self._release(release_id)
             yield frame

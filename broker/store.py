@@ -536,6 +536,12 @@ class Store:
         rows, next_after = self._page("releases", where, (), after, limit)
         return Page(self._withdrawals(rows), next_after)
 
+    def is_withdrawn(self, release_id: str) -> bool:
+        """Whether the release was withdrawn (one indexed lookup: asked before every chunk)."""
+        return bool(
+            self.db.query("SELECT 1 FROM release_withdrawals WHERE release_id = ?", (release_id,))
+        )
+
     def withdraw_release(self, release_id: str, by: str, reason: str) -> ReleaseRow | None:
         """Withdraw the release once (a second withdrawal keeps the first); None if unknown."""
         with self.db.transaction() as conn:
