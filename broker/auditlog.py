@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS audit_log (
 GENESIS = "0" * 64
 HEAD_GRACE_S = 1.0
 """How long a check that found rows but no head file waits for the first entry's head."""
+HEAD_POLL_S = 0.01
+"""How often it looks meanwhile: the head is written by the broker's process, so there is no
+event to wait on."""
 COLUMNS = "seq, at, actor, action, subject, detail_json, mac"
 Row = Sequence[object]
 """An audit_log row: the values of COLUMNS, in that order."""
@@ -217,7 +220,7 @@ def read_head_then_rows(
     if head is None and rows:
         deadline = time.monotonic() + HEAD_GRACE_S
         while not head_path.exists() and time.monotonic() < deadline:
-            time.sleep(0.01)
+            time.sleep(HEAD_POLL_S)
         if head_path.exists():
             head = read_head(head_path)
             rows = read_rows()

@@ -5,8 +5,8 @@ and a dialect that is not installed is named with what to install."""
 
 from __future__ import annotations
 
-import importlib.util
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,18 +120,18 @@ def test_a_dialect_that_is_not_installed_is_a_source_error_naming_what_to_instal
     assert "dialect package for 'madeupdb'" in str(refused.value)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("duckdb_engine") is not None, reason="duckdb_engine is installed"
-)
-def test_duckdb_without_its_sqlalchemy_dialect_names_duckdb_engine(tmp_path: Path) -> None:
+def test_duckdb_without_its_sqlalchemy_dialect_names_duckdb_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "duckdb_engine", None)  # as where it is not installed
     (tmp_path / "hb.duckdb").write_bytes(b"")
     source = SqlSource(url=f"duckdb:///{tmp_path / 'hb.duckdb'}", query="SELECT 1")
     with pytest.raises(SourceError, match=r"no dialect 'duckdb'.*pip install duckdb-engine"):
         read_source(source)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("pymysql") is not None, reason="pymysql is installed")
-def test_a_driver_that_is_not_installed_names_its_module() -> None:
+def test_a_driver_that_is_not_installed_names_its_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pymysql", None)  # as where it is not installed
     source = SqlSource(url="mysql+pymysql://reader@host/db", query="SELECT 1")
     with pytest.raises(
         SourceError, match=r"needs the Python module 'pymysql'.*pip install pymysql"

@@ -28,6 +28,7 @@ from broker.steps import STATISTICS, JobContext, StepFailed
 from broker.store import UploadRow
 from consumer_client import Client
 from fedsynth.jobs import JobSpec, JobState
+from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import sign_document
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.security.principals import Role
@@ -59,6 +60,8 @@ SCHEMA: dict[str, Any] = {
     ],
 }
 CHUNK = 60 * 1024
+MODEL_SCHEMA = TableSchema.model_validate(SCHEMA)
+"""What a federated job over SCHEMA models (SCHEMA has no identifiers or free text)."""
 DEFAULTS = LimitsConfig()
 
 
@@ -359,16 +362,7 @@ def test_statistics_counting_more_rows_than_one_supplier_may_send_are_refused(
 ) -> None:
     with running_broker(tmp_path, max_supplier_rows=150) as capped:
         job_id = submit(capped, "federated")
-        schema = JobSpec.model_validate(
-            {
-                "name": "x",
-                "topology": "federated",
-                "suppliers": [{"supplier": s, "source": "p"} for s in SUPPLIERS],
-                "schema": SCHEMA,
-                "synthesizer": {"name": "copula"},
-                "rows": 1,
-            }
-        ).model_schema()
+        schema = MODEL_SCHEMA
         statistics = supplier_pb2.UPLOAD_KIND_STATISTICS
         for name, rows in ((HOSTILE, 200), (HONEST, 100)):
             task = next_task(capped, name, job_id, "marginal_stats")
@@ -458,16 +452,7 @@ def test_candidate_altered_on_disk_after_the_audit_is_not_released(
     broker: BrokerProcess,
 ) -> None:
     job_id = submit(broker, "federated")
-    schema = JobSpec.model_validate(
-        {
-            "name": "x",
-            "topology": "federated",
-            "suppliers": [{"supplier": s, "source": "p"} for s in SUPPLIERS],
-            "schema": SCHEMA,
-            "synthesizer": {"name": "copula"},
-            "rows": 1,
-        }
-    ).model_schema()
+    schema = MODEL_SCHEMA
     real = {name: people(200, seed=i) for i, name in enumerate(SUPPLIERS)}
     statistics = supplier_pb2.UPLOAD_KIND_STATISTICS
     for name, frame in real.items():

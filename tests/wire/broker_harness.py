@@ -6,7 +6,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +15,12 @@ from typing import Any
 import grpc
 import yaml
 
+from broker.auditlog import AuditLog
 from broker.releases import Published, publish
 from broker.state import BrokerState
-from broker.store import JobRow
+from broker.store import Database, JobRow, Store
 from fedsynth.jobs import JobSpec
+from fedsynth.security.atrest import create_key_file
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
 from fedsynth.wire.channel import secure_channel
@@ -157,6 +159,21 @@ def job_spec(name: str = "patients-demo", suppliers: tuple[str, ...] = SUPPLIERS
 
 
 OPERATOR_URI = f"spiffe://{FEDERATION}/operator/ops"
+
+
+def state_with_log(
+    state_dir: Path, entries: Iterable[tuple[str, str, str, dict[str, Any]]]
+) -> None:
+    """A broker state dir, no broker running, whose audit log holds `entries` (actor, action,
+    subject, detail), under a fresh at-rest key."""
+    state_dir.mkdir()
+    create_key_file(state_dir / "at-rest.key")
+    db = Database(state_dir / "broker.sqlite3")
+    Store(db)
+    log = AuditLog(db, (state_dir / "at-rest.key").read_bytes(), state_dir / "audit-head.json")
+    for actor, action, subject, detail in entries:
+        log.append(actor, action, subject, **detail)
+    db.close()
 
 
 def stored_job(state: BrokerState, spec: JobSpec) -> JobRow:

@@ -14,11 +14,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from broker.auditlog import AuditLog
 from broker.cli import app
-from broker.store import Database, Store
-from fedsynth.security.atrest import create_key_file
-from tests.wire.broker_harness import BrokerProcess, submit_job
+from tests.wire.broker_harness import BrokerProcess, state_with_log, submit_job
 
 CONFIG = """
 federation: health-eu
@@ -43,15 +40,7 @@ ENTRIES: list[tuple[str, str, str, dict[str, Any]]] = [
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     """A broker config whose state dir holds the log of ENTRIES, no broker running."""
-    state = tmp_path / "state"
-    state.mkdir()
-    create_key_file(state / "at-rest.key")
-    db = Database(state / "broker.sqlite3")
-    Store(db)
-    log = AuditLog(db, (state / "at-rest.key").read_bytes(), state / "audit-head.json")
-    for actor, action, subject, detail in ENTRIES:
-        log.append(actor, action, subject, **detail)
-    db.close()
+    state_with_log(tmp_path / "state", ENTRIES)
     path = tmp_path / "broker.yaml"
     path.write_text(CONFIG)
     return path

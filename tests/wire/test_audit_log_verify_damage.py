@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from broker.auditlog import AuditLog
 from broker.cli import app
-from broker.store import Database, Store
 from fedsynth.security.atrest import create_key_file
+from tests.wire.broker_harness import state_with_log
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = """
@@ -35,14 +34,10 @@ def config(tmp_path: Path) -> Path:
     """A broker config whose state holds an intact log of ENTRIES entries, in rollback-journal
     mode (as an evidence copy made with sqlite3's backup is), with no broker running."""
     state = tmp_path / "state"
-    state.mkdir()
-    create_key_file(state / "at-rest.key")
-    db = Database(state / "broker.sqlite3")
-    Store(db)
-    log = AuditLog(db, (state / "at-rest.key").read_bytes(), state / "audit-head.json")
-    for i in range(ENTRIES):
-        log.append("spiffe://health-eu/operator/ops", "job.submitted", f"job-{i}", n=i)
-    db.close()
+    operator = "spiffe://health-eu/operator/ops"
+    state_with_log(
+        state, [(operator, "job.submitted", f"job-{i}", {"n": i}) for i in range(ENTRIES)]
+    )
     with sqlite3.connect(state / "broker.sqlite3") as conn:
         conn.execute("PRAGMA journal_mode=DELETE")
     path = tmp_path / "broker.yaml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,19 @@ from broker.orchestrator import Orchestrator
 from broker.state import BrokerState
 from fedsynth.jobs import JobState
 from tests.wire.broker_harness import job_spec, make_broker, stored_job
+
+
+@dataclass
+class HealthRecord:
+    """What the job runner reported to the health service, and when it first said healthy."""
+
+    states: list[bool] = field(default_factory=list)
+    recovered: threading.Event = field(default_factory=threading.Event)
+
+    def report(self, healthy: bool) -> None:
+        self.states.append(healthy)
+        if healthy:
+            self.recovered.set()
 
 
 def test_a_storage_error_marks_the_broker_unhealthy_until_a_pass_succeeds(
@@ -31,20 +45,13 @@ def test_a_storage_error_marks_the_broker_unhealthy_until_a_pass_succeeds(
         return real_jobs(*args)
 
     monkeypatch.setattr(state.store, "jobs", jobs)
-    health: list[bool] = []
-    recovered = threading.Event()
-
-    def report(healthy: bool) -> None:
-        health.append(healthy)
-        if healthy:
-            recovered.set()
-
-    runner = Orchestrator(state, poll_s=0.05, on_health=report, retry_s=0.05)
+    health = HealthRecord()
+    runner = Orchestrator(state, poll_s=0.05, on_health=health.report, retry_s=0.05)
     runner.start()
     try:
-        assert recovered.wait(10)
+        assert health.recovered.wait(10)
         runner.stop()
-        assert health == [False, True]
+        assert health.states == [False, True]
         assert state.store.job(job).state is not JobState.FAILED
     finally:
         runner.stop()
@@ -60,15 +67,8 @@ def test_a_broker_step_that_cannot_be_stored_is_retried_and_marks_the_broker_unh
     spec = job_spec("stored-later")
     job = stored_job(state, spec).job_id
     state.store.set_job_state(job, JobState.RUNNING)
-    health: list[bool] = []
-    recovered = threading.Event()
-
-    def report(healthy: bool) -> None:
-        health.append(healthy)
-        if healthy:
-            recovered.set()
-
-    runner = Orchestrator(state, poll_s=0.05, on_health=report, retry_s=0.05)
+    health = HealthRecord()
+    runner = Orchestrator(state, poll_s=0.05, on_health=health.report, retry_s=0.05)
     with state.db.transaction() as conn:
         conn.execute(
             "INSERT INTO job_steps VALUES (?, 0, 'upload_raw', ?, '2026-01-01T00:00:00+00:00')",
@@ -85,13 +85,13 @@ def test_a_broker_step_that_cannot_be_stored_is_retried_and_marks_the_broker_unh
     monkeypatch.setattr(state, "end_job", end_job)
     runner.start()
     try:
-        assert recovered.wait(10)
+        assert health.recovered.wait(10)
     finally:
         runner.stop()
     try:
         finished = state.store.job(job)
         assert finished.state == JobState.FAILED
         assert finished.reason.startswith("broker error:")
-        assert health == [False, True]
+        assert health.states == [False, True]
     finally:
         state.close()

@@ -4,6 +4,7 @@ release and whatever an unfinished job may still use, and records what it delete
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -103,9 +104,10 @@ def test_an_object_written_while_a_job_runs_is_kept_until_a_result_can_name_it(
     state: BrokerState,
 ) -> None:
     old = state.artifacts.put_bytes(b"written before the job began").sha256
+    day_ago = time.time() - 86400
+    os.utime(state.artifacts.path(old), (day_ago, day_ago))
     ended = new_job(state, "old", JobState.FAILED)
     step_result(state, ended, model=old)
-    time.sleep(0.05)
     new_job(state, "fitting", JobState.RUNNING)
     unnamed = state.artifacts.put_bytes(b"a running step's output, not recorded yet").sha256
     reused = state.artifacts.put_bytes(b"written before the job began").sha256
