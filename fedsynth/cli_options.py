@@ -1,6 +1,6 @@
 """Options every command that reads a table shares, defined once so that they cannot drift:
 `--delimiter`/`-d` and `--encoding` for CSV input, `--seed` for sampling, and the printing of
-what a reader noted about a file (see `fedsynth.io.DataFileNote`)."""
+what a reader noted about a file (see `fedsynth.io.DataFileNote`) or a sampler about its rows."""
 
 from __future__ import annotations
 
@@ -41,15 +41,18 @@ SeedOption = Annotated[
 
 
 @contextmanager
-def printed_notes(console: Console) -> Iterator[None]:
-    """Print each DataFileNote raised inside the block as a `note:` line on `console` (instead
-    of Python's warning text), once the block ends without an error; other warnings are
-    raised again unchanged."""
+def printed_notes(
+    console: Console, kinds: tuple[type[Warning], ...] = (DataFileNote,)
+) -> Iterator[None]:
+    """Print each warning of `kinds` raised inside the block as a `note:` line on `console`
+    (instead of Python's warning text), once the block ends without an error; other warnings
+    are raised again unchanged."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DataFileNote)
+        for kind in kinds:
+            warnings.simplefilter("always", kind)
         yield
     for caught_warning in caught:
-        if issubclass(caught_warning.category, DataFileNote):
+        if issubclass(caught_warning.category, kinds):
             console.print(f"note: {caught_warning.message}", markup=False, highlight=False)
         else:
             warnings.warn_explicit(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from fedsynth.synth.dp_copula import DPGaussianCopula
     from fedsynth.synth.dp_marginal import DPMarginalSynthesizer
     from fedsynth.synth.mvn import MultivariateNormal
-    from fedsynth.synth.sampling import SamplingError
+    from fedsynth.synth.sampling import SamplingError, SamplingShortfall
     from fedsynth.synth.stats import StatsError, SufficientStats
     from fedsynth.synth.tvae import TVAESynthesizer
 
@@ -47,9 +47,7 @@ __getattr__, __dir__, _ = lazy_loader.attach(
         "mvn": [
             "MultivariateNormal",
         ],
-        "sampling": [
-            "SamplingError",
-        ],
+        "sampling": ["SamplingError", "SamplingShortfall"],
         "stats": ["StatsError", "SufficientStats"],
         "tvae": [
             "TVAESynthesizer",
@@ -69,6 +67,7 @@ __all__ = [
     "MultivariateNormal",
     "NotFittedError",
     "SamplingError",
+    "SamplingShortfall",
     "SequentialCART",
     "StatsError",
     "SufficientStats",

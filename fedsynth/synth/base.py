@@ -183,8 +183,12 @@ class Synthesizer(ABC):
         seed: int | None = None,
         conditions: Mapping[str, Any] | None = None,
         progress: Progress | None = None,
+        allow_fewer: bool = False,
     ) -> pd.DataFrame:
         """`n` new rows; the same seed gives the same rows. Conditions fix values or ranges.
+
+        When too few drawn rows meet the conditions and constraints, a `SamplingError` is raised;
+        with `allow_fewer`, the rows found are returned with a `SamplingShortfall` warning.
 
         Identifier columns get unique surrogate tokens, drawn after the rows (see
         `_identifier_rng`).
@@ -199,7 +203,7 @@ class Synthesizer(ABC):
 
         rules: list[Any] = [(c, c.holds) for c in self.constraints_]
         rules += [(c, lambda df, c=c: c.holds(df, schema)) for c in parsed]
-        out = draw_rows(n, draw, rules, progress=progress)
+        out = draw_rows(n, draw, rules, progress=progress, allow_fewer=allow_fewer)
         identifiers = [c.name for c in schema.columns if isinstance(c, IdentifierColumn)]
         if identifiers:
             tokens = _identifier_rng(rng, out)

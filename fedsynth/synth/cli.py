@@ -30,7 +30,7 @@ from fedsynth.synth.base import (
 )
 from fedsynth.synth.conditions import ConditionError
 from fedsynth.synth.constraints import ConstraintError, parse_constraints
-from fedsynth.synth.sampling import SamplingError
+from fedsynth.synth.sampling import SamplingError, SamplingShortfall
 from fedsynth.synth.stats import StatsError
 from fedsynth.yaml12 import load_yaml
 
@@ -188,6 +188,14 @@ def sample(
         list[str] | None,
         typer.Option("--condition", help="column=value or column=low..high; repeatable."),
     ] = None,
+    allow_fewer: Annotated[
+        bool,
+        typer.Option(
+            "--allow-fewer",
+            help="When the model rarely meets the conditions, write the rows found instead of "
+            "failing, and say how many.",
+        ),
+    ] = False,
 ) -> None:
     """Sample synthetic rows from a model file into a Parquet or CSV file."""
     if out.suffix.lower() not in OUTPUT_FORMATS:
@@ -196,8 +204,13 @@ def sample(
         check_outputs({"--out": out}, [model_file])
         synthesizer = Synthesizer.load(model_file)
         conditions = parse_condition_args(condition or [])
-        with progress_bar("sampling", console=errors) as progress:
-            df = synthesizer.sample(rows, seed=seed, conditions=conditions, progress=progress)
+        with (
+            printed_notes(errors, kinds=(SamplingShortfall,)),
+            progress_bar("sampling", console=errors) as progress,
+        ):
+            df = synthesizer.sample(
+                rows, seed=seed, conditions=conditions, progress=progress, allow_fewer=allow_fewer
+            )
         write_table(df, out)
     except _EXPECTED as exc:
         raise _fail(exc) from exc

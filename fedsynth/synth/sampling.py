@@ -2,11 +2,13 @@
 
 Batches are drawn from the model, repaired by each rule's transform, and filtered by each rule's
 check; batch sizes adapt to the acceptance rate. When the draw budget runs out, the error names
-the rule that rejected the most rows.
+the rule that rejected the most rows; a caller that asked for `allow_fewer` gets the rows found
+and a `SamplingShortfall` warning with the same message instead.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,6 +34,10 @@ class SamplingError(ValueError):
     """Not enough rows met the constraints and conditions within the draw budget."""
 
 
+class SamplingShortfall(UserWarning):
+    """Fewer rows than asked met the rules; the caller allowed fewer, so they are returned."""
+
+
 @dataclass
 class _Tally:
     drawn: int = 0
@@ -44,8 +50,12 @@ def draw_rows(
     rules: Sequence[tuple[Rule, Callable[[pd.DataFrame], np.ndarray]]],
     *,
     progress: Callable[[int, int], None] | None = None,
+    allow_fewer: bool = False,
 ) -> pd.DataFrame:
-    """`n` rows from `draw` on which every (rule, check) pair holds."""
+    """`n` rows from `draw` on which every (rule, check) pair holds.
+
+    With `allow_fewer`, an exhausted draw budget returns the rows found so far, with a warning.
+    """
     if n < 0:
         raise SamplingError(f"cannot sample {n} rows; ask for zero or more")
     budget = max(DRAWS_PER_ROW * n, MIN_DRAWS)
@@ -54,7 +64,11 @@ def draw_rows(
     kept: list[pd.DataFrame] = []
     while tally.accepted < n:
         if tally.drawn >= budget:
-            raise _exhausted(n, tally, rules, passed)
+            shortfall = _exhausted(n, tally, rules, passed)
+            if not allow_fewer:
+                raise shortfall
+            warnings.warn(str(shortfall), SamplingShortfall, stacklevel=3)
+            break
         remaining = n - tally.accepted
         rate = (tally.accepted + 1) / (tally.drawn + 1) if tally.drawn else 1.0
         size = int(

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from fedsynth.schema import TableSchema
+from fedsynth.synth import sampling
 from fedsynth.synth.cli import app, parse_params
 
 Make = Callable[..., pd.DataFrame]
@@ -194,3 +195,25 @@ def test_negative_seed_is_refused_naming_the_option(
     args = ["sample", str(tmp_path / "m.fsm"), "--rows", "5", "--out", str(tmp_path / "o.csv")]
     result = runner.invoke(app, [*args, "--seed", "-1"])
     assert result.exit_code == 2 and "--seed" in result.output
+
+
+def test_allow_fewer_writes_the_rows_found_with_a_note(
+    files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, schema_path = files
+    model = tmp_path / "model.fsm"
+    args = ["fit", str(data), "--schema", str(schema_path), "--model", "cart", "--out", str(model)]
+    assert runner.invoke(app, args).exit_code == 0
+    monkeypatch.setattr(sampling, "DRAWS_PER_ROW", 1)
+    monkeypatch.setattr(sampling, "MIN_DRAWS", 0)
+    out = tmp_path / "out.csv"
+    args = ["sample", str(model), "--rows", "300", "--out", str(out), "--condition", "sex=F"]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code != 0 and not out.exists()
+    assert "only" in refused.output and "of 300 rows" in refused.output
+    allowed = runner.invoke(app, [*args, "--allow-fewer"])
+    assert allowed.exit_code == 0, allowed.output
+    written = pd.read_csv(out)
+    assert 0 < len(written) < 300 and (written["sex"] == "F").all()
+    assert f"note: only {len(written)} of 300 rows" in allowed.output
+    assert f"sampled {len(written)} rows" in allowed.output

@@ -19,10 +19,12 @@ from fedsynth.synth import (
     SamplingError,
     SequentialCART,
     Synthesizer,
+    sampling,
 )
 from fedsynth.synth.cli import parse_condition_args
 from fedsynth.synth.conditions import parse_conditions
 from fedsynth.synth.dp_marginal import column_cells
+from fedsynth.synth.sampling import SamplingShortfall
 
 Make = Callable[..., pd.DataFrame]
 
@@ -153,3 +155,17 @@ def test_cli_range_conditions_parse_to_the_same_interval(column: str, low: int, 
     parsed = parse_condition_args([f"{column}={low}..{low + width}"])
     (condition,) = parse_conditions(parsed, schema)
     assert (condition.low, condition.high) == (low, low + width)
+
+
+def test_allow_fewer_returns_the_rows_found_and_says_how_many(
+    schema: TableSchema, make_patients: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = SequentialCART().fit(make_patients(1000), schema)
+    monkeypatch.setattr(sampling, "DRAWS_PER_ROW", 1)
+    monkeypatch.setattr(sampling, "MIN_DRAWS", 0)
+    with pytest.raises(SamplingError, match=r"only \d+ of 400 rows"):
+        model.sample(400, seed=3, conditions={"sex": "F"})
+    with pytest.warns(SamplingShortfall, match=r"only \d+ of 400 rows .*sex='F'"):
+        out = model.sample(400, seed=3, conditions={"sex": "F"}, allow_fewer=True)
+    assert 50 < len(out) < 400
+    assert (out["sex"] == "F").all()
