@@ -95,7 +95,7 @@ def show(
     ),
 ) -> None:
     """Print a release's verified attestation, or with --columns its data dictionary: each
-    column's kind, values or bounds, and description."""
+    column's kind, values or bounds, unit, and description."""
     verified = _client(ctx).show(release)
     if not columns:
         typer.echo(json.dumps(verified.attestation, indent=2, sort_keys=True))
@@ -105,9 +105,16 @@ def show(
         typer.echo(f"error: release {release} was published without an attested schema", err=True)
         raise typer.Exit(EXIT_REFUSED)
     print_listing(
-        ["column", "kind", "values", "nullable", "description"],
+        ["column", "kind", "values", "unit", "nullable", "description"],
         [
-            [c.name, c.kind, column_values(c), str(c.nullable), c.description or ""]
+            [
+                c.name,
+                c.kind,
+                column_values(c),
+                getattr(c, "unit", None) or "",
+                str(c.nullable),
+                c.description or "",
+            ]
             for c in schema.columns
         ],
     )

@@ -71,13 +71,19 @@ class _ColumnBase(BaseModel):
 
 
 class NumericalColumn(_ColumnBase):
-    """A number: `dtype` int or float, optional inclusive bounds and output decimals."""
+    """A number: `dtype` int or float, optional inclusive bounds, output decimals and unit."""
 
     kind: Literal["numerical"] = "numerical"
     dtype: Literal["int", "float"] = "float"
     min: float | None = Field(None, allow_inf_nan=False, description="Inclusive lower bound.")
     max: float | None = Field(None, allow_inf_nan=False, description="Inclusive upper bound.")
     decimals: int | None = Field(None, ge=0, le=15, description="Decimals kept on output.")
+    unit: str | None = Field(
+        None,
+        min_length=1,
+        description="Unit of measure, e.g. 'kg' or 'mmol/L': shown to analysts, and a prep "
+        "spec's unit conversion into this column must name it as its target.",
+    )
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> NumericalColumn:

@@ -82,7 +82,9 @@ def test_yaml_file_round_trip_keeps_every_field(tmp_path) -> None:
         name="patients",
         columns=[
             IdentifierColumn(name="mrn"),
-            NumericalColumn(name="age", dtype="int", min=0, max=120, role="quasi_identifier"),
+            NumericalColumn(
+                name="age", dtype="int", min=0, max=120, role="quasi_identifier", unit="years"
+            ),
             CategoricalColumn(name="code", domain=[1, 2, "yes"]),
             DatetimeColumn(name="admitted", format="%d/%m/%Y", min="2000-01-01"),
             BooleanColumn(name="smoker", true_values=["J"], false_values=["N"], nullable=False),
@@ -94,6 +96,7 @@ def test_yaml_file_round_trip_keeps_every_field(tmp_path) -> None:
     loaded = TableSchema.load(path)
     assert loaded == schema
     assert loaded.column("code").domain == ["1", "2", "yes"]
+    assert loaded.column("age").unit == "years"
     assert loaded.column("admitted").min == datetime(2000, 1, 1)
     assert [c.name for c in loaded.modelled_columns] == ["age", "code", "admitted", "smoker"]
     assert loaded.by_role(PrivacyRole.DIRECT_IDENTIFIER)[0].name == "mrn"

@@ -35,8 +35,9 @@ def check_plan(
     """Parse the derivations and check that every schema column will exist; return the parsed list.
 
     Raises PrepSpecError naming each schema column that neither the source nor a derivation
-    provides, each derivation input that does not exist at its point in the order, and each
-    de-duplication key that is not a common-schema column (rows are de-duplicated on those).
+    provides, each derivation input that does not exist at its point in the order, each unit
+    conversion into another unit than the schema's, and each de-duplication key that is not a
+    common-schema column (rows are de-duplicated on those).
     """
     available = set(columns)
     derived: list[tuple[str, Expression]] = []
@@ -62,6 +63,7 @@ def check_plan(
             f"source {spec.source!r}: 'columns' has rules for {unknown_rules}, which do not "
             "exist; key rules by the common (renamed) column name"
         )
+    _check_units(spec, schema)
     unknown_keys = [k for k in spec.dedup.keys if k not in schema.names] if spec.dedup else []
     if unknown_keys:
         raise PrepSpecError(
@@ -74,3 +76,17 @@ def check_plan(
             f"schema columns {clashing} use a prefix reserved for linkage tokens {TOKEN_PREFIXES}"
         )
     return derived
+
+
+def _check_units(spec: PrepSpec, schema: TableSchema) -> None:
+    """A unit conversion must land in the unit the common schema declares for its column."""
+    for name, rules in spec.columns.items():
+        column = schema.column(name) if name in schema.names else None
+        declared = getattr(column, "unit", None)
+        if rules.unit is None or declared is None or rules.unit.to_unit == declared:
+            continue
+        raise PrepSpecError(
+            f"source {spec.source!r}: column {name!r} converts {rules.unit.from_unit} to "
+            f"{rules.unit.to_unit}, but the common schema measures it in {declared}; set its "
+            f"unit 'to' to {declared!r}"
+        )

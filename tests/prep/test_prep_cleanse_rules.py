@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from fedsynth.prep import PrepSpec, prepare
 from fedsynth.prep.report import REDACTED, write_quarantine
-from fedsynth.prep.spec import DEFAULT_MISSING_TOKENS, ColumnSpec
+from fedsynth.prep.spec import DEFAULT_MISSING_TOKENS, ColumnSpec, PrepSpecError
 from fedsynth.prep.standardize import clean_text
 from fedsynth.schema import TableSchema
 
@@ -280,3 +280,16 @@ def test_quarantine_file_lists_row_column_value_rule_reason(tmp_path: Path) -> N
         ("3", "temp", "50", "maximum"),
     ]
     assert list(tmp_path.iterdir()) == [path]
+
+
+def test_a_unit_conversion_must_land_in_the_schemas_unit() -> None:
+    schema = TableSchema.from_yaml(
+        "name: h\ncolumns:\n  - {name: height, kind: numerical, min: 0, max: 300, unit: cm}\n"
+    )
+    wrong = _spec("columns: {height: {unit: {from: in, to: m, factor: 0.0254}}}")
+    with pytest.raises(PrepSpecError, match=r"'height' converts in to m, .* in cm; .*'cm'"):
+        prepare(pd.DataFrame({"height": ["66"]}), wrong, schema)
+    right = _spec("columns: {height: {unit: {from: in, to: cm}}}")
+    assert prepare(pd.DataFrame({"height": ["66"]}), right, schema).prepared["height"].tolist() == [
+        pytest.approx(167.64)
+    ]

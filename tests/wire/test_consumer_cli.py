@@ -133,6 +133,7 @@ def test_show_columns_prints_the_attested_data_dictionary(
                 "dtype": "int",
                 "min": 0,
                 "max": 120,
+                "unit": "years",
                 "description": "Age in whole years at admission.",
             },
             {"name": "sex", "kind": "categorical", "domain": ["F", "M"], "nullable": False},
@@ -144,7 +145,8 @@ def test_show_columns_prints_the_attested_data_dictionary(
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
     assert any(
-        "age" in line and "0 .. 120" in line and "Age in whole years" in line for line in lines
+        "age" in line and "0 .. 120" in line and "years" in line and "Age in whole" in line
+        for line in lines
     )
     assert any("sex" in line and "F, M" in line and "False" in line for line in lines)
     bare = released(state, submit_job(broker, "no-dictionary"), "bare", b"rows")
