@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
     subject TEXT NOT NULL, detail_json TEXT NOT NULL, mac TEXT NOT NULL);
 """
 GENESIS = "0" * 64
+MAX_DETAIL_CHARS = 16 * 1024
+DETAIL_START_CHARS = 1024
 HEAD_GRACE_S = 1.0
 """How long a check that found rows but no head file waits for the first entry's head."""
 HEAD_POLL_S = 0.01
@@ -115,8 +117,15 @@ class AuditLog:
         db.create_tables(SCHEMA)
 
     def append(self, actor: str, action: str, subject: str, **detail: Any) -> AuditEntry:
-        """Record that `actor` did `action` on `subject`; `detail` says how and why."""
+        """Record that `actor` did `action` on `subject`; `detail` says how and why.
+
+        A detail longer than MAX_DETAIL_CHARS is kept as its start and its length: the log is
+        read and verified whole, and peers must not be able to grow it without bound.
+        """
         detail_json = json.dumps(detail, sort_keys=True, ensure_ascii=False, default=str)
+        if len(detail_json) > MAX_DETAIL_CHARS:
+            detail = {"cut": len(detail_json), "start": detail_json[:DETAIL_START_CHARS]}
+            detail_json = json.dumps(detail, sort_keys=True, ensure_ascii=False)
         with self._lock:
             with self.db.transaction() as conn:
                 last = conn.execute("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")

@@ -60,6 +60,12 @@ class LimitsConfig(BaseModel):
         description="Total declared size of one supplier's unfinished uploads (the disk it may "
         "claim); an upload that would pass it is refused with RESOURCE_EXHAUSTED.",
     )
+    max_statistics_bytes: int = Field(
+        256 * 1024**2,
+        ge=1,
+        description="Size of one statistics upload (counts, sums, model weights); they are "
+        "small, and kept until retention takes their job, so a larger one is refused.",
+    )
     max_supplier_rows: int = Field(
         10_000_000,
         ge=1,

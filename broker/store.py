@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     sha256 TEXT NOT NULL, encrypted INTEGER NOT NULL, state TEXT NOT NULL,
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS uploads_by_supplier ON uploads(supplier, state);
+CREATE INDEX IF NOT EXISTS uploads_by_task ON uploads(task_id);
 CREATE TABLE IF NOT EXISTS candidates (
     candidate_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, verdict TEXT NOT NULL,
     reasons_json TEXT NOT NULL, dataset_sha256 TEXT NOT NULL, dataset_size INTEGER NOT NULL,
@@ -437,6 +438,14 @@ class Store:
             (supplier, excluding),
         )
         return int(rows[0]["n"]), int(rows[0]["bytes"])
+
+    def task_upload_names(self, task_id: str) -> list[str]:
+        """Names of the uploads begun or stored for task `task_id` (purged ones aside)."""
+        rows = self.db.query(
+            "SELECT name FROM uploads WHERE task_id = ? AND state IN ('receiving', 'complete')",
+            (task_id,),
+        )
+        return [r["name"] for r in rows]
 
     def uploads_of_job(self, job_id: str) -> list[UploadRow]:
         ids = self.db.query("SELECT upload_id FROM uploads WHERE job_id = ?", (job_id,))

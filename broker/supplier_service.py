@@ -25,6 +25,10 @@ from fedsynth.wire.v1 import supplier_pb2, supplier_pb2_grpc
 
 WAKE_S = 1.0
 MAX_ERROR_CHARS = 1024
+MAX_CLAIMED_CHARS = 128
+"""What the broker keeps of a name a supplier wrote (a name it claims, an upload it lists)."""
+MAX_RESULT_BYTES = 64 * 1024
+MAX_RESULT_UPLOADS = 8
 CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
@@ -73,6 +77,18 @@ def inert_text(text: str, limit: int = MAX_ERROR_CHARS) -> str:
     return f"{escaped[:limit]}... [cut: {len(text)} characters sent]"
 
 
+def _check_result_size(request: supplier_pb2.TaskResult) -> None:
+    """A result is a small JSON document naming at most a task's one upload: anything larger
+    is refused before it is stored, logged or parsed on every pass of the job runner."""
+    if len(request.result_json) > MAX_RESULT_BYTES or len(request.uploads) > MAX_RESULT_UPLOADS:
+        raise Refusal(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"a task result holds at most {MAX_RESULT_BYTES} bytes of JSON and names at most "
+            f"{MAX_RESULT_UPLOADS} uploads; this one has {len(request.result_json)} bytes and "
+            f"{len(request.uploads)} uploads",
+        )
+
+
 class SupplierService(supplier_pb2_grpc.SupplierServiceServicer):
     def __init__(self, state: BrokerState, revocations: RevocationList) -> None:
         self.state = state
@@ -82,12 +98,13 @@ class SupplierService(supplier_pb2_grpc.SupplierServiceServicer):
     def _as_self(self, context: grpc.ServicerContext, supplier: str) -> Principal:
         principal = principal_of(context, self.state.config.federation)
         if supplier != principal.name:
+            claimed = inert_text(supplier, MAX_CLAIMED_CHARS)
             self.state.audit.append(
-                principal.uri, "access.refused", "impersonation", claimed=supplier
+                principal.uri, "access.refused", "impersonation", claimed=claimed
             )
             raise Refusal(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"supplier {principal.name!r} cannot act as {supplier!r}",
+                f"supplier {principal.name!r} cannot act as {claimed!r}",
             )
         return principal
 
@@ -179,6 +196,7 @@ class SupplierService(supplier_pb2_grpc.SupplierServiceServicer):
         reaches the job's reason, the audit log and CheckTask replies."""
         principal = self._as_self(context, request.supplier)
         task = self._own_task(principal, request.task_id)
+        _check_result_size(request)
         error = inert_text(request.error)
         recorded = self.state.store.finish_task(
             task.task_id, request.ok, request.result_json, error
@@ -191,7 +209,7 @@ class SupplierService(supplier_pb2_grpc.SupplierServiceServicer):
                 job_id=task.job_id,
                 ok=request.ok,
                 error=error,
-                uploads=list(request.uploads),
+                uploads=[inert_text(u, MAX_CLAIMED_CHARS) for u in request.uploads],
             )
             self.state.notify_tasks()
         return supplier_pb2.Ack(

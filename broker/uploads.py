@@ -227,6 +227,7 @@ class UploadReceiver:
         )
         with self._settle:
             self._open_task(principal, header)
+            self._check_one_per_task(header)
             self._check_room(principal.name, header.size, upload_id)
             self._forget(upload_id)
             self._part_path(upload_id).unlink(missing_ok=True)
@@ -243,6 +244,17 @@ class UploadReceiver:
             sha256=header.sha256,
         )
         return row
+
+    def _check_one_per_task(self, header: supplier_pb2.UploadHeader) -> None:
+        """A task sends one file: an upload under another name for the same task is refused, so
+        a supplier cannot pile finished objects on the broker's disk through one open task."""
+        taken = [n for n in self.store.task_upload_names(header.task_id) if n != header.name]
+        if taken:
+            raise Refusal(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"task {header.task_id} already has its upload {taken[0]!r}; a task sends one "
+                "file (resume it under that name)",
+            )
 
     def _check_room(self, supplier: str, size: int, upload_id: str) -> None:
         """Refuse an upload past the supplier's limits on unfinished uploads (count, bytes)."""
@@ -451,6 +463,15 @@ class UploadReceiver:
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"upload of {header.size} bytes exceeds the broker limit of "
                 f"{self.limits.max_upload_bytes} bytes (limits.max_upload_bytes)",
+            )
+        if (
+            header.kind == supplier_pb2.UPLOAD_KIND_STATISTICS
+            and header.size > self.limits.max_statistics_bytes
+        ):
+            raise Refusal(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"statistics upload of {header.size} bytes exceeds the broker limit of "
+                f"{self.limits.max_statistics_bytes} bytes (limits.max_statistics_bytes)",
             )
         if header.sha256:
             _check_sha256(header.sha256)

@@ -70,19 +70,19 @@ def task_of(job_id: str, supplier: str) -> str:
     return f"{job_id}.0.{supplier}"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def job_id(broker: BrokerProcess) -> str:
-    """A `local` job: its tasks upload synthetic rows."""
+    """A `local` job: its tasks upload synthetic rows, one file each (a test's own job)."""
     return queued_job(broker, "local")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def raw_job_id(broker: BrokerProcess) -> str:
     """A `central` job: its tasks upload raw rows."""
     return queued_job(broker, "central")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def prepared_job_id(broker: BrokerProcess) -> str:
     """A `prepared` job: its tasks upload prepared rows."""
     return queued_job(broker, "prepared")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker.auditlog import AuditLog
+from broker.auditlog import MAX_DETAIL_CHARS, AuditLog
 from broker.store import Database
 from fedsynth.security.atrest import DecryptionError, SegmentWriter, read_segments
 from fedsynth.security.attestation import AttestationError, sign_document, verify_document
@@ -116,6 +116,17 @@ def test_audit_log_chain_verifies_until_an_entry_changes(tmp_path: Path) -> None
     other_key = AuditLog(db, bytes(32), tmp_path / "head.json").verify()
     assert len(other_key.problems) == 1 and "entry 1 does not verify" in other_key.problems[0]
     assert "the wrong key" in other_key.problems[0]
+    db.close()
+
+
+def test_an_audit_entry_keeps_the_start_of_an_oversized_detail(tmp_path: Path) -> None:
+    db = Database(tmp_path / "log.sqlite3")
+    log = AuditLog(db, KEY, tmp_path / "head.json")
+    entry = log.append("spiffe://fed/supplier/a", "task.result", "t1", error="E" * 100_000)
+    assert entry.detail["cut"] > 100_000 and entry.detail["start"].startswith('{"error": "EEE')
+    stored = db.query("SELECT detail_json FROM audit_log")[0]["detail_json"]
+    assert len(stored) < MAX_DETAIL_CHARS
+    assert log.verify().ok
     db.close()
 
 

@@ -4,6 +4,7 @@ certificates: each is refused with the right gRPC status and leaves nothing behi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import time
@@ -24,6 +25,7 @@ CHUNK = 64 * 1024
 POLL_S = 0.02
 MAX_OPEN_UPLOADS = 3
 MAX_OPEN_UPLOAD_BYTES = 2 * 1024 * 1024
+STATISTICS_LIMIT = 4096
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +34,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrokerProcess]:
         tmp_path_factory.mktemp("broker"),
         max_open_uploads=MAX_OPEN_UPLOADS,
         max_open_upload_bytes=MAX_OPEN_UPLOAD_BYTES,
+        max_statistics_bytes=STATISTICS_LIMIT,
     ) as process:
         yield process
 
@@ -46,8 +49,8 @@ def operator(broker: BrokerProcess) -> operator_pb2_grpc.OperatorServiceStub:
     return operator_pb2_grpc.OperatorServiceStub(broker.channel(Role.OPERATOR, "ops"))
 
 
-def submit(broker: BrokerProcess, topology: str) -> str:
-    document = job_spec(f"attack-{topology}").model_dump(mode="json", by_alias=True)
+def submit(broker: BrokerProcess, topology: str, name: str = "attack") -> str:
+    document = job_spec(f"{name}-{topology}").model_dump(mode="json", by_alias=True)
     spec = JobSpec.model_validate({**document, "topology": topology})
     reply = operator(broker).SubmitJob(
         operator_pb2.SubmitJobRequest(spec_json=spec.canonical_json()), timeout=TIMEOUT
@@ -303,13 +306,22 @@ def test_an_upload_streaming_when_its_job_ends_is_not_stored_and_its_bytes_are_d
     assert not part_file(broker, status.upload_id).exists()
 
 
+@pytest.fixture
+def open_tasks(broker: BrokerProcess) -> Iterator[list[tuple[str, str]]]:
+    """(job, task) of MAX_OPEN_UPLOADS + 1 running jobs, one task each: a task takes one
+    upload, so the per-supplier limits are reached over several tasks."""
+    jobs = [submit(broker, "local", f"limits-{i}") for i in range(MAX_OPEN_UPLOADS + 1)]
+    yield [(job_id, first_task(broker, job_id)) for job_id in jobs]
+    for job_id in jobs:
+        cancel(broker, job_id)
+
+
 def test_unfinished_uploads_past_the_per_supplier_count_are_refused(
-    broker: BrokerProcess, running_job: str
+    broker: BrokerProcess, open_tasks: list[tuple[str, str]]
 ) -> None:
     """t7/t11: a supplier could open any number of uploads and leave them unfinished."""
-    task_id = first_task(broker, running_job)
     stub = supplier(broker)
-    headers = [header(running_job, task_id, b"x" * 10, name=f"part-{i}") for i in range(4)]
+    headers = [header(job_id, task_id, b"x" * 10) for job_id, task_id in open_tasks]
     for request in headers[:MAX_OPEN_UPLOADS]:
         stub.BeginUpload(request, timeout=TIMEOUT)
     details = refused(
@@ -321,19 +333,55 @@ def test_unfinished_uploads_past_the_per_supplier_count_are_refused(
 
 
 def test_unfinished_uploads_past_the_per_supplier_bytes_are_refused(
-    broker: BrokerProcess, running_job: str
+    broker: BrokerProcess, open_tasks: list[tuple[str, str]]
 ) -> None:
-    task_id = first_task(broker, running_job)
+    (first_job, first_id), (second_job, second_id) = open_tasks[:2]
     stub = supplier(broker)
     half = MAX_OPEN_UPLOAD_BYTES // 2
-    stub.BeginUpload(header(running_job, task_id, b"a" * half, name="first"), timeout=TIMEOUT)
+    stub.BeginUpload(header(first_job, first_id, b"a" * half), timeout=TIMEOUT)
     details = refused(
-        lambda: stub.BeginUpload(
-            header(running_job, task_id, b"b" * (half + 1), name="second"), timeout=TIMEOUT
-        ),
+        lambda: stub.BeginUpload(header(second_job, second_id, b"b" * (half + 1)), timeout=TIMEOUT),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     )
     assert "limits.max_open_upload_bytes" in details
+
+
+def test_a_task_takes_one_upload_so_finished_objects_cannot_pile_up(
+    broker: BrokerProcess, running_job: str
+) -> None:
+    """A supplier finished 40 uploads under different names through one pending task: the
+    open-upload limits count only unfinished ones, and the disk filled."""
+    task_id = first_task(broker, running_job)
+    stub = supplier(broker)
+    data = os.urandom(CHUNK)
+    first = header(running_job, task_id, data, name="synthetic.parquet")
+    status = stub.BeginUpload(first, timeout=TIMEOUT)
+    assert stub.Upload(chunks(status.upload_id, data), timeout=TIMEOUT).complete
+    assert stub.BeginUpload(first, timeout=TIMEOUT).complete  # the same name answers again
+    other = os.urandom(CHUNK)
+    details = refused(
+        lambda: stub.BeginUpload(
+            header(running_job, task_id, other, name="more.parquet"), timeout=TIMEOUT
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert "already has its upload 'synthetic.parquet'" in details
+    assert not stored(broker, hashlib.sha256(other).hexdigest()).exists()
+
+
+def test_a_statistics_upload_past_its_limit_is_refused(
+    broker: BrokerProcess, running_job: str
+) -> None:
+    task_id = first_task(broker, running_job)
+    document = header(
+        running_job, task_id, b"s", kind=supplier_pb2.UPLOAD_KIND_STATISTICS, name="stats.fsa"
+    )
+    document.size = STATISTICS_LIMIT + 1
+    details = refused(
+        lambda: supplier(broker).BeginUpload(document, timeout=TIMEOUT),
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    )
+    assert "limits.max_statistics_bytes" in details
 
 
 def test_a_reported_error_is_cut_short_and_cannot_forge_lines(
@@ -352,3 +400,56 @@ def test_a_reported_error_is_cut_short_and_cannot_forge_lines(
     assert reason.startswith("boom\\n[audit] job.released rel_fake\\r\\x1b[2K")
     assert len(reason) < 1100
     assert reason.isprintable()
+
+
+def audit_entries(broker: BrokerProcess, action: str) -> list[dict]:
+    shown = broker.run_cli("audit-log", "show", "--action", action, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return [json.loads(line) for line in shown.stdout.splitlines()]
+
+
+def test_a_refused_impersonation_logs_a_bounded_claimed_name(broker: BrokerProcess) -> None:
+    """A claimed name of 8 MiB was logged whole (JSON-escaped, six times larger) on every
+    refusal: a few calls grew the audit log by hundreds of MiB."""
+    claimed = "\x01" * 200_000
+    ref = supplier_pb2.TaskRef(supplier=claimed, task_id="any")
+    details = refused(
+        lambda: supplier(broker).CheckTask(ref, timeout=TIMEOUT),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert len(details) < 1000
+    logged = audit_entries(broker, "access.refused")[-1]
+    assert logged["subject"] == "impersonation"
+    assert len(json.dumps(logged)) < 2000
+    assert "characters sent" in logged["detail"]["claimed"]
+
+
+def test_an_oversized_task_result_is_refused_and_not_stored(
+    broker: BrokerProcess, running_job: str
+) -> None:
+    """A 7 MB `uploads` list went raw into the audit log, and any result_json was stored and
+    parsed again on every pass of the job runner."""
+    task_id = first_task(broker, running_job)
+    stub = supplier(broker)
+    ref = supplier_pb2.TaskRef(supplier="hospital-a", task_id=task_id)
+    for result in (
+        supplier_pb2.TaskResult(
+            supplier="hospital-a", task_id=task_id, ok=True, result_json=b"{" + b" " * 70_000 + b"}"
+        ),
+        supplier_pb2.TaskResult(
+            supplier="hospital-a", task_id=task_id, ok=True, uploads=["\x02" * 1000] * 100
+        ),
+    ):
+        details = refused(
+            lambda result=result: stub.ReportResult(result, timeout=TIMEOUT),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert "a task result holds at most" in details
+    assert stub.CheckTask(ref, timeout=TIMEOUT).open
+    listed = supplier_pb2.TaskResult(
+        supplier="hospital-a", task_id=task_id, ok=False, error="no", uploads=["a\nb" * 500]
+    )
+    assert stub.ReportResult(listed, timeout=TIMEOUT).accepted
+    logged = [e for e in audit_entries(broker, "task.result") if e["subject"] == task_id]
+    (upload,) = logged[0]["detail"]["uploads"]
+    assert upload.startswith("a\\nb") and upload.isprintable() and len(upload) < 200
