@@ -189,6 +189,11 @@ class BrokerConfig(BaseModel):
     def database(self) -> Path:
         return self.state_dir / "broker.sqlite3"
 
+    @property
+    def uri(self) -> str:
+        """The broker's own principal, the actor of what it does by itself in the audit log."""
+        return f"spiffe://{self.federation}/broker/{self.name}"
+
     @classmethod
     def load(cls, path: str | Path) -> BrokerConfig:
         """Read YAML; relative paths are resolved against the file's folder."""

@@ -3,7 +3,9 @@ artifact are invisible here; an unknown or unreleased id is simply not found."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 
@@ -16,6 +18,8 @@ from broker.store import ReleaseRow
 from fedsynth.wire.bulk import DownloadFrame
 from fedsynth.wire.transfer import ObjectDigest, stream_object
 from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 PARTS = {
     consumer_pb2.RELEASE_PART_DATASET: "application/vnd.apache.parquet",
@@ -39,6 +43,22 @@ class ConsumerService(consumer_pb2_grpc.ConsumerServiceServicer):
             )
         return row
 
+    def _stored(self, row: ReleaseRow, sha256: str) -> Path:
+        """The path of one of a release's objects; DATA_LOSS, logged and audited, when the
+        broker's store has lost it (the consumer learns no path of the broker's disk)."""
+        path = self.state.artifacts.path(sha256)
+        if path.is_file():
+            return path
+        log.error("release %s: stored object %s is missing at %s", row.release_id, sha256, path)
+        self.state.audit.append(
+            self.state.config.uri, "release.object_missing", row.release_id, sha256=sha256
+        )
+        raise Refusal(
+            grpc.StatusCode.DATA_LOSS,
+            f"release {row.release_id!r}: the broker has lost one of its stored objects; its "
+            "operator must restore the broker's artifacts from backup",
+        )
+
     @refusals_abort
     def ListReleases(
         self, request: common_pb2.ListReleasesRequest, context: grpc.ServicerContext
@@ -55,7 +75,7 @@ class ConsumerService(consumer_pb2_grpc.ConsumerServiceServicer):
             attestation_json=row.attestation_json,
             signature=row.signature,
             broker_certificate_pem=row.broker_certificate_pem,
-            audit_report_json=self.state.artifacts.path(row.report_sha256).read_bytes(),
+            audit_report_json=self._stored(row, row.report_sha256).read_bytes(),
         )
 
     @stream_refusals_abort
@@ -71,7 +91,7 @@ class ConsumerService(consumer_pb2_grpc.ConsumerServiceServicer):
             if request.part == consumer_pb2.RELEASE_PART_DATASET
             else row.html_sha256
         )
-        path = self.state.artifacts.path(sha)
+        path = self._stored(row, sha)
         digest = ObjectDigest(sha, path.stat().st_size)
         if request.offset > digest.size:
             raise Refusal(

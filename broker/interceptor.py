@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ import grpc
 from cryptography import x509
 
 from broker.auditlog import AuditLog
+from broker.storage_faults import StorageFaults, is_storage_fault
 from broker.store import Store
 from broker.tls import RevocationList
 from fedsynth.security.principals import IdentityError, Principal, Role, principal_from_certificate
@@ -83,7 +85,9 @@ class AuthInterceptor(grpc.ServerInterceptor):
         revocations: RevocationList,
         audit: AuditLog,
         max_streams: int,
+        faults: StorageFaults,
     ) -> None:
+        self.faults = faults
         self.federation = federation
         self.store = store
         self.revocations = revocations
@@ -161,7 +165,10 @@ class AuthInterceptor(grpc.ServerInterceptor):
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"supplier {principal.name!r} is not enrolled at this broker",
                 )
-            self.store.touch_supplier(principal.name)
+            try:
+                self.store.touch_supplier(principal.name)
+            except sqlite3.OperationalError as exc:  # last contact is a note: the call goes on
+                self.faults.note(exc, "recording a supplier's contact")
 
     def _refuse(
         self,
@@ -171,7 +178,12 @@ class AuthInterceptor(grpc.ServerInterceptor):
         code: grpc.StatusCode,
         detail: str,
     ) -> None:
-        self.audit.append(actor, "access.refused", method, status=code.name, reason=detail)
+        try:
+            self.audit.append(actor, "access.refused", method, status=code.name, reason=detail)
+        except Exception as exc:
+            if not is_storage_fault(exc):
+                raise
+            self.faults.note(exc, "logging a refusal")
         log.warning("refused %s to %s: %s %s", method, actor, code.name, detail)
         context.abort(code, detail)
 

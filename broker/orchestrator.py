@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from broker.dp_steps import DP_ACTIONS, RoundRestart
 from broker.state import BrokerState
 from broker.steps import ACTIONS, JobContext, StepFailed, StepInterrupted, overdue
+from broker.storage_faults import is_storage_fault
 from broker.store import JobRow, TaskRow, age_s, now_iso
 from fedsynth.jobs import JobSpec, JobState
 from fedsynth.plans import Party, RoundInfo, Step, TaskOutcome, plan_of, round_start
@@ -123,13 +124,16 @@ class Orchestrator:
             try:
                 self.tick()
             except Exception as exc:
-                log.exception("job runner pass failed (%s); retrying in %ss", exc, self.retry_s)
+                if is_storage_fault(exc):
+                    self.state.storage_faults.note(exc, "the job runner")
+                else:
+                    log.exception("job runner pass failed (%s); retrying in %ss", exc, self.retry_s)
                 self._set_healthy(False)
                 self._stop.wait(self.retry_s)
                 continue
             with self._guard:
                 healthy = not self._storage_faults
-            self._set_healthy(healthy)
+            self._set_healthy(healthy and not self.state.storage_faults.recent())
             with self.state.tasks_changed:
                 self.state.tasks_changed.wait(timeout=self.poll_s)
 
@@ -229,7 +233,7 @@ class Orchestrator:
         try:
             self._outcome(run)
         except sqlite3.OperationalError as exc:
-            log.exception("job %s: step %s could not be stored (%s)", job_id, name, exc)
+            self.state.storage_faults.note(exc, f"job {job_id}, step {name}")
             with self._guard:
                 self._storage_faults[job_id] = time.monotonic() + self.retry_s
             self._set_healthy(False)
@@ -377,8 +381,7 @@ class Orchestrator:
 
     @property
     def _uri(self) -> str:
-        config = self.state.config
-        return f"spiffe://{config.federation}/broker/{config.name}"
+        return self.state.config.uri
 
 
 def _settle(step: Step, tasks: dict[str, TaskRow], spec: JobSpec) -> dict[str, Any] | None:

@@ -209,7 +209,7 @@ def publish(
         report_sha256=report.sha256,
         html_sha256=html.sha256,
     )
-    broker_uri = f"spiffe://{state.config.federation}/broker/{state.config.name}"
+    broker_uri = state.config.uri
     if reasons:
         state.audit.append(
             broker_uri,

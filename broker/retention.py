@@ -95,7 +95,7 @@ def sweep(state: BrokerState, keep_finished_days: float, now: datetime | None = 
             path.unlink(missing_ok=True)
     if deleted:
         state.audit.append(
-            f"spiffe://{state.config.federation}/broker/{state.config.name}",
+            state.config.uri,
             "artifacts.pruned",
             "retention",
             objects=deleted,

@@ -1,4 +1,5 @@
-"""Glue between service methods and gRPC statuses: a Refusal becomes an aborted call."""
+"""Glue between service methods and gRPC statuses: a Refusal becomes an aborted call, and a
+state the broker cannot write (a full disk) UNAVAILABLE, noted for the health status."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any, TypeVar
 import grpc
 
 from broker.errors import Refusal
+from broker.storage_faults import is_storage_fault
 
 T = TypeVar("T")
 
@@ -22,6 +24,9 @@ def refusals_abort(method: Callable[..., T]) -> Callable[..., T]:
             return method(self, request, context)
         except Refusal as exc:
             context.abort(exc.code, exc.detail)
+            raise
+        except Exception as exc:
+            _abort_on_storage_fault(self, context, method.__name__, exc)
             raise
 
     return wrapper
@@ -38,5 +43,21 @@ def stream_refusals_abort(
             yield from method(self, request, context)
         except Refusal as exc:
             context.abort(exc.code, exc.detail)
+        except Exception as exc:
+            _abort_on_storage_fault(self, context, method.__name__, exc)
+            raise
 
     return wrapper
+
+
+def _abort_on_storage_fault(
+    service: Any, context: grpc.ServicerContext, method: str, exc: Exception
+) -> None:
+    """UNAVAILABLE for a write the state refused; any other error is left to propagate."""
+    if not is_storage_fault(exc):
+        return
+    service.state.storage_faults.note(exc, method)
+    context.abort(
+        grpc.StatusCode.UNAVAILABLE,
+        "the broker cannot write its state just now (its disk may be full); retry later",
+    )

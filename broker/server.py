@@ -180,6 +180,7 @@ def _start(
         revocations,
         state.audit,
         max_streams=config.limits.streams_per_principal,
+        faults=state.storage_faults,
     )
     health = HealthServicer()
     options = server_options(config)
@@ -219,9 +220,7 @@ def _start(
             state, config.retention.keep_finished_days, config.retention.sweep_every_s
         )
         janitor.start()
-    state.audit.append(
-        f"spiffe://{config.federation}/broker/{config.name}", "broker.started", config.listen
-    )
+    state.audit.append(config.uri, "broker.started", config.listen)
     log.info("broker %s serving on %s", config.name, config.listen)
     return RunningBroker(state, server, health_server, health, port, orchestrator, janitor, lock)
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from broker.artifacts import ArtifactStore
 from broker.auditlog import AuditLog
 from broker.config import BrokerConfig
+from broker.storage_faults import StorageFaults
 from broker.store import Database, JobRow, Store
 from broker.uploads import UploadReceiver
 from fedsynth.jobs import JobState
@@ -18,6 +22,16 @@ from fedsynth.security.atrest import create_key_file, load_key_file
 from fedsynth.security.certificates import Issued, load_cert, load_key
 
 log = logging.getLogger(__name__)
+
+
+class StateError(ValueError):
+    """The state directory cannot be opened as it is: its database is damaged, or its at-rest
+    key is missing or another one."""
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A public check value of the at-rest key (HMAC of a fixed label), kept in the database."""
+    return hmac.new(key, b"fedsynth at-rest key fingerprint", hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -31,17 +45,37 @@ class BrokerState:
     artifacts: ArtifactStore
     uploads: UploadReceiver
     tasks_changed: threading.Condition = field(default_factory=threading.Condition)
+    storage_faults: StorageFaults = field(default_factory=StorageFaults)
     _ending: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def open(cls, config: BrokerConfig) -> BrokerState:
-        """Open (or create) the state under `config.state_dir`; creates the at-rest key once."""
+        """Open (or create) the state under `config.state_dir`; creates the at-rest key with a
+        new state only, and refuses a state whose key is missing or another one (StateError)."""
         config.state_dir.mkdir(parents=True, exist_ok=True)
         if not config.key_file.exists():
+            if config.database.exists():
+                raise StateError(
+                    f"key_file {config.key_file} is missing, but {config.database} holds this "
+                    "broker's state, whose audit log and encrypted rows need that key: restore "
+                    "the key file from backup (a new key would leave them unreadable)"
+                )
             create_key_file(config.key_file)
         key = load_key_file(config.key_file)
-        db = Database(config.database)
-        store = Store(db)
+        try:
+            db = Database(config.database)
+            store = Store(db)
+            recorded = store.key_fingerprint(key_fingerprint(key))
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state database {config.database} is damaged or unreadable ({exc}): restore "
+                "state_dir from backup"
+            ) from exc
+        if recorded != key_fingerprint(key):
+            raise StateError(
+                f"key_file {config.key_file} is not the key this state_dir was created with "
+                "(its fingerprint differs): give the broker its own key file back"
+            )
         withdrawn = store.enroll(config.suppliers)
         if withdrawn:
             log.warning(

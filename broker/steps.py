@@ -104,8 +104,7 @@ class JobContext:
 
     @property
     def broker_uri(self) -> str:
-        config = self.state.config
-        return f"spiffe://{config.federation}/broker/{config.name}"
+        return self.state.config.uri
 
     def table_limits(self) -> TableLimits:
         """How much of one supplier's table this broker takes."""

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS uploads (
     created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS uploads_by_supplier ON uploads(supplier, state);
 CREATE INDEX IF NOT EXISTS uploads_by_task ON uploads(task_id);
+CREATE TABLE IF NOT EXISTS broker_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS candidates (
     candidate_id TEXT PRIMARY KEY, job_id TEXT NOT NULL, verdict TEXT NOT NULL,
     reasons_json TEXT NOT NULL, dataset_sha256 TEXT NOT NULL, dataset_size INTEGER NOT NULL,
@@ -202,6 +203,16 @@ class Store:
         self.db = db
         self._enrolled: frozenset[str] = frozenset()
         db.create_tables(SCHEMA)
+
+    def key_fingerprint(self, fingerprint: str) -> str:
+        """The at-rest key fingerprint this state was first opened with (`fingerprint` when
+        none was recorded yet, which records it)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO broker_meta VALUES ('key_fingerprint', ?)", (fingerprint,)
+            )
+            row = conn.execute("SELECT value FROM broker_meta WHERE name = 'key_fingerprint'")
+            return str(row.fetchone()["value"])
 
     # suppliers
     def enroll(self, names: list[str]) -> list[str]:

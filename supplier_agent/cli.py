@@ -42,8 +42,10 @@ def run(
 ) -> None:
     """Dial out to the broker and serve its tasks until interrupted (SIGINT/SIGTERM); one agent
     per state_dir (a second exits 2)."""
+    from fedsynth.privacy.ledger import LedgerError, verify_ledger
     from fedsynth.state_lock import StateInUseError, StateLock
     from supplier_agent.agent import AgentRefused, SupplierAgent
+    from supplier_agent.dp_tasks import LEDGER_FILE
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -65,6 +67,13 @@ def run(
         raise typer.Exit(2) from exc
     for warning in warnings:
         typer.echo(f"warning: {config}: {warning}", err=True)
+    # A damaged ledger stops the agent here, with the reason, not at each DP task.
+    try:
+        verify_ledger(agent_config.state_dir / LEDGER_FILE)
+    except LedgerError as exc:
+        lock.release()
+        typer.echo(f"error: {config}: {exc}", err=True)
+        raise typer.Exit(2) from exc
     # Bars show on a terminal; under systemd or a container runtime the log lines carry it all.
     bars = partial(progress_bar, console=Console(stderr=True))
     try:
@@ -95,7 +104,7 @@ def budget(
     ),
 ) -> None:
     """Privacy budget of every source: the cap, what DP jobs spent, and what is left."""
-    from fedsynth.privacy.ledger import PrivacyLedger
+    from fedsynth.privacy.ledger import LedgerError, PrivacyLedger
     from supplier_agent.dp_tasks import LEDGER_FILE
 
     try:
@@ -110,7 +119,11 @@ def budget(
         if cap is None:
             table.add_row(source, "none: DP tasks refused", "", "", "", "")
             continue
-        book = PrivacyLedger(path, supplier=agent_config.name, cap=cap)
+        try:
+            book = PrivacyLedger(path, supplier=agent_config.name, cap=cap)
+        except LedgerError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from exc
         location = agent_config.source(source).location()
         spent = book.spent(source, location=location)
         table.add_row(

@@ -28,7 +28,7 @@ from fedsynth.jobs import Topology
 from fedsynth.plans import ChargeReport, RoundInfo, TaskKind
 from fedsynth.privacy.accountant import PrivacyCost, approximate_cost, compose
 from fedsynth.privacy.announcements import KeyBundle, SignedKey, certificate_keys
-from fedsynth.privacy.ledger import LedgerError, PrivacyLedger
+from fedsynth.privacy.ledger import LedgerDamaged, LedgerError, PrivacyLedger
 from fedsynth.privacy.rounds import (
     RoundModel,
     absorb_earlier,
@@ -69,7 +69,14 @@ def ledger(ctx: TaskContext) -> PrivacyLedger:
             f"source {source!r}: add 'privacy_cap: {{epsilon: ..., delta: ...}}' to the agent "
             "config (or to that source) to take part in DP jobs"
         )
-    return PrivacyLedger(ctx.config.state_dir / LEDGER_FILE, supplier=ctx.config.name, cap=cap)
+    try:
+        return PrivacyLedger(ctx.config.state_dir / LEDGER_FILE, supplier=ctx.config.name, cap=cap)
+    except LedgerDamaged as exc:
+        log.error("%s", exc)
+        raise TaskRefused(
+            "this site's privacy ledger is damaged (fewer or other charges than it recorded), so "
+            "no budget can be charged until the site's operator restores it"
+        ) from exc
 
 
 def check_budget(ctx: TaskContext, cost: PrivacyCost) -> PrivacyLedger:

@@ -10,10 +10,16 @@ of paying twice, and a crash before the commit leaves no charge at all.
 A source is named by its label in the agent's config, and may also carry its location (a file
 path, a database and query). Charges to one location count against every label that names it, so
 renaming a source in the config does not start its budget again.
+
+A head file beside the ledger (`<ledger>.head`) records how many charges were committed and a
+SHA-256 chain over them, rewritten after each charge. A ledger found with fewer charges than its
+head records, or other ones (truncated, deleted, restored from an old copy, edited), is refused:
+an empty ledger would otherwise let every source spend its whole cap again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fedsynth.files import atomic_write_text
 from fedsynth.privacy.accountant import PrivacyCost, compose
 from fedsynth.privacy.spec import BudgetCap
 
@@ -49,6 +56,10 @@ class BudgetExceeded(LedgerError):
     """The charge would take a source past its cap; nothing was recorded."""
 
 
+class LedgerDamaged(LedgerError):
+    """The ledger holds fewer or other charges than its head file records."""
+
+
 @dataclass(frozen=True)
 class Charge:
     """One recorded release: its cost, its own (epsilon, delta), and the source's total after it."""
@@ -70,6 +81,53 @@ class Spent:
     delta: float
 
 
+def head_path(path: Path) -> Path:
+    """Where the head of the ledger at `path` lives."""
+    return path.with_name(path.name + ".head")
+
+
+def verify_ledger(path: str | Path) -> None:
+    """Raise LedgerDamaged when the ledger at `path` holds fewer or other charges than its head
+    records; a ledger without a head (new, or from before heads) passes."""
+    path = Path(path)
+    recorded = _read_head(head_path(path))
+    if recorded is None or recorded[0] == 0:
+        return
+    count, digest = recorded
+    found = 0
+    if path.exists():
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=120.0)
+        try:
+            found = db.execute("SELECT COUNT(*) FROM charges").fetchone()[0]
+            same = found >= count and _chain(db, count) == digest
+        except sqlite3.DatabaseError:
+            same = False
+        finally:
+            db.close()
+        if same:
+            return
+    raise LedgerDamaged(
+        f"privacy ledger {path} holds {found} charges where its head {head_path(path)} records "
+        f"{count}, or other ones: the ledger was truncated, deleted, replaced by an older copy or "
+        "edited, and an incomplete ledger would let sources spend their budget again. Restore "
+        "the ledger from backup; DP tasks are refused until then"
+    )
+
+
+def _read_head(path: Path) -> tuple[int, str] | None:
+    """(charges, chain digest) a head file records; None before the first head."""
+    try:
+        head = json.loads(path.read_text(encoding="utf-8"))
+        return int(head["charges"]), str(head["sha256"])
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LedgerDamaged(
+            f"privacy ledger head {path} is unreadable ({exc}); restore it and its ledger from "
+            "the same backup"
+        ) from exc
+
+
 class PrivacyLedger:
     """The (epsilon, delta) charged per source of one supplier, against per-source caps."""
 
@@ -87,13 +145,16 @@ class PrivacyLedger:
         self.supplier = supplier
         self.cap = cap
         self.source_caps = dict(source_caps or {})
+        self.head_path = head_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        verify_ledger(self.path)
         with self._open() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(charges)")}
             if "location" not in columns:  # a ledger written before locations were kept
                 db.execute("ALTER TABLE charges ADD COLUMN location TEXT")
+        self._write_head()
 
     def cap_for(self, source: str) -> BudgetCap:
         """The cap of `source` (its own, else the ledger-wide one)."""
@@ -151,7 +212,8 @@ class PrivacyLedger:
                     location,
                 ),
             )
-            return result
+        self._write_head()
+        return result
 
     def check(self, source: str, cost: PrivacyCost, *, location: str | None = None) -> None:
         """Raise BudgetExceeded if charging `cost` to `source` now would pass its cap.
@@ -203,6 +265,14 @@ class PrivacyLedger:
             (self.supplier, source, location, location),
         ).fetchall()
         return [_row_cost(row) for row in rows]
+
+    def _write_head(self) -> None:
+        """Record the committed charges; a head behind the ledger (a crash between the two
+        writes, or another process's charge) is a prefix and still checks."""
+        with self._open() as db:
+            count = db.execute("SELECT COUNT(*) FROM charges").fetchone()[0]
+            digest = _chain(db, count)
+        atomic_write_text(self.head_path, json.dumps({"charges": count, "sha256": digest}) + "\n")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=120.0, isolation_level=None)
@@ -258,3 +328,17 @@ def _charge(
         total_epsilon=total.epsilon,
         total_delta=total.delta,
     )
+
+
+def _chain(db: sqlite3.Connection, count: int) -> str:
+    """SHA-256 chain over the first `count` charges in the order they were committed."""
+    digest = hashlib.sha256(b"fedsynth privacy ledger").hexdigest()
+    rows = db.execute(
+        "SELECT release_id, supplier, source, label, epsilon, delta, rdp, charged_at, location "
+        "FROM charges ORDER BY rowid LIMIT ?",
+        (count,),
+    )
+    for row in rows:
+        line = json.dumps([digest, *row], separators=(",", ":"))
+        digest = hashlib.sha256(line.encode()).hexdigest()
+    return digest

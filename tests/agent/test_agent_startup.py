@@ -10,10 +10,14 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from fedsynth.privacy.accountant import approximate_cost
+from fedsynth.privacy.ledger import PrivacyLedger
+from fedsynth.privacy.spec import BudgetCap
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
 from supplier_agent.cli import app
 from supplier_agent.config import AgentConfig, AgentConfigError
+from supplier_agent.dp_tasks import LEDGER_FILE
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +129,19 @@ def test_a_file_source_not_there_yet_is_a_warning_naming_its_field(
     sources = {"rows": {"kind": "file", "path": str(later)}}
     warnings = AgentConfig.load(write_config(tmp_path, pki, sources=sources)).check_deployment()
     assert len(warnings) == 1 and warnings[0].startswith(f"sources.rows.path {later}:")
+
+
+def test_a_damaged_privacy_ledger_stops_the_agent_at_start_with_the_reason(
+    tmp_path: Path, pki: FederationCA
+) -> None:
+    """A truncated ledger was recreated empty: the site's sources could spend their caps
+    again."""
+    ledger = PrivacyLedger(
+        tmp_path / "state" / LEDGER_FILE, supplier="site-a", cap=BudgetCap(epsilon=1, delta=1e-5)
+    )
+    ledger.charge("rows", "job-1", approximate_cost(0.9))
+    ledger.path.write_bytes(b"")
+    result = CliRunner().invoke(app, ["run", "--config", str(write_config(tmp_path, pki))])
+    assert result.exit_code == 2, result.output
+    assert "holds 0 charges where its head" in result.output
+    assert "Restore the ledger from backup" in result.output and "Traceback" not in result.output

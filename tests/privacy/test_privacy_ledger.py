@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from fedsynth.privacy.accountant import PrivacyCost, approximate_cost, gaussian_cost
-from fedsynth.privacy.ledger import BudgetExceeded, LedgerError, PrivacyLedger
+from fedsynth.privacy.ledger import (
+    BudgetExceeded,
+    LedgerDamaged,
+    LedgerError,
+    PrivacyLedger,
+    verify_ledger,
+)
 from fedsynth.privacy.spec import BudgetCap
 
 CAP = BudgetCap(epsilon=1.0, delta=1e-5)
@@ -177,3 +183,54 @@ def test_a_ledger_written_before_locations_were_kept_is_upgraded_in_place(tmp_pa
     ledger.charge("visits", "r2", approximate_cost(0.3), location="file:/data/visits.csv")
     assert ledger.spent("visits").epsilon == pytest.approx(0.8)
     assert len(ledger.history("renamed", location="file:/data/visits.csv")) == 1
+
+
+def _spend_most_of_the_cap(tmp_path: Path) -> Path:
+    ledger = _ledger(tmp_path)
+    ledger.charge("visits", "r1", approximate_cost(0.5))
+    ledger.charge("visits", "r2", approximate_cost(0.4))
+    return ledger.path
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "older copy", "edit"])
+def test_a_damaged_ledger_is_refused_instead_of_restarting_the_budget(
+    tmp_path: Path, damage: str
+) -> None:
+    """A truncated or deleted ledger was recreated empty: every source could spend its cap
+    again."""
+    path = tmp_path / "ledger.sqlite"
+    older = tmp_path / "older.sqlite"
+    first = _ledger(tmp_path)
+    first.charge("visits", "r1", approximate_cost(0.5))
+    with sqlite3.connect(path) as db, sqlite3.connect(older) as copy:
+        db.backup(copy)
+    first.charge("visits", "r2", approximate_cost(0.4))
+    if damage != "edit":
+        for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            extra.unlink(missing_ok=True)
+    if damage == "truncate":
+        path.write_bytes(b"")
+    elif damage == "delete":
+        path.unlink()
+    elif damage == "older copy":
+        os.replace(older, path)
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE charges SET epsilon = 0.01 WHERE release_id = 'r2'")
+    with pytest.raises(LedgerDamaged, match="Restore the ledger from backup"):
+        _ledger(tmp_path)
+    with pytest.raises(LedgerDamaged):
+        verify_ledger(path)
+
+
+def test_a_ledger_ahead_of_its_head_is_accepted_and_the_head_catches_up(tmp_path: Path) -> None:
+    """A crash between a charge's commit and its head write leaves the head one behind."""
+    path = _spend_most_of_the_cap(tmp_path)
+    head = path.with_name(path.name + ".head")
+    behind = head.read_text()
+    _ledger(tmp_path).charge("other", "r3", approximate_cost(0.1))
+    head.write_text(behind)
+    verify_ledger(path)
+    reopened = _ledger(tmp_path)
+    assert reopened.spent("visits").epsilon == pytest.approx(0.9)
+    assert '"charges": 3' in head.read_text()

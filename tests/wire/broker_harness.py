@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import socket
 import subprocess
 import sys
@@ -70,12 +71,20 @@ class BrokerProcess:
     def channel(self, role: Role, name: str) -> grpc.Channel:
         return secure_channel(self.address, **self.identity(role, name))
 
-    def start(self) -> None:
+    def start(self, *, max_file_bytes: int | None = None) -> None:
+        """Start the broker and wait until it serves; `max_file_bytes` caps every file it
+        writes (RLIMIT_FSIZE), which a write past it finds as a full disk."""
+
+        def limit_files() -> None:
+            if max_file_bytes is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "broker.cli", "serve", "--config", str(self.config_path)],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=open(self.root / "broker.log", "ab"),  # noqa: SIM115
+            preexec_fn=limit_files,
         )
         try:
             with grpc.insecure_channel(self.health_address) as channel:

@@ -147,6 +147,25 @@ def test_consumer_refuses_a_dataset_altered_on_the_brokers_disk(
     assert not out.exists()
 
 
+def test_a_release_whose_object_the_broker_lost_is_data_loss_without_its_path(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    """A consumer got UNKNOWN with the broker's artifact path in the message."""
+    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 2))
+    state.artifacts.path(published.attestation["dataset"]["sha256"]).unlink()
+    stub = consumer_pb2_grpc.ConsumerServiceStub(broker.channel(Role.CONSUMER, "alice"))
+    request = consumer_pb2.DownloadRequest(
+        release_id=published.release_id, part=consumer_pb2.RELEASE_PART_DATASET
+    )
+    with pytest.raises(grpc.RpcError) as lost:
+        next(iter(stub.Download(request, timeout=20)))
+    assert lost.value.code() == grpc.StatusCode.DATA_LOSS
+    assert "restore the broker's artifacts from backup" in lost.value.details()
+    assert str(broker.state_dir) not in lost.value.details()
+    missing = [e for e in state.audit.entries() if e.action == "release.object_missing"]
+    assert missing[-1].subject == published.release_id
+
+
 @pytest.mark.parametrize("column", ["signature", "attestation_json"])
 def test_consumer_refuses_an_attestation_altered_on_the_brokers_disk(
     broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path, column: str
