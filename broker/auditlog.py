@@ -28,6 +28,7 @@ from typing import Any
 
 from broker.store import Database, now_iso
 from fedsynth.files import atomic_write_text
+from fedsynth.security.atrest import key_fingerprint
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -209,12 +210,28 @@ def verify_database(
                 return None
             return db.execute(f"SELECT {COLUMNS} FROM audit_log ORDER BY seq").fetchall()
 
+    with _read_only(database) as db:
+        recorded = _recorded_fingerprint(db)
+    if recorded is not None and recorded != key_fingerprint(key):
+        raise AuditLogUnreadable(
+            f"{key_name} is not the key of this broker's state: its fingerprint differs from the "
+            f"one {database} records; give the broker's own key file"
+        )
     head, read = read_head_then_rows(head_path, rows)
     missing = (
         [] if read is not None else [f"the audit_log table is missing from {database} (dropped?)"]
     )
     result = check_chain(derive_log_key(key), read or [], head, head_path, key_name)
     return VerifyResult(result.entries, (*missing, *result.problems))
+
+
+def _recorded_fingerprint(db: sqlite3.Connection) -> str | None:
+    """The at-rest key fingerprint the broker recorded (None in a state from before)."""
+    try:
+        row = db.execute("SELECT value FROM broker_meta WHERE name = 'key_fingerprint'").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else str(row[0])
 
 
 def read_head_then_rows(

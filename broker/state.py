@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import sqlite3
 import threading
@@ -18,7 +16,7 @@ from broker.storage_faults import StorageFaults
 from broker.store import Database, JobRow, Store
 from broker.uploads import UploadReceiver
 from fedsynth.jobs import JobState
-from fedsynth.security.atrest import create_key_file, load_key_file
+from fedsynth.security.atrest import create_key_file, key_fingerprint, load_key_file
 from fedsynth.security.certificates import Issued, load_cert, load_key
 
 log = logging.getLogger(__name__)
@@ -27,11 +25,6 @@ log = logging.getLogger(__name__)
 class StateError(ValueError):
     """The state directory cannot be opened as it is: its database is damaged, or its at-rest
     key is missing or another one."""
-
-
-def key_fingerprint(key: bytes) -> str:
-    """A public check value of the at-rest key (HMAC of a fixed label), kept in the database."""
-    return hmac.new(key, b"fedsynth at-rest key fingerprint", hashlib.sha256).hexdigest()
 
 
 @dataclass

@@ -36,7 +36,7 @@ from fedsynth.wire.transfer import (
 )
 from fedsynth.wire.v1 import supplier_pb2
 from supplier_agent.config import AgentConfig, ArtifactKind, Reconnect
-from supplier_agent.egress import EgressLog, EgressRefused, check_egress
+from supplier_agent.egress import EgressLog, EgressRefused, check_egress, check_parties
 from supplier_agent.journal import TaskJournal
 from supplier_agent.outgoing import TaskClosed
 from supplier_agent.rows_cache import PreparedRowsCache
@@ -226,6 +226,7 @@ class SupplierAgent:
             )
         try:
             check_egress(self.config.egress, payload.job.topology, EGRESS[kind])
+            check_parties(self.config.egress, payload.job, kind)
         except EgressRefused as exc:
             return _failure(f"supplier {self.config.name!r} refused: {exc}")
         workdir = self._outbox(task.task_id)

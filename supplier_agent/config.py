@@ -196,6 +196,13 @@ class EgressPolicy(_Strict):
         "thresholds with these fields in their place (the only way to loosen one); a job's "
         "policy may tighten the bar, never loosen it.",
     )
+    min_parties: int = Field(
+        3,
+        ge=2,
+        description="Sites a job must count (its quorum, else its suppliers) before this site "
+        "sends exact (non-DP) statistics: the broker merges them and sends the sums back, so in "
+        "a job of two each site could subtract its own and read the other's.",
+    )
     max_audits_per_job: int = Field(
         2,
         ge=1,

@@ -13,8 +13,12 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from fedsynth.jobs import Topology
+from fedsynth.jobs import JobSpec, Topology
+from fedsynth.plans import TaskKind
 from supplier_agent.config import ArtifactKind, EgressPolicy
+
+EXACT_STATISTICS = frozenset({TaskKind.MARGINAL_STATS, TaskKind.DEPENDENCE_STATS})
+"""Task kinds that send exact sums of the site's rows for the broker to merge and return."""
 
 
 class EgressRefused(PermissionError):
@@ -33,6 +37,21 @@ def check_egress(policy: EgressPolicy, topology: Topology, artifact: ArtifactKin
         raise EgressRefused(
             f"this site's egress policy does not let {artifact.value!r} data leave "
             f"(it allows: {allowed})"
+        )
+
+
+def check_parties(policy: EgressPolicy, job: JobSpec, kind: TaskKind) -> None:
+    """Refuse exact statistics for a job whose merged sums would let a site read another's."""
+    if kind not in EXACT_STATISTICS:
+        return
+    suppliers = len({part.supplier for part in job.suppliers})
+    parties = min(job.quorum or suppliers, suppliers)
+    if parties < policy.min_parties:
+        raise EgressRefused(
+            f"this job may merge the exact statistics of {parties} site(s), fewer than this "
+            f"site's egress.min_parties ({policy.min_parties}): each site gets the merged sums "
+            "back and could subtract its own to read the others'; add sites, or use a DP "
+            "synthesizer"
         )
 
 

@@ -8,6 +8,8 @@ when it ends with its final (possibly empty) segment.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import struct
 from collections.abc import Iterator
@@ -44,6 +46,12 @@ def create_key_file(path: str | Path) -> None:
     if path.exists():
         raise FileExistsError(f"{path}: key file exists; refusing to overwrite it")
     write_private(path, os.urandom(KEY_BYTES))
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A public check value of an at-rest key (HMAC of a fixed label): it tells whether a key
+    file is the one a state was created with, and reveals nothing of the key."""
+    return hmac.new(key, b"fedsynth at-rest key fingerprint", hashlib.sha256).hexdigest()
 
 
 def load_key_file(path: str | Path) -> bytes:

@@ -79,7 +79,7 @@ def job(schema: dict[str, Any] = SCHEMA, **extra: Any) -> dict[str, Any]:
     return {
         "name": "crafted",
         "topology": "federated",
-        "suppliers": [{"supplier": "site", "source": "patients"}],
+        "suppliers": [{"supplier": s, "source": "patients"} for s in ("site", "peer-1", "peer-2")],
         "schema": schema,
         "synthesizer": {"name": "copula"},
         "rows": 100,
@@ -125,6 +125,25 @@ def test_a_task_kind_outside_the_jobs_plan_is_refused(config: AgentConfig) -> No
     report = run(config, HostileBroker(), "marginal_stats", {"job": dp_job, "rows": 0})
     assert not report.ok
     assert "task kind 'marginal_stats' is no step of this federated job's plan" in report.error
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"suppliers": [{"supplier": s, "source": "patients"} for s in ("site", "peer-1")]},
+        {"quorum": 2},
+    ],
+)
+def test_exact_statistics_for_a_merge_of_two_sites_are_refused(
+    config: AgentConfig, extra: dict[str, Any]
+) -> None:
+    """With two sites, each gets the merged sums back and subtracts its own: a malicious site
+    read the other's exact counts of every column."""
+    report = run(config, HostileBroker(), "marginal_stats", {"job": job(**extra), "rows": 0})
+    assert not report.ok
+    assert "exact statistics of 2 site(s), fewer than this site's egress.min_parties (3)" in (
+        report.error
+    )
 
 
 def test_a_payload_asking_for_more_rows_than_any_job_may_release_is_refused(

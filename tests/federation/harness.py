@@ -193,7 +193,12 @@ def _agent_config(
         },
         "state_dir": str(root / name / "state"),
         "sources": sources,
-        "egress": {**egress, "topologies": ALL_TOPOLOGIES, "min_audit": LENIENT_THRESHOLDS},
+        "egress": {
+            **egress,
+            "topologies": ALL_TOPOLOGIES,
+            "min_audit": LENIENT_THRESHOLDS,
+            "min_parties": 2,  # the quorum test merges two sites' statistics
+        },
         "reconnect": {"initial_s": 0.2, "max_s": 2.0},
         "linkage_secret": str(root / "linkage.key"),
         "privacy_cap": TINY_PRIVACY_CAP if strict else PRIVACY_CAP,

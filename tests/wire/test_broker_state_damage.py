@@ -78,3 +78,21 @@ def test_a_new_state_gets_a_key_and_reopens_with_it(tmp_path: Path) -> None:
     BrokerState.open(settings).db.close()
     assert settings.key_file.exists()
     BrokerState.open(settings).db.close()
+
+
+def test_verify_with_another_key_cannot_check_rather_than_crying_tampering(
+    config: BrokerConfig, config_path: Path
+) -> None:
+    """A wrong key_file made `audit-log verify` exit 1 (entries altered), the tampering alarm."""
+    config.key_file.unlink()
+    create_key_file(config.key_file)
+    checked = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "audit-log", "verify", "--config", str(config_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert checked.returncode == 2, checked.stderr
+    assert "is not the key of this broker's state" in checked.stderr
+    assert "BROKEN" not in checked.stderr
