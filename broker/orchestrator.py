@@ -125,7 +125,7 @@ class Orchestrator:
                 self.tick()
             except Exception as exc:
                 if is_storage_fault(exc):
-                    self.state.storage_faults.note(exc, "the job runner")
+                    self.state.storage_faults.log(exc, "the job runner")
                 else:
                     log.exception("job runner pass failed (%s); retrying in %ss", exc, self.retry_s)
                 self._set_healthy(False)
@@ -233,7 +233,7 @@ class Orchestrator:
         try:
             self._outcome(run)
         except sqlite3.OperationalError as exc:
-            self.state.storage_faults.note(exc, f"job {job_id}, step {name}")
+            self.state.storage_faults.log(exc, f"job {job_id}, step {name}")
             with self._guard:
                 self._storage_faults[job_id] = time.monotonic() + self.retry_s
             self._set_healthy(False)

@@ -36,9 +36,15 @@ class StorageFaults:
         self._logged = float("-inf")
 
     def note(self, exc: BaseException, where: str) -> None:
+        """A call failed to write: NOT_SERVING for the window, and a log line (rate-limited)."""
+        with self._guard:
+            self._last = time.monotonic()
+        self.log(exc, where)
+
+    def log(self, exc: BaseException, where: str) -> None:
+        """Log a failed write at most once a minute (the job runner keeps its own health)."""
         now = time.monotonic()
         with self._guard:
-            self._last = now
             quiet = now - self._logged < LOG_EVERY_S
             if not quiet:
                 self._logged = now
