@@ -5,7 +5,9 @@ Where each quantity comes from (end-to-end DP):
   refuses a column without bounds); category domains: the schema;
 - round one, noisy: per column, counts on those bins plus the null count (one row adds 1 to one
   cell of every column: L2 sensitivity sqrt(columns));
-- marginals: fitted by `fit_marginal` from the clipped noisy counts (post-processing), with
+- marginals: fitted by `fit_marginal` from each column's noisy counts projected onto non-negative
+  counts that sum to the noisy row count (post-processing; clipping at zero piled the noise of
+  empty bins into mass the data never had), with
   decimals from the schema, so families, parameters and null rates are all private;
 - round two, noisy: the upper triangle of sum(z z^T) over rows, where z are the normal scores under
   those private marginals, clipped to [-clip, clip] with nulls scored 0 (one row adds at most
@@ -33,6 +35,7 @@ from fedsynth.synth.base import register
 from fedsynth.synth.copula import GaussianCopula
 from fedsynth.synth.dp_public import (
     RoundsCentralFit,
+    project_counts,
     public_constraints,
     public_rounding,
     round_costs_of,
@@ -155,24 +158,28 @@ class DPGaussianCopula(RoundsCentralFit, GaussianCopula):
         return [(c, self.edges_[c.name]) for c in self.schema_.modelled_columns]
 
     def _absorb_marginals(self, noisy: np.ndarray) -> None:
-        columns, start = {}, 0
-        totals = []
-        rounding = public_rounding(self.schema_)
+        """Each column's noisy cells (its null cell if nullable) are projected onto non-negative
+        counts summing to the row count, itself the mean of every column's noisy total."""
+        measured, start = [], 0
         for column, edges in self._columns_edges():
             size = _cells(column, edges)
-            counts = np.maximum(noisy[start : start + size], 0.0)
-            nulls = max(float(noisy[start + size]), 0.0) if column.nullable else 0.0
+            kept = size + 1 if column.nullable else size
+            measured.append((column, edges, noisy[start : start + kept]))
             start += size + 1
-            totals.append(counts.sum() + nulls)
+        self.n_ = max(float(np.mean([cells.sum() for _, _, cells in measured])), 1.0)
+        columns = {}
+        rounding = public_rounding(self.schema_)
+        for column, edges, cells in measured:
+            projected = project_counts(cells, self.n_)
+            size = _cells(column, edges)
             columns[column.name] = ColumnStats(
                 name=column.name,
-                null_count=nulls,
-                counts=counts,
+                null_count=float(projected[size]) if column.nullable else 0.0,
+                counts=projected[:size],
                 edges=edges,
                 decimals=int(rounding[column.name]) if column.kind == "numerical" else 0,
                 whole_days=False,
             )
-        self.n_ = max(float(np.mean(totals)), 1.0)
         self.fit_marginals(SufficientStats(self.schema_, "marginal", columns))
         self.rounding_ = rounding
         v = len(self.variables_)

@@ -52,6 +52,7 @@ from fedsynth.synth.base import Synthesizer, register
 from fedsynth.synth.conditions import Condition
 from fedsynth.synth.dp_public import (
     RoundsCentralFit,
+    project_counts,
     public_constraints,
     public_rounding,
     round_costs_of,
@@ -366,7 +367,7 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         d = len(self.layout_)
         total = self._total()
         self.fine_ = [
-            _spread(cells.units, _simplex(t, total))
+            _spread(cells.units, project_counts(t, total))
             for cells, (_, _, t) in zip(self.layout_, self.measured_, strict=True)
         ]
         if self.stages_[self.round_ - 1] == "tree":
@@ -487,7 +488,9 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
         columns = [self._column(j) for j in range(len(self.layout_))]
         self.cells_ = [_projected(counts, parts, total) for counts, parts in columns]
         self.one_way_ = [
-            _simplex(np.bincount(groups, weights=counts, minlength=int(groups.max()) + 1), total)
+            project_counts(
+                np.bincount(groups, weights=counts, minlength=int(groups.max()) + 1), total
+            )
             / total
             for groups, (counts, _) in zip(self.groups_, columns, strict=True)
         ]
@@ -500,7 +503,7 @@ class DPMarginalSynthesizer(RoundsCentralFit, Synthesizer):
                 table = self._fused_edge(a, b, table, selected)
             table = np.where(table < EMPTY_CELL_SIGMAS * self.queries_[0].sigma, 0.0, table)
             self.edges_.append(
-                _ipf(_simplex(table, total) / total, self.one_way_[a], self.one_way_[b])
+                _ipf(project_counts(table, total) / total, self.one_way_[a], self.one_way_[b])
             )
         del self.queries_, self.fine_, self.measured_, self.selection_groups_
 
@@ -718,7 +721,7 @@ def _spread(parts: np.ndarray, counts: np.ndarray) -> np.ndarray:
 def _projected(counts: np.ndarray, parts: np.ndarray, total: float) -> np.ndarray:
     """A cell distribution from counts that are even inside each part: projected part by part."""
     whole = np.bincount(parts, weights=counts)
-    return _spread(parts, _simplex(whole, total)) / total
+    return _spread(parts, project_counts(whole, total)) / total
 
 
 def _coarser(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray:
@@ -775,15 +778,6 @@ def _total(estimates: list[tuple[float, float]]) -> float:
     weights = np.array([1.0 / v for _, v in estimates])
     values = np.array([t for t, _ in estimates])
     return max(float((weights * values).sum() / weights.sum()), 1.0)
-
-
-def _simplex(counts: np.ndarray, total: float) -> np.ndarray:
-    """The closest non-negative table (Euclidean) that sums to `total`: noise below a cut is 0."""
-    flat = counts.ravel()
-    ordered = np.sort(flat)[::-1]
-    excess = (np.cumsum(ordered) - total) / np.arange(1, flat.size + 1)
-    cut = excess[np.nonzero(ordered > excess)[0][-1]]
-    return np.maximum(counts - cut, 0.0)
 
 
 def _ipf(table: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

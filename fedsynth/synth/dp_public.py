@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Self
 
+import numpy as np
 import pandas as pd
 
 from fedsynth.frame import conform
@@ -19,6 +20,19 @@ from fedsynth.synth.encoding import MAX_DECIMALS
 
 DEFAULT_FLOAT_DECIMALS = MAX_DECIMALS
 SECONDS_PER_DAY = 86400.0
+
+
+def project_counts(counts: np.ndarray, total: float) -> np.ndarray:
+    """The closest non-negative counts (Euclidean) that sum to `total`: noise below a cut is 0.
+
+    Clipping noisy counts at zero instead keeps the positive half of every empty cell's noise,
+    which, over many cells, piles up into mass the data never had.
+    """
+    flat = counts.ravel()
+    ordered = np.sort(flat)[::-1]
+    excess = (np.cumsum(ordered) - total) / np.arange(1, flat.size + 1)
+    cut = excess[np.nonzero(ordered > excess)[0][-1]]
+    return np.maximum(counts - cut, 0.0)
 
 
 def public_rounding(schema: TableSchema) -> dict[str, float]:
