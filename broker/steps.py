@@ -525,6 +525,16 @@ def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
     )
 
 
+def _audit_failure(supplier: str, verdict: dict[str, Any]) -> str:
+    """Why a site's audit failed, as far as its signed verdict says: the checks' names (their
+    values stay at the site, where its operator reads them in the site's audit report)."""
+    checks = ", ".join(map(str, verdict.get("failed_checks") or [])) or "no check named"
+    return (
+        f"supplier {supplier!r} audit failed ({checks}); the values and thresholds are in that "
+        "site's audit report, kept at the site"
+    )
+
+
 def _score(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
@@ -536,7 +546,7 @@ def release_audited(ctx: JobContext) -> dict[str, Any]:
     datasets = dict.fromkeys(ctx.supplier_results(step), candidate)
     verdicts, reasons, summary = _bound_verdicts(ctx, step, datasets)
     failing = [s for s, v in summary.items() if v["verdict"] != "pass"]
-    reasons += [f"supplier {s!r} audit failed: {summary[s]['failed_checks']}" for s in failing]
+    reasons += [_audit_failure(s, summary[s]) for s in failing]
     report = {
         "verdict": "fail" if reasons else "pass",
         "reasons": reasons,
@@ -576,7 +586,7 @@ def merge_and_release(ctx: JobContext) -> dict[str, Any]:
         frames.append(frame)
     verdicts, reasons, summary = _bound_verdicts(ctx, step, datasets)
     failing = [s for s, v in summary.items() if v["verdict"] != "pass"]
-    reasons += [f"supplier {s!r} audit failed: {summary[s]['failed_checks']}" for s in failing]
+    reasons += [_audit_failure(s, summary[s]) for s in failing]
     merged = pd.concat(frames, ignore_index=True)
     report = {
         "verdict": "fail" if reasons else "pass",

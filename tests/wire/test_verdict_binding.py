@@ -48,18 +48,23 @@ def sha256(data: bytes) -> str:
 
 
 def signed_verdict(
-    signer: tuple[Path, Path], supplier: str, job_id: str, dataset_sha256: str
+    signer: tuple[Path, Path],
+    supplier: str,
+    job_id: str,
+    dataset_sha256: str,
+    failed: tuple[str, ...] = (),
 ) -> SignedDocument:
-    """A passing verdict for `supplier` on `dataset_sha256`, signed with the `signer` files."""
+    """`supplier`'s verdict on `dataset_sha256` (a pass unless checks `failed`), signed with the
+    `signer` files."""
     document = {
         "format": VERDICT_FORMAT,
         "supplier": supplier,
         "job_id": job_id,
         "task_id": "task-x",
-        "verdict": "pass",
+        "verdict": "fail" if failed else "pass",
         "dataset_sha256": dataset_sha256,
         "report_sha256": "b" * 64,
-        "failed_checks": [],
+        "failed_checks": list(failed),
         "scores": {},
     }
     cert, key = signer
@@ -150,6 +155,26 @@ def test_a_verdict_signed_with_another_suppliers_key_rejects_the_candidate(
         for r in rejected_reasons(broker, job_id)
     )
     assert job_id not in released_jobs(broker)
+
+
+def test_a_failing_site_verdict_names_its_checks_in_plain_words(broker: BrokerProcess) -> None:
+    """The reason read `audit failed: ['utility.primary_ratio']`, a Python list with no hint of
+    where the values are."""
+
+    def sign(supplier: str, job_id: str, sha: str) -> SignedDocument:
+        failed = ("utility.primary_ratio", "fidelity.overall") if supplier == "hospital-a" else ()
+        return signed_verdict(
+            broker.pki.paths_for(Role.SUPPLIER, supplier), supplier, job_id, sha, failed
+        )
+
+    job_id, status = run_local_job(broker, "binding-failed-checks", sign)
+    assert status.state == "failed"
+    (reason,) = [r for r in rejected_reasons(broker, job_id) if "audit failed" in r]
+    assert reason.startswith(
+        "supplier 'hospital-a' audit failed (utility.primary_ratio, fidelity.overall); the "
+        "values and thresholds are in that site's audit report"
+    )
+    assert "[" not in reason
 
 
 def test_a_verdict_signed_with_a_revoked_certificate_rejects_the_candidate(
