@@ -25,6 +25,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from fedsynth.frame import conform
 from fedsynth.schema import (
+    CategoricalColumn,
     DatetimeColumn,
     IdentifierColumn,
     NumericalColumn,
@@ -138,10 +139,17 @@ def check_model_parameters(name: str, params: Mapping[str, Any]) -> None:
             ) from None
 
 
+MAX_ONE_HOT_CATEGORIES = 1000
+"""Widest category the one-hot models (`mvn`, `tvae`) take."""
+
+
 class Synthesizer(ABC):
     """Fit on typed rows, sample new rows, save to and load from a model file."""
 
     name: ClassVar[str]
+    max_categories: ClassVar[int | None] = None
+    """Values a categorical column may have, for models that one-hot encode (their size grows
+    with it: a 10,000-value column made `mvn` take 5.7 GB); None: any number."""
 
     def __init__(self, *, constraints: list[Any] | None = None) -> None:
         self.constraints = list(constraints or [])
@@ -154,6 +162,7 @@ class Synthesizer(ABC):
         self, df: pd.DataFrame, schema: TableSchema, *, progress: Progress | None = None
     ) -> Self:
         """Learn the model from `df`, typed by `schema` (see `fedsynth.frame`)."""
+        self._check_categories(schema)
         df = conform(df, schema).reset_index(drop=True)
         if len(df) == 0:
             raise ValueError("cannot fit a synthesizer on a table without rows")
@@ -162,6 +171,19 @@ class Synthesizer(ABC):
         self.rounding_ = _rounding(df, schema)
         self._fit(df, schema, progress)
         return self
+
+    def _check_categories(self, schema: TableSchema) -> None:
+        """Refuse, before any row is read, a category too wide for this model's encoding."""
+        limit = self.max_categories
+        if limit is None:
+            return
+        for column in schema.modelled_columns:
+            if isinstance(column, CategoricalColumn) and len(column.domain) > limit:
+                raise ValueError(
+                    f"{self.name} one-hot encodes categories, and column {column.name!r} has "
+                    f"{len(column.domain)} values, more than its {limit}: fit copula or cart "
+                    "instead, or merge rare values into fewer in the schema"
+                )
 
     def _bind_constraints(self, df: pd.DataFrame, schema: TableSchema) -> list[ConstraintBase]:
         bound = []

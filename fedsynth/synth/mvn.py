@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.schema import BooleanColumn, CategoricalColumn, TableSchema
-from fedsynth.synth.base import Progress, Synthesizer, register
+from fedsynth.synth.base import MAX_ONE_HOT_CATEGORIES, Progress, Synthesizer, register
 from fedsynth.synth.conditions import Condition
 from fedsynth.synth.encoding import cardinality, encode
 
@@ -26,6 +26,7 @@ class MultivariateNormal(Synthesizer):
     """A single multivariate Gaussian over an indicator/standardised encoding of the table."""
 
     name = "mvn"
+    max_categories = MAX_ONE_HOT_CATEGORIES
 
     def _fit(self, df: pd.DataFrame, schema: TableSchema, progress: Progress | None) -> None:
         self.center_ = {}

@@ -41,7 +41,7 @@ from torch import nn
 from fedsynth.frame import conform
 from fedsynth.privacy.accountant import PrivacyCost, subsampled_gaussian_cost
 from fedsynth.schema import Column, SchemaError, TableSchema
-from fedsynth.synth.base import Progress, Synthesizer, register
+from fedsynth.synth.base import MAX_ONE_HOT_CATEGORIES, Progress, Synthesizer, register
 from fedsynth.synth.conditions import Condition
 from fedsynth.synth.dp_public import public_constraints, public_rounding
 from fedsynth.synth.encoding import bounds, cardinality, encode, is_discrete
@@ -283,6 +283,7 @@ class TVAESynthesizer(Synthesizer):
     """Variational autoencoder over mode-normalised rows; DP-SGD when `epsilon` is set."""
 
     name = "tvae"
+    max_categories = MAX_ONE_HOT_CATEGORIES
 
     def __init__(
         self,
@@ -388,6 +389,7 @@ class TVAESynthesizer(Synthesizer):
         Codes come from the schema alone (public modes), so every supplier encodes alike; the
         initial weights come from `seed`, so the broker and every supplier build the same ones.
         """
+        self._check_categories(schema)
         self.schema_ = schema
         self.constraints_ = public_constraints(self.constraints, schema)
         self.rounding_ = public_rounding(schema)
