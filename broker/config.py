@@ -207,7 +207,9 @@ class BrokerConfig(BaseModel):
         try:
             config = cls.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(describe_problems(str(path), exc, "broker config")) from exc
+            raise ConfigError(
+                describe_problems(str(path), exc, "broker config", cls, data)
+            ) from exc
         return config.resolved(path.parent)
 
     def resolved(self, base: Path) -> BrokerConfig:

@@ -397,7 +397,7 @@ class JobSpec(BaseModel):
         try:
             return cls.model_validate_json(data)
         except ValidationError as exc:
-            raise JobSpecError(describe_problems(source, exc, "job spec")) from exc
+            raise JobSpecError(describe_problems(source, exc, "job spec", cls)) from exc
 
     @classmethod
     def load(cls, path: str | Path) -> JobSpec:
@@ -416,7 +416,7 @@ class JobSpec(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise JobSpecError(describe_problems(str(path), exc, "job spec")) from exc
+            raise JobSpecError(describe_problems(str(path), exc, "job spec", cls, data)) from exc
 
 
 class JobSpecError(ValueError):

@@ -261,7 +261,7 @@ class TableSchema(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SchemaError(describe_problems(source, exc, "schema")) from exc
+            raise SchemaError(describe_problems(source, exc, "schema", cls, data)) from exc
 
     @classmethod
     def load(cls, path: str | Path) -> TableSchema:

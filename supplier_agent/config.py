@@ -323,7 +323,9 @@ class AgentConfig(_Strict):
         try:
             config = cls.model_validate(data)
         except ValidationError as exc:
-            raise AgentConfigError(describe_problems(str(path), exc, "agent config")) from exc
+            raise AgentConfigError(
+                describe_problems(str(path), exc, "agent config", cls, data)
+            ) from exc
         return config.relative_to(path.parent)
 
     def check_deployment(self) -> list[str]:

@@ -115,8 +115,22 @@ def test_every_problem_in_a_schema_file_is_listed_with_its_place(tmp_path) -> No
     text = str(err.value)
     assert str(path) in text
     assert "3 problem(s)" in text
-    assert "columns.0" in text and "min 5.0 is above max 1.0" in text
-    assert "columns.1" in text and "columns.2" in text
+    assert "columns[0] (a)" in text and "min 5.0 is above max 1.0" in text
+    assert "columns[1] (b).domain" in text
+    assert "columns[2] (c).kind: 'colour' is not one of numerical, categorical" in text
+
+
+def test_an_unknown_key_names_the_closest_known_one() -> None:
+    """Unknown keys read "Extra inputs are not permitted" with pydantic's union tag in the
+    place (columns.1.numerical.minimum) and no hint of the right key."""
+    with pytest.raises(SchemaError) as err:
+        TableSchema.from_dict(
+            {"name": "t", "columns": [{"name": "height", "kind": "numerical", "minimum": 3}]}
+        )
+    assert "columns[0] (height).minimum: unknown key 'minimum'; did you mean 'min'?" in str(
+        err.value
+    )
+    assert "numerical.minimum" not in str(err.value)
 
 
 def test_repeated_column_names_are_refused() -> None:

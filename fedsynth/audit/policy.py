@@ -124,7 +124,8 @@ class AuditPolicy(BaseModel):
         except ValidationError as exc:
             known = ", ".join(cls.model_fields)
             raise PolicyError(
-                describe_problems(source, exc, "audit policy") + f"\nKnown fields: {known}"
+                describe_problems(source, exc, "audit policy", cls, data)
+                + f"\nKnown fields: {known}"
             ) from exc
 
     @classmethod

@@ -271,7 +271,7 @@ class PrepSpec(_Model):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise PrepSpecError(describe_problems(source, exc, "prep spec")) from exc
+            raise PrepSpecError(describe_problems(source, exc, "prep spec", cls, data)) from exc
 
     @classmethod
     def load(cls, path: str | Path) -> PrepSpec:

@@ -71,7 +71,7 @@ class HybridSpec(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise HybridError(describe_problems(str(path), exc, "overrides")) from exc
+            raise HybridError(describe_problems(str(path), exc, "overrides", cls, data)) from exc
 
 
 class HybridSampler:

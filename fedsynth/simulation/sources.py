@@ -120,7 +120,9 @@ class SourceSpec(_Model):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            raise SourceSpecError(describe_problems(str(path), exc, "source spec")) from exc
+            raise SourceSpecError(
+                describe_problems(str(path), exc, "source spec", cls, data)
+            ) from exc
 
 
 @dataclass(frozen=True)

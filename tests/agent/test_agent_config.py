@@ -132,3 +132,16 @@ def test_journal_returns_the_first_result_across_restarts(tmp_path: Path) -> Non
     assert journal.record("t1", "j1", False, b"second") == (True, b"first")
     journal.close()
     assert TaskJournal(tmp_path / "journal.db").result("t1") == (True, b"first")
+
+
+def test_a_misspelt_key_in_a_source_is_named_with_the_closest_known_one(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "name: a\nbroker: 127.0.0.1:7443\nstate_dir: s\ntls: {ca: a, cert: b, key: c}\n"
+        "sources: {visits: {kind: file, path: v.csv, delimeter: ';'}}\n"
+    )
+    with pytest.raises(AgentConfigError) as err:
+        AgentConfig.load(path)
+    assert "sources.visits.delimeter: unknown key 'delimeter'; did you mean 'delimiter'?" in str(
+        err.value
+    )

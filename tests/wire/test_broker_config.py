@@ -104,3 +104,13 @@ def test_an_unusable_crl_at_start_is_named_by_its_field(
     with pytest.raises(ValueError) as info:
         RevocationList(ca.crl_path, ca.directory / "ca.pem")
     assert said.format(ca.crl_path) in str(info.value)
+
+
+def test_a_misspelt_config_key_is_named_with_the_closest_known_one(tmp_path: Path) -> None:
+    path = tmp_path / "broker.yaml"
+    path.write_text("federation: f\nlistn: 127.0.0.1:7443\n")
+    with pytest.raises(ConfigError) as err:
+        BrokerConfig.load(path)
+    assert "listn: unknown key 'listn'; did you mean 'listen'? (known: federation," in str(
+        err.value
+    )
