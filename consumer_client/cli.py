@@ -10,7 +10,12 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from consumer_client.client import Client, ReleaseNotFound, ReleaseVerificationError
+from consumer_client.client import (
+    OUTPUT_SUFFIXES,
+    Client,
+    ReleaseNotFound,
+    ReleaseVerificationError,
+)
 from fedsynth.cli_connection import Connection
 from fedsynth.files import atomic_write_text
 from fedsynth.listing import print_listing
@@ -56,6 +61,22 @@ def connect(
 def _client(ctx: typer.Context) -> Client:
     connection: Connection[Client] = ctx.obj
     return connection.open(ctx, Client)
+
+
+def _refuse_unusable_pull_out(out: Path, release: str) -> None:
+    """Exit 2 when --out is a folder or not a .parquet/.csv name, before --force is weighed:
+    forcing would not make either usable."""
+    if out.is_dir():
+        typer.echo(
+            f"error: --out {out} is a directory; name a file in it, e.g. {out / release}.parquet",
+            err=True,
+        )
+        raise typer.Exit(EXIT_REFUSED)
+    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+        typer.echo(
+            f"error: --out {out}: name it *.parquet (as served) or *.csv (converted)", err=True
+        )
+        raise typer.Exit(EXIT_REFUSED)
 
 
 def _refuse_existing(out: Path, force: bool) -> None:
@@ -139,16 +160,20 @@ def pull(
     force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
 ) -> None:
     """Download a release, verify hash and signatures, then write it to --out."""
+    _refuse_unusable_pull_out(out, release)
     _refuse_existing(out, force)
     client = _client(ctx)
     columns = (BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress("[progress.description]{task.description}", *columns, console=Console()) as bar:
-        task = bar.add_task(release, total=None)
+        # Hidden until the first chunk: a bar of "0/? bytes" says nothing while it verifies.
+        task = bar.add_task(release, total=None, visible=False)
         try:
             client.pull_to(
                 release,
                 out,
-                on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+                on_progress=lambda done, total: bar.update(
+                    task, completed=done, total=total, visible=True
+                ),
             )
         except (OSError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -197,7 +222,10 @@ def main() -> None:
         typer.echo(f"REFUSED: {exc}", err=True)
         raise SystemExit(EXIT_UNVERIFIED) from exc
     except ReleaseNotFound as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(
+            f"error: {exc.reason}; run `fedsynth-consumer list` to see the releases it serves",
+            err=True,
+        )
         raise SystemExit(EXIT_REFUSED) from exc
     except grpc.RpcError as exc:
         typer.echo(f"error: broker answered {exc.code().name}: {exc.details()}", err=True)

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Progress = Callable[[int, int], None]
+OUTPUT_SUFFIXES = (".parquet", ".csv")
 
 
 class ReleaseVerificationError(RuntimeError):
@@ -50,7 +51,13 @@ class ReleaseVerificationError(RuntimeError):
 
 
 class ReleaseNotFound(LookupError):
-    """The broker serves no release of that id (never released, or a rejected candidate)."""
+    """The broker serves no release of that id (never released, withdrawn, or a rejected
+    candidate). `reason` is the broker's answer alone, for a caller that words its own hint."""
+
+    def __init__(self, release_id: str, details: str) -> None:
+        self.release_id = release_id
+        self.reason = f"release {release_id!r}: the broker answered NOT_FOUND ({details})"
+        super().__init__(f"{self.reason}; Client.list() shows the releases it serves")
 
 
 @dataclass(frozen=True)
@@ -119,10 +126,7 @@ class Client:
             )
         except grpc.RpcError as exc:
             if exc.code() is grpc.StatusCode.NOT_FOUND:
-                raise ReleaseNotFound(
-                    f"release {release_id!r}: the broker answered NOT_FOUND ({exc.details()}); "
-                    "Client.list() shows the releases it serves"
-                ) from exc
+                raise ReleaseNotFound(release_id, exc.details()) from exc
             raise
         return self._verify(release_id, manifest)
 
@@ -135,7 +139,7 @@ class Client:
         pulling the same release to the same file again resumes from them.
         """
         out = Path(out)
-        if out.suffix.lower() not in {".parquet", ".csv"}:
+        if out.suffix.lower() not in OUTPUT_SUFFIXES:
             raise ValueError(f"{out}: the output must end in .parquet or .csv")
         check_outputs({"--out": out})
         verified = self.show(release_id)

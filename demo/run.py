@@ -241,13 +241,22 @@ def summarize(release: dict[str, Any], topology: str, seconds: float) -> None:
             f"utility {_score(scores.get('utility_ratio'))}, "
             f"detection AUC {_score(scores.get('detection_auc'))}",
         )
-    table.add_row("privacy spent", json.dumps(attestation.get("privacy_spent") or "no DP"))
-    table.add_row("dataset", str(release["dataset"]))
-    table.add_row("audit report", str(release["report_path"]))
-    table.add_row("attestation", str(release["attestation_path"]))
+    table.add_row("privacy spent", _privacy(attestation.get("privacy_spent")))
     table.add_row("wall time", f"{seconds:.1f} s")
     console.print(table)
+    # Below the table and never wrapped: a cell would cut a path at the console's width.
+    for label, path in (
+        ("dataset", release["dataset"]),
+        ("audit report", release["report_path"]),
+        ("attestation", release["attestation_path"]),
+    ):
+        console.print(f"{label + ':':<14}{path}", soft_wrap=True, highlight=False, markup=False)
     console.print("[bold green]demo finished: release pulled and verified[/]")
+
+
+def _privacy(spent: dict[str, Any] | None) -> str:
+    """The privacy budget a DP release spent, or plainly that the job used no DP."""
+    return json.dumps(spent) if spent else "none (no DP)"
 
 
 def _score(value: object) -> str:

@@ -304,7 +304,7 @@ def _csv_tables(
         broken: list[_BrokenRow] = []
         try:
             table = _parse_block(text, first_row, layout.fields, layout.delimiter, broken)
-        except pa.ArrowInvalid as exc:
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise csv_read_error(path, encoding, exc) from exc
         records = table.num_rows + len(broken)
         rows = np.arange(first_row, first_row + records, dtype=np.int64)
@@ -382,16 +382,19 @@ def _parse_block(
 
     The parser numbers bad lines only when it runs on one thread, so a block that has any is
     parsed again single-threaded (bad lines are rare; clean blocks keep the parallel parse).
+    Arrow decodes a bad line as UTF-8 before it calls the handler and only prints a failure,
+    so such a block is decoded here first and invalid bytes are reported as in a full line.
     """
-    table, clean = _read_block(text, header, delimiter, use_threads=True, on_invalid=None)
-    if clean:
-        return table
+    try:
+        return _read_block(text, header, delimiter, use_threads=True, on_invalid=None)
+    except pa.ArrowInvalid:
+        text.decode("utf-8")  # raises UnicodeDecodeError on bytes Arrow would choke on
 
     def on_invalid(row: Any) -> str:
         broken.append(_BrokenRow(first_row + int(row.number) - 1, row.actual_columns, row.text))
         return "skip"
 
-    return _read_block(text, header, delimiter, use_threads=False, on_invalid=on_invalid)[0]
+    return _read_block(text, header, delimiter, use_threads=False, on_invalid=on_invalid)
 
 
 def _read_block(
@@ -401,23 +404,17 @@ def _read_block(
     *,
     use_threads: bool,
     on_invalid: Callable[[Any], str] | None,
-) -> tuple[pa.Table, bool]:
-    """Arrow's CSV parser on one block, and whether every line split into the header's fields."""
-    found_bad = False
-
-    def note_bad(_row: Any) -> str:
-        nonlocal found_bad
-        found_bad = True
-        return "skip"
-
-    table = pacsv.read_csv(
+) -> pa.Table:
+    """Arrow's CSV parser on one block; without `on_invalid` a line that does not split into
+    the header's fields raises ArrowInvalid."""
+    return pacsv.read_csv(
         pa.py_buffer(text),
         read_options=pacsv.ReadOptions(
             use_threads=use_threads, column_names=header, block_size=READ_BLOCK_SIZE
         ),
         parse_options=pacsv.ParseOptions(
             delimiter=delimiter,
-            invalid_row_handler=on_invalid or note_bad,
+            invalid_row_handler=on_invalid,
             ignore_empty_lines=False,
             newlines_in_values=True,
         ),
@@ -428,7 +425,6 @@ def _read_block(
             quoted_strings_can_be_null=True,
         ),
     )
-    return table, not found_bad
 
 
 def _prefetch(chunks: Iterator[_RawChunk]) -> Iterator[_RawChunk]:

@@ -198,3 +198,25 @@ def test_a_nested_parquet_column_is_refused_naming_it(tmp_path: Path, command: s
     assert isinstance(result.exception, SystemExit)
     assert "column 'tags' holds nested values" in result.output
     assert "nested columns are not supported. Fix: flatten 'tags'" in result.output
+
+
+def test_a_short_row_with_a_non_utf8_byte_is_an_encoding_error_naming_the_line(
+    tmp_path: Path,
+) -> None:
+    data = make_csv(tmp_path / "people.csv")
+    runner.invoke(app, ["schema", "infer", str(data), "--out", str(tmp_path / "s.yaml")])
+    lines = data.read_bytes().splitlines(keepends=True)
+    data.write_bytes(b"".join([*lines[:3], b"Ren\xe9e,short\n", *lines[3:]]))
+    schema, quarantine = str(tmp_path / "s.yaml"), str(tmp_path / "q.csv")
+    # A subprocess: Arrow prints a failure in its row handler to the real stderr.
+    cli = [sys.executable, "-c", "from fedsynth.cli import main; main()"]
+    done = subprocess.run(
+        [*cli, "validate", str(data), "-s", schema, "-q", quarantine],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "not valid utf-8 at line 4" in done.stderr and "iconv" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "CSV parse error" not in done.stderr + done.stdout

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from rich.console import Console
 
+from demo import run as demo_run
 from demo.run import CONSTRAINTS
 from fedsynth.expressions import parse
 
@@ -55,6 +59,7 @@ def test_demo_releases_a_verified_dataset_twice_and_leaves_nothing_running(tmp_p
         assert "audit verdict" in done.stdout and "pass" in done.stdout
         assert processes_mentioning(str(work)) == []
     releases = list((work / "release").glob("*.parquet"))
+    assert f"dataset:      {releases[0]}\n" in done.stdout
     assert (
         len(releases) == 1
         and (work / "release").joinpath(releases[0].with_suffix(".attestation.json").name).exists()
@@ -65,3 +70,25 @@ def test_demo_releases_a_verified_dataset_twice_and_leaves_nothing_running(tmp_p
         expected = parse(derived["expression"]).evaluate(released)
         differ = (column != expected).fillna(False) | (column.isna() != expected.isna())
         assert not differ.any(), f"{derived}: {int(differ.sum())} released rows break it"
+
+
+def test_the_summary_prints_long_paths_whole_and_no_dp_plainly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(demo_run, "console", Console(file=out, width=80))
+    folder = tmp_path / ("a-work-folder-deep-enough-to-outgrow-an-80-column-console" * 2)
+    release = {
+        "release": "rel-1",
+        "rows": 3000,
+        "report": {"verdict": "pass"},
+        "attestation": {"privacy_spent": None},
+        "dataset": folder / "rel-1.parquet",
+        "report_path": folder / "rel-1.audit.json",
+        "attestation_path": folder / "rel-1.attestation.json",
+    }
+    demo_run.summarize(release, "federated", 12.0)
+    printed = out.getvalue()
+    for key in ("dataset", "report_path", "attestation_path"):
+        assert f"{release[key]}\n" in printed
+    assert "none (no DP)" in printed and '"no DP"' not in printed

@@ -405,6 +405,20 @@ def test_the_kubernetes_agent_mounts_its_data_and_linkage_secret() -> None:
     assert any("linkage" in v["secret"]["secretName"] for v in secrets)
 
 
+def test_the_kubernetes_agent_starts_without_the_sql_password_secret() -> None:
+    """A file-only site creates no `fedsynth-agent-db` Secret; its pod must still start."""
+    docs = yaml.safe_load_all((DEPLOY / "kubernetes" / "agent.yaml").read_text())
+    pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    refs = [
+        e["valueFrom"]["secretKeyRef"]
+        for c in pod["containers"]
+        for e in c.get("env", [])
+        if "secretKeyRef" in e.get("valueFrom", {})
+    ]
+    db = [r for r in refs if r["name"] == "fedsynth-agent-db"]
+    assert db and all(r.get("optional") is True for r in db), db
+
+
 def test_the_readme_data_command_makes_enough_rows_for_the_shipped_job() -> None:
     """demo/run.py's population passes the job's audit; the default population does not."""
     run_py = (ROOT / "demo" / "run.py").read_text()

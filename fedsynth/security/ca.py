@@ -182,15 +182,46 @@ class FederationCA:
             and (r.serial == serial if serial is not None else (r.role, r.name) == (role, name))
         ]
         if not hits:
-            raise LookupError(
-                f"no unrevoked certificate matches serial={serial} role={role} name={name}; "
-                f"see {self.directory / 'issued.json'}"
-            )
+            raise self._nothing_to_revoke(serial, role, name)
         for record in hits:
             record.revoked_at = now
         self._save()
         self.write_crl()
         return [r.serial for r in hits]
+
+    def _nothing_to_revoke(
+        self, serial: int | None, role: Role | None, name: str | None
+    ) -> LookupError:
+        """Why a revocation matched no live certificate, in words: never issued (with what was,
+        to catch a typo) or already revoked."""
+        if serial is not None:
+            record = next((r for r in self.inventory.issued if r.serial == serial), None)
+            if record is None:
+                return LookupError(
+                    f"the CA in {self.directory}/ issued no certificate with serial {serial}; "
+                    f"{self.directory / 'issued.json'} lists every serial it issued"
+                )
+            return LookupError(
+                f"the certificate with serial {serial} ({record.role} {record.name!r}) is "
+                "already revoked; nothing revoked"
+            )
+        records = [r for r in self.inventory.issued if (r.role, r.name) == (role, name)]
+        if records:
+            return LookupError(
+                f"every certificate issued to {role} {name!r} is already revoked (serial(s) "
+                f"{', '.join(str(r.serial) for r in records)}); nothing revoked"
+            )
+        named = sorted({r.name for r in self.inventory.issued if r.role == role})
+        issued = (
+            f"its {role} certificates went to {', '.join(named)}"
+            if named
+            else f"it issued no {role} certificate"
+        )
+        return LookupError(
+            f"no certificate issued to {role} {name!r} by the CA in {self.directory}/ ({issued}); "
+            f"check the role and name against {self.directory / 'issued.json'}, or the CA "
+            "folder if another CA issued it"
+        )
 
     def _check_owner(self, serial: int, role: Role | None, name: str | None) -> None:
         """Raise LookupError if `serial` is recorded for another role or name than those given."""

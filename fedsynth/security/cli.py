@@ -125,6 +125,8 @@ def revoke(
 
     --role/--name with --serial must be the serial's, as a check; nothing is revoked otherwise.
     """
+    if serial is None and (role is None or name is None):
+        _fail("say which certificate to revoke: give --serial, or both --role and --name")
     try:
         serials = FederationCA(directory).revoke(serial=serial, role=role, name=name)
     except (FileNotFoundError, LookupError, ValueError) as exc:

@@ -4,14 +4,15 @@
 population of `demo/specs/population.yaml` and writes each source of `demo/specs/<source>.yaml`
 as `DIR/<source>.csv`, in that source's own names, codes, units and date formats, plus
 `DIR/truth.csv` (the true person of every source row, for scoring record linkage only).
-The same rows and seed always give the same files.
+The same rows and seed always give the same files. The specs ship with the repository, not
+the installed package: outside a checkout, pass `--demo-dir` pointing at its demo/ folder.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import pandas as pd
 import typer
@@ -20,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedCo
 
 from fedsynth.files import atomic_path
 from fedsynth.simulation.sampler import Simulator
-from fedsynth.simulation.sources import SourceSpec, render
-from fedsynth.simulation.spec import SimulationSpec
+from fedsynth.simulation.sources import SourceSpec, SourceSpecError, render
+from fedsynth.simulation.spec import SimulationSpec, SimulationSpecError
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "demo"
 POPULATION_SPEC = "population.yaml"
@@ -31,6 +32,7 @@ SOURCES = HOSPITALS + PHARMACIES
 TRUTH_FILE = "truth.csv"
 DEFAULT_ROWS = 2000
 DEFAULT_SEED = 20240630
+EXIT_USAGE = 2
 
 _console = Console(stderr=True)
 
@@ -105,12 +107,40 @@ def main(
     ] = DEMO_DIR,
 ) -> None:
     """Generate the demo sources (three hospitals and a pharmacy) from the bundled specs."""
-    for source in generate(out, rows=rows, seed=seed, demo_dir=demo_dir):
+    _check_paths(out, demo_dir)
+    try:
+        written = generate(out, rows=rows, seed=seed, demo_dir=demo_dir)
+    except (SimulationSpecError, SourceSpecError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(
+            f"{exc.filename or out}: {exc.strerror or exc}; give --out a folder you may write "
+            "to and --demo-dir one you may read"
+        )
+    for source in written:
         _console.print(
             f"{source.name}: {source.rows} rows -> {source.data} "
             f"(prepare with {source.prep_spec} onto {source.schema})",
             highlight=False,
         )
+
+
+def _check_paths(out: Path, demo_dir: Path) -> None:
+    """Refuse a missing demo folder or a file as --out before any work, naming the fix."""
+    population = demo_dir / "specs" / POPULATION_SPEC
+    if not population.is_file():
+        _fail(
+            f"demo spec {population} not found (an installed fedsynth does not include demo/); "
+            "pass --demo-dir pointing at the repository's demo/ folder"
+        )
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file; give a folder for the CSV files (a missing one is created)")
+
+
+def _fail(message: str) -> NoReturn:
+    """Print one error line and exit 2: these are the caller's paths or specs, not a crash."""
+    _console.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USAGE)
 
 
 def _progress() -> Progress:

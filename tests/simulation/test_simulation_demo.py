@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import typer
+from typer.testing import CliRunner
 
 from fedsynth.prep import PrepSpec, prepare
 from fedsynth.prep.linker import Linker
@@ -16,7 +18,14 @@ from fedsynth.prep.source import read_raw
 from fedsynth.prep.tokens import LinkageSecret
 from fedsynth.schema import TableSchema
 from fedsynth.simulation import SimulationSpec, Simulator, SourceSpec
-from fedsynth.simulation.demo_data import DEMO_DIR, HOSPITALS, SOURCES, TRUTH_FILE, generate
+from fedsynth.simulation.demo_data import (
+    DEMO_DIR,
+    HOSPITALS,
+    SOURCES,
+    TRUTH_FILE,
+    generate,
+    main,
+)
 from fedsynth.simulation.sources import render
 
 ROWS = 1500
@@ -154,3 +163,29 @@ def test_the_module_entry_point_writes_every_source(tmp_path: Path) -> None:
     for name in SOURCES:
         assert len(pd.read_csv(tmp_path / f"{name}.csv")) > 20
     assert "hospital_b: " in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("where", "named"),
+    [
+        ("demo_dir", "specs/population.yaml not found (an installed fedsynth does not include"),
+        ("out", "is a file; give a folder for the CSV files"),
+    ],
+)
+def test_a_missing_demo_folder_or_a_file_as_out_is_one_error_line_naming_the_fix(
+    tmp_path: Path, where: str, named: str
+) -> None:
+    app = typer.Typer()
+    app.command()(main)
+    out, demo_dir = tmp_path / "out", DEMO_DIR
+    if where == "demo_dir":
+        demo_dir = tmp_path / "installed"  # what a non-editable install finds: no demo/
+    else:
+        out.write_text("not a folder\n")
+    result = CliRunner().invoke(app, ["--out", str(out), "--demo-dir", str(demo_dir)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1
+    assert named in result.output
+    if where == "demo_dir":
+        assert "pass --demo-dir pointing at the repository's demo/ folder" in result.output

@@ -87,7 +87,8 @@ def test_a_second_pull_to_the_same_file_needs_force(
 ) -> None:
     out = tmp_path / "synthetic.parquet"
     args = [*identity(broker, Role.CONSUMER, "alice"), "pull", release.release_id, "-o", str(out)]
-    assert runner.invoke(consumer_cli.app, args).exit_code == 0
+    first = runner.invoke(consumer_cli.app, args)
+    assert first.exit_code == 0 and f"{release.release_id} " in first.output, first.output
     out.write_bytes(b"edited by the analyst")
     refused = runner.invoke(consumer_cli.app, args)
     assert refused.exit_code == 2 and "add --force to replace it" in refused.output
@@ -155,3 +156,41 @@ def test_show_columns_prints_the_attested_data_dictionary(
         [*identity(broker, Role.CONSUMER, "alice"), "show", bare.release_id, "--columns"],
     )
     assert missing.exit_code == 2 and "published without an attested schema" in missing.output
+
+
+def test_an_unknown_release_pull_points_the_cli_user_at_the_list_command(
+    broker: BrokerProcess,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    out = str(tmp_path / "synthetic.parquet")
+    argv = [*identity(broker, Role.CONSUMER, "alice"), "pull", "rel-nope", "-o", out]
+    monkeypatch.setattr(sys, "argv", ["fedsynth-consumer", *argv])
+    with pytest.raises(SystemExit) as exited:
+        consumer_cli.main()
+    printed = capsys.readouterr()
+    assert exited.value.code == 2
+    assert "release 'rel-nope': the broker answered NOT_FOUND" in printed.err
+    assert "run `fedsynth-consumer list` to see the releases it serves" in printed.err
+    assert "Client.list()" not in printed.err
+    assert "0/? bytes" not in printed.out
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]])
+def test_a_pull_out_that_is_a_directory_or_not_parquet_or_csv_is_refused_before_force(
+    broker: BrokerProcess, release: Published, tmp_path: Path, force: list[str]
+) -> None:
+    pull = [*identity(broker, Role.CONSUMER, "alice"), "pull", release.release_id, "-o"]
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    as_folder = runner.invoke(consumer_cli.app, [*pull, str(folder), *force])
+    assert as_folder.exit_code == 2
+    assert f"--out {folder} is a directory; name a file in it, e.g. " in as_folder.output
+    assert "--force" not in as_folder.output and "must end in" not in as_folder.output
+    text = tmp_path / "synthetic.txt"
+    text.write_text("kept\n")
+    as_text = runner.invoke(consumer_cli.app, [*pull, str(text), *force])
+    assert as_text.exit_code == 2
+    assert f"--out {text}: name it *.parquet (as served) or *.csv" in as_text.output
+    assert "--force" not in as_text.output and text.read_text() == "kept\n"

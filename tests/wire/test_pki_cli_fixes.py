@@ -260,3 +260,20 @@ def test_revoke_serial_with_another_partys_name_is_refused(pki: Path) -> None:
     assert FederationCA(pki).live_serials(Role.OPERATOR, "bob") == [bob]
     assert f"revoked serial(s): {bob}" in invoke(*args, "--role", "operator", "--name", "bob")
     assert FederationCA(pki).live_serials(Role.OPERATOR, "alice") != []
+
+
+def test_revoke_that_matches_nothing_says_why_in_a_sentence(pki: Path) -> None:
+    FederationCA(pki).issue(Role.SUPPLIER, "hospital-a")
+    revoke = ["revoke", "--dir", str(pki)]
+    unknown = refused(*revoke, "--role", "supplier", "--name", "nobody")
+    assert f"no certificate issued to supplier 'nobody' by the CA in {pki}/" in unknown
+    assert "its supplier certificates went to hospital-a" in unknown
+    assert "check the role and name" in unknown
+    invoke(*revoke, "--role", "supplier", "--name", "hospital-a")
+    again = refused(*revoke, "--role", "supplier", "--name", "hospital-a")
+    assert "every certificate issued to supplier 'hospital-a' is already revoked" in again
+    assert "issued no certificate with serial 12345" in refused(*revoke, "--serial", "12345")
+    half = refused(*revoke, "--role", "supplier")
+    assert "give --serial, or both --role and --name" in half
+    for output in (unknown, again, half):
+        assert "=" not in output and "None" not in output
