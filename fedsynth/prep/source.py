@@ -14,6 +14,7 @@ options.
 from __future__ import annotations
 
 import codecs
+from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
 from typing import BinaryIO
@@ -147,34 +148,68 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
 def _parse_records(
     path: Path, fh: BinaryIO, layout: CsvLayout, encoding: str, arrow_encoding: str
 ) -> tuple[pa.Table, list[pacsv.InvalidRow]]:
-    """The records that split into the header's fields, and those that do not (in file order)."""
+    """The records that split into the header's fields, and those that do not (in file order).
+
+    A clean file is parsed once. Arrow decodes a bad line as UTF-8 before it calls the handler
+    and only prints a failure, so when the first parse stops, the bytes are checked first and
+    invalid ones are reported with their line; the parse that collects bad lines comes after.
+    """
+    start = fh.tell()
+    try:
+        return _read_records(fh, layout, arrow_encoding, None), []
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        if arrow_encoding == "utf8":
+            fh.seek(start)
+            _check_utf8(path, fh, encoding, exc)
     invalid: list[pacsv.InvalidRow] = []
 
     def keep_invalid(row: pacsv.InvalidRow) -> str:
         invalid.append(row)
         return "skip"
 
-    header = layout.fields
+    fh.seek(start)
     try:
-        table = pacsv.read_csv(
-            fh,
-            # One thread: the parser numbers invalid rows only then.
-            read_options=pacsv.ReadOptions(
-                use_threads=False, column_names=header, encoding=arrow_encoding
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=layout.delimiter,
-                newlines_in_values=True,
-                ignore_empty_lines=False,
-                invalid_row_handler=keep_invalid,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
-            ),
-        )
+        table = _read_records(fh, layout, arrow_encoding, keep_invalid)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise csv_read_error(path, encoding, exc) from exc
     return table, invalid
+
+
+def _read_records(
+    fh: BinaryIO,
+    layout: CsvLayout,
+    arrow_encoding: str,
+    on_invalid: Callable[[pacsv.InvalidRow], str] | None,
+) -> pa.Table:
+    """Arrow's parser on one thread (it numbers invalid rows only then); without `on_invalid`,
+    a line that does not split into the header's fields raises ArrowInvalid."""
+    header = layout.fields
+    return pacsv.read_csv(
+        fh,
+        read_options=pacsv.ReadOptions(
+            use_threads=False, column_names=header, encoding=arrow_encoding
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=layout.delimiter,
+            newlines_in_values=True,
+            ignore_empty_lines=False,
+            invalid_row_handler=on_invalid,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=False
+        ),
+    )
+
+
+def _check_utf8(path: Path, fh: BinaryIO, encoding: str, cause: Exception) -> None:
+    """Raise the file's encoding error, naming the line, if its records are not valid UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        while chunk := fh.read(1 << 20):
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise csv_read_error(path, encoding, exc) from cause
 
 
 def _layout(path: Path, delimiter: str | None, encoding: str) -> CsvLayout:

@@ -90,3 +90,18 @@ def test_a_tab_is_given_as_backslash_t_and_a_long_delimiter_is_refused(tmp_path:
     assert code == 0, output
     code, output = run_prep(tmp_path, source, "--delimiter", ";;")
     assert code == 2 and "not one ASCII character" in output
+
+
+def test_a_short_row_with_a_byte_that_is_not_utf8_is_an_encoding_error_naming_its_line(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Arrow decoded the bad row as UTF-8 before calling the row handler: a traceback was
+    printed and the file was refused as a CSV parse error."""
+    source = tmp_path / "people.csv"
+    source.write_bytes(b"name,age\nAnn,40\nRen\xe9e,41,extra\nAnn,42\n")
+    code, output = run_prep(tmp_path, source)
+    printed = output + "".join(capfd.readouterr())
+    assert code == 2
+    assert "not valid utf-8 at line 3" in printed and "iconv" in printed
+    assert "Traceback" not in printed and "Exception ignored" not in printed
+    assert "CSV parse error" not in printed
