@@ -20,6 +20,7 @@ from fedsynth.cli_connection import Connection
 from fedsynth.files import atomic_write_text
 from fedsynth.listing import print_listing
 from fedsynth.schema import Column
+from fedsynth.wire.errors import describe_rpc_error
 from fedsynth.wire.transfer import TransferIncomplete
 
 EXIT_INCOMPLETE = 1
@@ -228,7 +229,7 @@ def main() -> None:
         )
         raise SystemExit(EXIT_REFUSED) from exc
     except grpc.RpcError as exc:
-        typer.echo(f"error: broker answered {exc.code().name}: {exc.details()}", err=True)
+        typer.echo(f"error: {describe_rpc_error(exc)}", err=True)
         raise SystemExit(EXIT_REFUSED) from exc
 
 

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from fedsynth.plans import Party, TaskKind, plan_of
 from fedsynth.progress import ProgressFactory, no_progress
 from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.errors import describe_rpc_error
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.transfer import (
     TransferError,
@@ -380,6 +381,6 @@ def _failure(reason: str) -> tuple[bool, bytes]:
 
 
 def _describe(exc: Exception) -> str:
-    if isinstance(exc, grpc.Call):
-        return f"{exc.code().name}: {exc.details()}"
+    if isinstance(exc, grpc.RpcError):
+        return describe_rpc_error(exc)
     return str(exc)

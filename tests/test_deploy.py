@@ -15,6 +15,7 @@ import yaml
 
 from broker.config import BrokerConfig
 from demo.run import CONSTRAINTS
+from fedsynth.console_scripts import MODULES
 from fedsynth.jobs import JobSpec, Topology
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
@@ -27,7 +28,7 @@ SCRIPTS = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scrip
 
 
 def cli(script: str) -> typer.core.TyperCommand | typer.core.TyperGroup:
-    module = importlib.import_module(SCRIPTS[script].split(":")[0])
+    module = importlib.import_module(MODULES[SCRIPTS[script].split(":")[1]])
     return typer.main.get_command(module.app)
 
 

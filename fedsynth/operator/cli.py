@@ -15,6 +15,7 @@ from fedsynth.cli_connection import Connection
 from fedsynth.jobs import JobSpec, JobSpecError, JobState
 from fedsynth.listing import print_listing
 from fedsynth.operator.client import OperatorClient
+from fedsynth.wire.errors import describe_rpc_error
 from fedsynth.wire.v1 import operator_pb2
 
 EXIT_REFUSED = 2
@@ -62,7 +63,7 @@ def _call(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     try:
         return fn(*args, **kwargs)
     except grpc.RpcError as exc:
-        _fail(f"broker answered {exc.code().name}: {exc.details()}")
+        _fail(describe_rpc_error(exc))
 
 
 def _jobs(jobs: list[operator_pb2.Job]) -> None:
