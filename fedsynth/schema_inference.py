@@ -38,6 +38,8 @@ from fedsynth.validation import validate_column
 
 DATE_FORMATS = (None, "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%Y%m%d")
 MAX_CATEGORIES = 50
+MAX_DECIMALS = 6
+"""Numbers finer than this get no `decimals` (no rounding), not a rounding that loses them."""
 MIN_ROWS_FOR_UNIQUE = 20
 EXACT_FLOAT_LIMIT = 2**53
 
@@ -187,7 +189,7 @@ def _as_number(
         )
         return IdentifierColumn(name=name, nullable=common["nullable"])
     low, high = _round_outward(float(numbers.min()), float(numbers.max()))
-    decimals = _decimals(values) if dtype == "float" else None
+    decimals = _decimals(values, numbers) if dtype == "float" else None
     notes.append(f"bounds widened from the data to [{_fmt(low)}, {_fmt(high)}]: confirm them")
     role = _quasi_role(name, notes)
     return NumericalColumn(dtype=dtype, min=low, max=high, decimals=decimals, role=role, **common)
@@ -338,12 +340,20 @@ def _round_outward(low: float, high: float) -> tuple[float, float]:
     return float(rounded_low), float(rounded_high)
 
 
-def _decimals(values: pa.Array) -> int | None:
-    if not pa.types.is_string(values.type):
-        return None
-    after = pc.utf8_length(pc.replace_substring_regex(values, r"^[^.]*\.?", ""))
-    most = pc.max(after).as_py()
-    return min(int(most), 6) if most is not None else None
+def _decimals(values: pa.Array, numbers: np.ndarray) -> int | None:
+    """The fewest decimals that keep every parsed number as it is, so output rounding loses
+    nothing; None (no rounding) when a value is written with an exponent or needs more than
+    MAX_DECIMALS."""
+    if pa.types.is_string(values.type):
+        if pc.any(pc.match_substring_regex(values, "[eE]")).as_py():
+            return None
+    elif pa.types.is_floating(values.type):
+        numbers = np.asarray(values)  # in the stored precision: a float32 0.1 has 1 decimal
+    distinct = np.unique(numbers)
+    for places in range(MAX_DECIMALS + 1):
+        if np.array_equal(np.round(distinct, places), distinct):
+            return places
+    return None
 
 
 def _fmt(value: float) -> str:

@@ -204,3 +204,43 @@ def test_a_unique_integer_record_key_is_flagged_once(tmp_path: Path) -> None:
     ]
     column = schema.column("id")
     assert column.kind == "identifier" and column.description == notes[0]
+
+
+def test_numbers_in_scientific_notation_get_no_decimals_that_round_them_to_zero() -> None:
+    rng = np.random.default_rng(3)
+    values = [f"{v:.3e}" for v in rng.lognormal(-20, 0.5, 200)]
+    schema, _ = infer_from_table(pa.table({"dose": values}), name="t")
+    dose = schema.column("dose")
+    assert dose.kind == "numerical" and dose.dtype == "float" and dose.decimals is None
+
+
+def test_decimals_are_the_values_precision_and_none_beyond_the_cap() -> None:
+    table = pa.table(
+        {
+            "padded": ["1.50", "2.25", "3.000"],
+            "fine": ["0.1234567", "0.5", "1.25"],
+            "stored": pa.array([0.1, 2.5, 3.75], pa.float32()),
+        }
+    )
+    schema, _ = infer_from_table(table, name="t")
+    assert schema.column("padded").decimals == 2
+    assert schema.column("fine").decimals is None
+    assert schema.column("stored").decimals == 2
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(finite, min_size=1, max_size=20),
+    st.sampled_from(["{!r}", "{:.3e}", "{:.2f}", "{:.9f}", "{:g}"]),
+)
+def test_proposed_decimals_never_change_a_value(values: list[float], pattern: str) -> None:
+    texts = [pattern.format(v) for v in values]
+    schema, _ = infer_from_table(pa.table({"x": texts}), name="t")
+    column = schema.column("x")
+    assert column.kind == "numerical"
+    if column.decimals is not None:
+        parsed = np.array([float(t) for t in texts])
+        assert np.array_equal(np.round(parsed, column.decimals), parsed)
