@@ -42,6 +42,8 @@ MAX_DECIMALS = 6
 """Numbers finer than this get no `decimals` (no rounding), not a rounding that loses them."""
 MIN_ROWS_FOR_UNIQUE = 20
 EXACT_FLOAT_LIMIT = 2**53
+_MAX_COARSER = 20
+"""Powers of ten `_round_outward` may coarsen its step by before it gives up."""
 
 _INTEGER_RE = r"^[+-]?\d+$"
 _LEADING_ZERO_RE = r"^[+-]?0\d"
@@ -181,16 +183,24 @@ def _as_number(
             "text so the zeros are not lost"
         )
         return None
-    numbers = np.asarray(result.values.cast(pa.float64()), dtype=np.float64)
+    numbers = np.asarray(result.values.cast(pa.float64(), safe=False), dtype=np.float64)
     if dtype == "int" and _ID_HINT.search(name) and len(np.unique(numbers)) == len(numbers):
         notes.append(
             "likely direct identifier (unique whole numbers named like a record key): never "
             "modelled"
         )
         return IdentifierColumn(name=name, nullable=common["nullable"])
-    low, high = _round_outward(float(numbers.min()), float(numbers.max()))
+    low, high = float(numbers.min()), float(numbers.max())
+    rounded = _round_outward(low, high)
+    if rounded is None:
+        notes.append(
+            f"bounds are the data's own extremes [{_fmt(low)}, {_fmt(high)}] (too large to "
+            "round outward): they come from single records, replace them before sharing"
+        )
+    else:
+        low, high = rounded
+        notes.append(f"bounds widened from the data to [{_fmt(low)}, {_fmt(high)}]: confirm them")
     decimals = _decimals(values, numbers) if dtype == "float" else None
-    notes.append(f"bounds widened from the data to [{_fmt(low)}, {_fmt(high)}]: confirm them")
     role = _quasi_role(name, notes)
     return NumericalColumn(dtype=dtype, min=low, max=high, decimals=decimals, role=role, **common)
 
@@ -327,17 +337,27 @@ def _share(text: pa.Array, pattern: str) -> float:
     return pc.sum(pc.match_substring_regex(text, pattern)).as_py() / max(len(text), 1)
 
 
-def _round_outward(low: float, high: float) -> tuple[float, float]:
-    """Widen [low, high] to multiples of a power of ten a tenth the size of the range."""
+def _round_outward(low: float, high: float) -> tuple[float, float] | None:
+    """Widen [low, high] to multiples of a power of ten a tenth the size of the range (coarser
+    where the values are too close for float arithmetic to round them); None when no finite
+    round range holds them (values near the largest float)."""
     span = high - low
     if span <= 0:
         span = max(abs(high), 1.0)
-    step = 10.0 ** math.floor(math.log10(span))
-    rounded_low = math.floor(low / step) * step
-    rounded_high = math.ceil(high / step) * step
-    if low >= 0 > rounded_low:
-        rounded_low = 0.0
-    return float(rounded_low), float(rounded_high)
+    if not math.isfinite(span):
+        return None
+    step = 10.0 ** max(math.floor(math.log10(span)), -300)
+    for _ in range(_MAX_COARSER):
+        rounded_low = math.floor(low / step) * step
+        rounded_high = math.ceil(high / step) * step
+        if low >= 0 > rounded_low:
+            rounded_low = 0.0
+        if not (math.isfinite(rounded_low) and math.isfinite(rounded_high)):
+            return None
+        if rounded_low <= low and rounded_high >= high:
+            return float(rounded_low), float(rounded_high)
+        step *= 10
+    return None
 
 
 def _decimals(values: pa.Array, numbers: np.ndarray) -> int | None:
@@ -350,11 +370,15 @@ def _decimals(values: pa.Array, numbers: np.ndarray) -> int | None:
     elif pa.types.is_floating(values.type):
         numbers = np.asarray(values)  # in the stored precision: a float32 0.1 has 1 decimal
     distinct = np.unique(numbers)
-    for places in range(MAX_DECIMALS + 1):
-        if np.array_equal(np.round(distinct, places), distinct):
-            return places
+    with np.errstate(over="ignore"):  # a huge value scaled past the float range is not kept
+        for places in range(MAX_DECIMALS + 1):
+            if np.array_equal(np.round(distinct, places), distinct):
+                return places
     return None
 
 
 def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+    """A bound as a person writes it: whole numbers without '.0', huge ones in exponent form."""
+    if float(value).is_integer() and abs(value) < EXACT_FLOAT_LIMIT:
+        return str(int(value))
+    return str(value)

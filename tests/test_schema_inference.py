@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from fedsynth.io import read_table
 from fedsynth.schema import PrivacyRole
 from fedsynth.schema_inference import infer_from_table, infer_schema
+from fedsynth.validation import validate_column
 
 FIRST = ["Anna", "Ben", "Carla", "David", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jonas"]
 LAST = ["Meyer", "Smith", "Rossi", "Novak", "Berg", "Khan", "Silva", "Weber", "Lopez", "Dubois"]
@@ -244,3 +245,30 @@ def test_proposed_decimals_never_change_a_value(values: list[float], pattern: st
     if column.decimals is not None:
         parsed = np.array([float(t) for t in texts])
         assert np.array_equal(np.round(parsed, column.decimals), parsed)
+
+
+@pytest.mark.parametrize(
+    ("rows", "bounds"),
+    [(["1.7e308", "-1.7e308", "0"], (-1.7e308, 1.7e308)), (["1.7e308"] * 2, (1.7e308, 1.7e308))],
+)
+def test_numbers_near_the_largest_float_keep_their_own_bounds_with_a_note(
+    tmp_path: Path, rows: list[str], bounds: tuple[float, float]
+) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text("x,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(rows)))
+    schema, findings = infer_schema(path)
+    x = schema.column("x")
+    assert (x.kind, x.min, x.max) == ("numerical", *bounds)
+    said = " ".join(f.message for f in findings if f.column == "x")
+    assert "data's own extremes" in said and "replace them before sharing" in said
+    assert read_table(path, schema)[1].clean
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=10))
+def test_proposed_bounds_are_finite_and_hold_every_value(values: list[float]) -> None:
+    schema, _ = infer_from_table(pa.table({"x": pa.array(values, pa.float64())}), name="t")
+    column = schema.column("x")
+    assert column.kind == "numerical"
+    assert column.min <= min(values) and column.max >= max(values)
+    assert not validate_column(pa.array(values, pa.float64()), column).codes.any()
