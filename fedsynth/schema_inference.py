@@ -1,7 +1,8 @@
 """Propose a `TableSchema` from a data file, for a person to review before it is shared.
 
 Kinds come from what every value of a column parses as (with the same parsers validation uses,
-so a proposed schema accepts the file it came from). Bounds are widened to round numbers and
+so a proposed schema accepts the file it came from); a date column may hold a few values that are
+no dates, which a note counts and validation quarantines. Bounds are widened to round numbers and
 whole years: the schema is public, and exact extremes would reveal single records. Columns that
 look like direct identifiers (unique strings, names, emails, phone numbers, record numbers) or
 strong quasi-identifiers (dates of birth, postcodes) are flagged with a finding.
@@ -37,6 +38,9 @@ from fedsynth.schema import (
 from fedsynth.validation import validate_column
 
 DATE_FORMATS = (None, "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%Y%m%d")
+"""Tried in order: the first that reads every value wins, else the one that reads the most."""
+MOSTLY_DATES = 0.95
+"""Share of the values a date format must read for a column to be proposed as dates."""
 MAX_CATEGORIES = 50
 MAX_DECIMALS = 6
 """Numbers finer than this get no `decimals` (no rounding), not a rounding that loses them."""
@@ -49,6 +53,8 @@ _INTEGER_RE = r"^[+-]?\d+$"
 _LEADING_ZERO_RE = r"^[+-]?0\d"
 _EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 _PHONE_RE = r"^\+?[\d\s().-]{7,20}$"
+_DATE_SHAPE_RE = r"^(\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$"
+"""Digits shaped like a date (2021-02-30, 30.02.2021), which `_PHONE_RE` also matches."""
 _PERSON_NAME_RE = r"^[A-Z][a-z'\-]+( [A-Z][a-z'\-]+){0,3}$"
 _NAME_HINT = re.compile(
     r"(^|_)(first|last|given|family|middle|full|sur|maiden)?_?name$|^surname$|^forename$", re.I
@@ -275,13 +281,17 @@ def _as_datetime(
     ):
         return None
     formats = DATE_FORMATS if pa.types.is_string(values.type) else (None,)
+    best: tuple[int, str | None, pa.Array] | None = None
     for fmt in formats:
         result = validate_column(values, DatetimeColumn(name=name, format=fmt))
-        if not result.codes.any():
+        unread = int(np.count_nonzero(result.codes))
+        if best is None or unread < best[0]:
+            best = (unread, fmt, result.values)
+        if not unread:
             break
-    else:
+    unread, fmt, stamps = best
+    if unread > (1 - MOSTLY_DATES) * len(values):
         return None
-    stamps = result.values
     try:
         low = pc.min(stamps).as_py()
         high = pc.max(stamps).as_py()
@@ -290,6 +300,12 @@ def _as_datetime(
     low = datetime(low.year, 1, 1)
     high = datetime(high.year, 12, 31, 23, 59, 59)
     notes.append(f"bounds widened from the data to whole years {low.year}-{high.year}: confirm")
+    if unread:
+        shown = f"the format {fmt}" if fmt else "ISO 8601"
+        notes.append(
+            f"{unread} of {len(values)} values are not dates in {shown} (or no real day, such "
+            "as 30 February): validation quarantines their rows; fix or null them in the prep spec"
+        )
     role = PrivacyRole.OTHER
     if _BIRTH_HINT.search(name):
         role = PrivacyRole.QUASI_IDENTIFIER
@@ -306,7 +322,7 @@ def _identifier_reason(name: str, text: pa.Array, distinct: int) -> str | None:
     n = len(text)
     share = {
         "email addresses": _share(text, _EMAIL_RE),
-        "phone numbers": _share(pc.utf8_trim_whitespace(text), _PHONE_RE),
+        "phone numbers": _phone_share(text),
     }
     for label, fraction in share.items():
         if fraction >= 0.9:
@@ -331,6 +347,14 @@ def _quasi_role(name: str, notes: list[str]) -> PrivacyRole:
         notes.append("named like a quasi-identifier (postcode, age, sex...): role set, confirm")
         return PrivacyRole.QUASI_IDENTIFIER
     return PrivacyRole.OTHER
+
+
+def _phone_share(text: pa.Array) -> float:
+    """Share of values shaped like phone numbers, not counting digits shaped like dates."""
+    trimmed = pc.utf8_trim_whitespace(text)
+    dated = pc.match_substring_regex(trimmed, _DATE_SHAPE_RE)
+    phone = pc.and_(pc.match_substring_regex(trimmed, _PHONE_RE), pc.invert(dated))
+    return pc.sum(phone).as_py() / max(len(text), 1)
 
 
 def _share(text: pa.Array, pattern: str) -> float:

@@ -272,3 +272,34 @@ def test_proposed_bounds_are_finite_and_hold_every_value(values: list[float]) ->
     assert column.kind == "numerical"
     assert column.min <= min(values) and column.max >= max(values)
     assert not validate_column(pa.array(values, pa.float64()), column).codes.any()
+
+
+def test_a_date_column_with_one_impossible_date_is_dates_not_phone_numbers(
+    tmp_path: Path,
+) -> None:
+    days = [(datetime(2020, 1, 1) + pd.Timedelta(days=i)).strftime("%Y-%m-%d") for i in range(200)]
+    path = tmp_path / "visits.csv"
+    path.write_text("visit\n" + "\n".join([*days[:100], "2021-02-30", *days[100:]]) + "\n")
+    schema, findings = infer_schema(path)
+    assert schema.column("visit").kind == "datetime"
+    said = " ".join(f.message for f in findings if f.column == "visit")
+    assert "1 of 201 values are not dates" in said and "phone" not in said
+    _, report = read_table(path, schema)
+    assert (report.rows_accepted, report.rows_quarantined) == (200, 1)
+
+
+calendar_day = st.dates(
+    min_value=datetime(1900, 1, 1).date(), max_value=datetime(2100, 1, 1).date()
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(calendar_day, min_size=20, max_size=60),
+    st.sampled_from(["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y"]),
+)
+def test_date_shaped_digits_never_look_like_phone_numbers(days: list, fmt: str) -> None:
+    texts = [d.strftime(fmt) for d in days]
+    impossible = ["31.02.2020", "2020-02-30", "30/02/2020", "2020/13/45"] * 5
+    _, findings = infer_from_table(pa.table({"seen": [*texts, *impossible]}), name="t")
+    assert not any("phone numbers" in f.message for f in findings)
