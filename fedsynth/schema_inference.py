@@ -42,6 +42,8 @@ DATE_FORMATS = (None, "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y"
 MOSTLY_DATES = 0.95
 """Share of the values a date format must read for a column to be proposed as dates."""
 MAX_CATEGORIES = 50
+RARE_CATEGORY = 5
+"""Domain values seen fewer times than this are flagged: the public domain would reveal them."""
 MAX_DECIMALS = 6
 """Numbers finer than this get no `decimals` (no rounding), not a rounding that loses them."""
 MIN_ROWS_FOR_UNIQUE = 20
@@ -142,10 +144,24 @@ def _infer_column(name: str, raw: pa.Array) -> tuple[Column, list[str]]:
         return IdentifierColumn(name=name, nullable=nullable), notes
     if distinct <= MAX_CATEGORIES:
         domain = sorted(pc.unique(text).to_pylist())
+        _note_rare_values(text, notes)
         role = _quasi_role(name, notes)
         return CategoricalColumn(domain=domain, role=role, **common), notes
     notes.append(f"{distinct} distinct values: treated as free text, not modelled")
     return TextColumn(**common), notes
+
+
+def _note_rare_values(text: pa.Array, notes: list[str]) -> None:
+    """Count the domain values seen fewer than RARE_CATEGORY times: the schema is public, so
+    such a value can point at the few records that hold it."""
+    counts = pc.value_counts(text).field("counts")
+    rare = pc.sum(pc.less(counts, RARE_CATEGORY)).as_py()
+    if rare:
+        notes.append(
+            f"{rare} of the {len(counts)} domain values occur fewer than {RARE_CATEGORY} times: "
+            "the schema is public, so review them (merge each into another value in the prep "
+            "spec) before sharing"
+        )
 
 
 def _is_boolean(values: pa.Array) -> bool:

@@ -132,7 +132,8 @@ def test_digits_with_leading_zeros_are_inferred_as_a_code_and_keep_their_zeros(
     schema, findings = infer_schema(path)
     area = schema.column("area")
     assert area.kind == "categorical" and area.domain == ["0123", "0500", "0999"]
-    assert "leading zeros (e.g. '0123')" in {f.column: f.message for f in findings}["area"]
+    said = [f.message for f in findings if f.column == "area"]
+    assert any("leading zeros (e.g. '0123')" in m for m in said)
     df, report = read_table(path, schema)
     assert report.clean and df["area"].astype(str).tolist() == ["0123", "0999", "0500"]
 
@@ -303,3 +304,17 @@ def test_date_shaped_digits_never_look_like_phone_numbers(days: list, fmt: str) 
     impossible = ["31.02.2020", "2020-02-30", "30/02/2020", "2020/13/45"] * 5
     _, findings = infer_from_table(pa.table({"seen": [*texts, *impossible]}), name="t")
     assert not any("phone numbers" in f.message for f in findings)
+
+
+def test_domain_values_seen_fewer_than_five_times_are_flagged_for_review() -> None:
+    values = ["A"] * 40 + ["B"] * 5 + ["C"] * 4 + ["rare-site"]
+    schema, findings = infer_from_table(pa.table({"site": values}), name="t")
+    assert schema.column("site").domain == ["A", "B", "C", "rare-site"]
+    said = [f.message for f in findings if f.column == "site"]
+    assert any(m.startswith("2 of the 4 domain values occur fewer than 5 times") for m in said)
+    assert not any("rare-site" in m for m in said)
+
+
+def test_common_domain_values_get_no_rare_value_note() -> None:
+    _, findings = infer_from_table(pa.table({"ward": ["north", "south"] * 5}), name="t")
+    assert findings == []
