@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +36,7 @@ from fedsynth.schema import (
     TableSchema,
     TextColumn,
 )
-from fedsynth.validation import validate_column
+from fedsynth.validation import Rule, validate_column
 
 DATE_FORMATS = (None, "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%Y%m%d")
 """Tried in order: the first that reads every value wins, else the one that reads the most."""
@@ -119,9 +120,11 @@ def infer_from_table(table: pa.Table, *, name: str) -> tuple[TableSchema, list[F
 def _infer_column(name: str, raw: pa.Array) -> tuple[Column, list[str]]:
     if pa.types.is_dictionary(raw.type):
         raw = raw.dictionary_decode()
+    notes: list[str] = []
+    if pa.types.is_floating(raw.type):
+        raw = _nan_as_null(raw, notes)
     nullable = raw.null_count > 0
     values = raw.drop_null()
-    notes: list[str] = []
     if len(values) == 0:
         notes.append("every value is empty: kind guessed as text, review it")
         return TextColumn(name=name, nullable=True), notes
@@ -164,6 +167,20 @@ def _note_rare_values(text: pa.Array, notes: list[str]) -> None:
         )
 
 
+def _nan_as_null(raw: pa.Array, notes: list[str]) -> pa.Array:
+    """Stored floats with NaN made null: NaN marks a missing value there, and read as a value it
+    would turn a number column into raw floats as categories."""
+    nan = pc.is_nan(raw)
+    count = pc.sum(nan).as_py() or 0
+    if not count:
+        return raw
+    notes.append(
+        f"{count} values are NaN: read as empty here, but validation quarantines their rows as "
+        "not finite; store them as nulls"
+    )
+    return pc.if_else(nan, pa.scalar(None, raw.type), raw)
+
+
 def _is_boolean(values: pa.Array) -> bool:
     if pa.types.is_boolean(values.type):
         return True
@@ -190,14 +207,10 @@ def _as_number(
             "cannot hold them exactly, kept as text"
         )
         return None
-    for dtype in ("int", "float"):
-        probe = NumericalColumn(name=name, dtype=dtype)
-        result = validate_column(values, probe)
-        if not result.codes.any():
-            break
-    else:
-        _note_mostly_numbers(values, result.codes != 0, notes)
+    parsed = _parse_numbers(name, values, notes)
+    if parsed is None:
         return None
+    dtype, numbers = parsed
     padded = _leading_zero_example(values)
     if padded is not None:
         notes.append(
@@ -205,7 +218,6 @@ def _as_number(
             "text so the zeros are not lost"
         )
         return None
-    numbers = np.asarray(result.values.cast(pa.float64(), safe=False), dtype=np.float64)
     if dtype == "int" and _ID_HINT.search(name) and len(np.unique(numbers)) == len(numbers):
         notes.append(
             "likely direct identifier (unique whole numbers named like a record key): never "
@@ -232,6 +244,54 @@ MOSTLY = 0.8
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 
 
+def _parse_numbers(
+    name: str, values: pa.Array, notes: list[str]
+) -> tuple[Literal["int", "float"], np.ndarray] | None:
+    """The dtype and finite values of a column whose every value is a number, or None.
+
+    NaN, infinity and numbers with a decimal comma count as numbers (with a note), so that such
+    a column is proposed as numbers rather than as raw floats in a categorical domain.
+    """
+    dtype: Literal["int", "float"]
+    for dtype in ("int", "float"):
+        result = validate_column(values, NumericalColumn(name=name, dtype=dtype))
+        if not result.codes.any():
+            return dtype, np.asarray(result.values.cast(pa.float64(), safe=False))
+    text = as_text(values)
+    comma = (result.codes == Rule.TYPE) & _bool_mask(
+        pc.match_substring_regex(text, _DECIMAL_COMMA.pattern)
+    )
+    not_finite = result.codes == Rule.NOT_FINITE
+    if (~comma & ~not_finite & (result.codes != 0)).any():
+        _note_mostly_numbers(values, result.codes != 0, notes)
+        return None
+    numbers = np.array(result.values.cast(pa.float64()).fill_null(np.nan))
+    if comma.any():
+        dotted = pc.replace_substring(pc.utf8_trim_whitespace(text.filter(comma)), ",", ".")
+        numbers[comma] = np.asarray(dotted.cast(pa.float64()))
+    numbers = numbers[np.isfinite(numbers)]
+    if not len(numbers):
+        return None
+    if comma.any():
+        example = text.filter(comma)[0].as_py()
+        notes.append(
+            f"numbers written with a decimal comma (e.g. {example!r}): proposed as numbers; set "
+            "decimal_comma: true for the column in the prep spec, as validation reads a '.'"
+        )
+    if not_finite.any():
+        notes.append(
+            f"{int(not_finite.sum())} of {len(values)} values are not finite numbers (NaN or "
+            "infinity): validation quarantines their rows; null them in the prep spec"
+        )
+    whole = not comma.any() and bool(np.all(numbers == np.floor(numbers)))
+    return ("int" if whole else "float"), numbers
+
+
+def _bool_mask(mask: pa.Array) -> np.ndarray:
+    """An Arrow boolean array as a NumPy mask, null read as False."""
+    return np.asarray(mask.fill_null(False), dtype=bool)
+
+
 def _note_mostly_numbers(values: pa.Array, bad: np.ndarray, notes: list[str]) -> None:
     """Say so when a column kept as text is mostly numbers: a few typos (or a decimal comma)
     should not silently turn a measurement into unmodelled text."""
@@ -245,13 +305,19 @@ def _note_mostly_numbers(values: pa.Array, bad: np.ndarray, notes: list[str]) ->
             "numerical and set decimal_comma: true for it in the prep spec"
         )
         return
-    share = 1 - len(others) / len(texts)
-    if share >= MOSTLY:
+    numbers = len(texts) - len(others)
+    if numbers >= MOSTLY * len(texts):
         examples = ", ".join(repr(t) for t in sorted(set(others))[:3])
         notes.append(
-            f"{share:.0%} of the values are numbers; the rest are not (e.g. {examples}): if "
-            "those are errors, declare the column numerical so validation quarantines them"
+            f"{_percent(numbers, len(texts))} of the values are numbers; the rest are not (e.g. "
+            f"{examples}): if those are errors, declare the column numerical so validation "
+            "quarantines them"
         )
+
+
+def _percent(part: int, whole: int) -> str:
+    """`part` as a whole percentage of `whole`, rounded down: 1998 of 2000 is 99%, not 100%."""
+    return f"{part * 100 // max(whole, 1)}%"
 
 
 def _stores_numbers(kind: pa.DataType) -> bool:
@@ -336,24 +402,24 @@ def _as_datetime(
 
 def _identifier_reason(name: str, text: pa.Array, distinct: int) -> str | None:
     n = len(text)
-    share = {
-        "email addresses": _share(text, _EMAIL_RE),
-        "phone numbers": _phone_share(text),
+    matches = {
+        "email addresses": _count(text, _EMAIL_RE),
+        "phone numbers": _phone_count(text),
     }
-    for label, fraction in share.items():
-        if fraction >= 0.9:
-            return f"{fraction:.0%} of values look like {label}"
+    for label, count in matches.items():
+        if count >= 0.9 * n:
+            return f"{_percent(count, n)} of values look like {label}"
     if _NAME_HINT.search(name):
         return "named like a person's name"
     if _CONTACT_HINT.search(name):
         return "named like contact details"
     if _ID_HINT.search(name) and distinct >= 0.9 * n:
         return "named like a record key, values (nearly) unique"
-    person_like = _share(text, _PERSON_NAME_RE)
-    if person_like >= 0.9 and distinct > MAX_CATEGORIES:
-        return f"{person_like:.0%} of values look like personal names"
-    spaced = _share(text, r"\s")
-    if n >= MIN_ROWS_FOR_UNIQUE and distinct == n and spaced < 0.5:
+    person_like = _count(text, _PERSON_NAME_RE)
+    if person_like >= 0.9 * n and distinct > MAX_CATEGORIES:
+        return f"{_percent(person_like, n)} of values look like personal names"
+    spaced = _count(text, r"\s")
+    if n >= MIN_ROWS_FOR_UNIQUE and distinct == n and spaced < 0.5 * n:
         return "every value is unique"
     return None
 
@@ -365,16 +431,17 @@ def _quasi_role(name: str, notes: list[str]) -> PrivacyRole:
     return PrivacyRole.OTHER
 
 
-def _phone_share(text: pa.Array) -> float:
-    """Share of values shaped like phone numbers, not counting digits shaped like dates."""
+def _phone_count(text: pa.Array) -> int:
+    """How many values are shaped like phone numbers, not counting digits shaped like dates."""
     trimmed = pc.utf8_trim_whitespace(text)
     dated = pc.match_substring_regex(trimmed, _DATE_SHAPE_RE)
     phone = pc.and_(pc.match_substring_regex(trimmed, _PHONE_RE), pc.invert(dated))
-    return pc.sum(phone).as_py() / max(len(text), 1)
+    return pc.sum(phone).as_py() or 0
 
 
-def _share(text: pa.Array, pattern: str) -> float:
-    return pc.sum(pc.match_substring_regex(text, pattern)).as_py() / max(len(text), 1)
+def _count(text: pa.Array, pattern: str) -> int:
+    """How many values match `pattern`."""
+    return pc.sum(pc.match_substring_regex(text, pattern)).as_py() or 0
 
 
 def _round_outward(low: float, high: float) -> tuple[float, float] | None:

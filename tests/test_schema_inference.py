@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -318,3 +319,43 @@ def test_domain_values_seen_fewer_than_five_times_are_flagged_for_review() -> No
 def test_common_domain_values_get_no_rare_value_note() -> None:
     _, findings = infer_from_table(pa.table({"ward": ["north", "south"] * 5}), name="t")
     assert findings == []
+
+
+@pytest.mark.parametrize("distinct", [10, 80])
+def test_nan_in_a_float_parquet_column_is_missing_not_a_category(
+    tmp_path: Path, distinct: int
+) -> None:
+    weights = [60.5 + i % distinct for i in range(200)] + [float("nan")] * 5
+    path = tmp_path / "w.parquet"
+    pq.write_table(pa.table({"weight": pa.array(weights, from_pandas=False)}), path)
+    schema, findings = infer_schema(path)
+    weight = schema.column("weight")
+    assert (weight.kind, weight.dtype, weight.nullable) == ("numerical", "float", True)
+    assert weight.min <= 60.5 and weight.max >= 60.5 + distinct - 1
+    assert any(f.message.startswith("5 values are NaN") for f in findings)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(finite, st.just(float("nan"))), min_size=1, max_size=30))
+def test_stored_floats_with_nan_are_never_proposed_as_categories(values: list[float]) -> None:
+    column = pa.array(values, pa.float64(), from_pandas=False)
+    schema, _ = infer_from_table(pa.table({"x": column}), name="t")
+    assert schema.column("x").kind in {"numerical", "text"}
+    if not all(np.isnan(values)):
+        assert schema.column("x").kind == "numerical"
+
+
+def test_numbers_with_a_decimal_comma_are_proposed_as_numbers() -> None:
+    values = [f"{3 + i % 6},{i % 10}" for i in range(40)]
+    schema, findings = infer_from_table(pa.table({"glucose": pa.array(values)}), name="t")
+    glucose = schema.column("glucose")
+    assert (glucose.kind, glucose.dtype, glucose.min, glucose.max) == ("numerical", "float", 3, 9)
+    assert glucose.decimals == 1
+    assert any("decimal_comma: true" in f.message for f in findings)
+
+
+def test_a_share_just_under_all_numbers_is_not_rounded_up_to_100_percent() -> None:
+    values = [str(i % 300) for i in range(1998)] + ["??", "n/a"]
+    _, findings = infer_from_table(pa.table({"sbp": pa.array(values)}), name="t")
+    said = " ".join(f.message for f in findings if f.column == "sbp")
+    assert "99% of the values are numbers" in said
