@@ -38,7 +38,19 @@ from fedsynth.schema import (
 )
 from fedsynth.validation import Rule, validate_column
 
-DATE_FORMATS = (None, "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%Y%m%d")
+DAY_FORMAT = "%Y-%m-%d"
+"""ISO dates without a time of day, declared so that models which cannot learn it from the rows
+(DP ones) give whole days; ISO (None) remains for date-times."""
+DATE_FORMATS = (
+    DAY_FORMAT,
+    None,
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%d.%m.%Y",
+    "%Y/%m/%d",
+    "%d-%m-%Y",
+    "%Y%m%d",
+)
 """Tried in order: the first that reads every value wins, else the one that reads the most."""
 MOSTLY_DATES = 0.95
 """Share of the values a date format must read for a column to be proposed as dates."""
@@ -362,7 +374,10 @@ def _as_datetime(
         or pa.types.is_date(values.type)
     ):
         return None
-    formats = DATE_FORMATS if pa.types.is_string(values.type) else (None,)
+    if pa.types.is_string(values.type):
+        formats: tuple[str | None, ...] = DATE_FORMATS
+    else:
+        formats = (DAY_FORMAT,) if pa.types.is_date(values.type) else (None,)
     best: tuple[int, str | None, pa.Array] | None = None
     for fmt in formats:
         result = validate_column(values, DatetimeColumn(name=name, format=fmt))

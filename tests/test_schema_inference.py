@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -86,7 +86,7 @@ def test_inference_gives_kinds_bounds_domains_and_flags(mixed_csv: Path) -> None
     assert schema.column("admitted").format == "%d/%m/%Y"
     assert schema.column("admitted").min == datetime(2015, 1, 1)
     dob = schema.column("date_of_birth")
-    assert dob.format is None and dob.role is PrivacyRole.QUASI_IDENTIFIER
+    assert dob.format == "%Y-%m-%d" and dob.role is PrivacyRole.QUASI_IDENTIFIER
     assert schema.column("postcode").role is PrivacyRole.QUASI_IDENTIFIER
     flagged = {f.column: f.message for f in findings}
     assert "email addresses" in flagged["email"] and "phone numbers" in flagged["phone"]
@@ -359,3 +359,40 @@ def test_a_share_just_under_all_numbers_is_not_rounded_up_to_100_percent() -> No
     _, findings = infer_from_table(pa.table({"sbp": pa.array(values)}), name="t")
     said = " ".join(f.message for f in findings if f.column == "sbp")
     assert "99% of the values are numbers" in said
+
+
+def test_dates_without_a_time_get_a_day_format_so_models_give_whole_days(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("day,moment\n2000-01-01,2000-01-01 10:30:00\n2000-03-05,2000-03-05T08:00\n")
+    schema, _ = infer_schema(path)
+    day, moment = schema.column("day"), schema.column("moment")
+    assert (day.format, day.whole_days) == ("%Y-%m-%d", True)
+    assert (moment.format, moment.whole_days) == (None, False)
+    assert read_table(path, schema)[1].clean
+    stored = tmp_path / "t.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "day": pa.array([date(2000, 1, 1), date(2001, 6, 2)], pa.date32()),
+                "moment": pa.array(
+                    [datetime(2000, 1, 1), datetime(2001, 6, 2)], pa.timestamp("us")
+                ),
+            }
+        ),
+        stored,
+    )
+    schema, _ = infer_schema(stored)
+    assert schema.column("day").whole_days and not schema.column("moment").whole_days
+    assert read_table(stored, schema)[1].clean
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(calendar_day, min_size=1, max_size=20), st.booleans())
+def test_a_day_format_is_proposed_only_for_dates_without_a_time(
+    days: list[date], timed: bool
+) -> None:
+    texts = [f"{d.isoformat()} 12:00:00" if timed else d.isoformat() for d in days]
+    schema, _ = infer_from_table(pa.table({"when": texts}), name="t")
+    column = schema.column("when")
+    assert column.kind == "datetime" and column.whole_days is not timed
+    assert not validate_column(pa.array(texts), column).codes.any()
