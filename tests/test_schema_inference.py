@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from datetime import date, datetime
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedsynth.io import read_table
+from fedsynth.io import DataFileNote, read_table
 from fedsynth.schema import PrivacyRole
 from fedsynth.schema_inference import infer_from_table, infer_schema
 from fedsynth.validation import validate_column
@@ -396,3 +397,28 @@ def test_a_day_format_is_proposed_only_for_dates_without_a_time(
     column = schema.column("when")
     assert column.kind == "datetime" and column.whole_days is not timed
     assert not validate_column(pa.array(texts), column).codes.any()
+
+
+@pytest.mark.parametrize(
+    ("sample_rows", "said"),
+    [
+        (None, "2 rows with the wrong number of fields were left out of inference"),
+        (2, "1 row with the wrong number of fields was left out of inference"),
+    ],
+)
+def test_rows_with_the_wrong_number_of_fields_are_counted_in_a_note(
+    tmp_path: Path, sample_rows: int | None, said: str
+) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b\n1,x\n2,y,extra\n3,z\n4\n5,w\n")
+    with pytest.warns(DataFileNote, match=said):
+        schema, _ = infer_schema(path, sample_rows=sample_rows)
+    assert schema.names == ["a", "b"]
+
+
+def test_a_well_formed_csv_gives_no_note_about_left_out_rows(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,x\n2,y\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataFileNote)
+        infer_schema(path)
