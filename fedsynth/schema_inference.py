@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -511,18 +512,29 @@ def _round_outward(low: float, high: float) -> tuple[float, float] | None:
         span = max(abs(high), 1.0)
     if not math.isfinite(span):
         return None
-    step = 10.0 ** max(math.floor(math.log10(span)), -300)
+    exponent = max(math.floor(math.log10(span)), -300)
     for _ in range(_MAX_COARSER):
-        rounded_low = math.floor(low / step) * step
-        rounded_high = math.ceil(high / step) * step
+        if exponent > sys.float_info.max_10_exp:
+            return None
+        step = 10.0**exponent
+        rounded_low = _times_power(math.floor(low / step), exponent)
+        rounded_high = _times_power(math.ceil(high / step), exponent)
         if low >= 0 > rounded_low:
             rounded_low = 0.0
         if not (math.isfinite(rounded_low) and math.isfinite(rounded_high)):
             return None
         if rounded_low <= low and rounded_high >= high:
-            return float(rounded_low), float(rounded_high)
-        step *= 10
+            return rounded_low, rounded_high
+        exponent += 1
     return None
+
+
+def _times_power(multiple: int, exponent: int) -> float:
+    """`multiple` * 10 ** `exponent` as the float nearest it: dividing by 10 ** -exponent, as
+    0.1 is inexact, gives 2.3 where 23 * 0.1 gives 2.3000000000000003."""
+    if exponent >= 0:
+        return float(multiple * 10.0**exponent)
+    return multiple / 10.0**-exponent
 
 
 def _decimals(values: pa.Array, numbers: np.ndarray) -> int | None:

@@ -422,3 +422,9 @@ def test_a_well_formed_csv_gives_no_note_about_left_out_rows(tmp_path: Path) -> 
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataFileNote)
         infer_schema(path)
+
+
+def test_widened_bounds_are_round_numbers_without_float_noise() -> None:
+    schema, findings = infer_from_table(pa.table({"x": ["1.5", "2.25"]}), name="t")
+    assert (schema.column("x").min, schema.column("x").max) == (1.5, 2.3)
+    assert "bounds widened from the data to [1.5, 2.3]" in findings[0].message
