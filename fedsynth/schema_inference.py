@@ -1,7 +1,8 @@
 """Propose a `TableSchema` from a data file, for a person to review before it is shared.
 
 Kinds come from what every value of a column parses as (with the same parsers validation uses,
-so a proposed schema accepts the file it came from). Bounds are widened to round numbers and
+so a proposed schema accepts the file it came from); a date column may hold a few values that are
+no dates, which a note counts and validation quarantines. Bounds are widened to round numbers and
 whole years: the schema is public, and exact extremes would reveal single records. Columns that
 look like direct identifiers (unique strings, names, emails, phone numbers, record numbers) or
 strong quasi-identifiers (dates of birth, postcodes) are flagged with a finding.
@@ -11,16 +12,31 @@ from __future__ import annotations
 
 import math
 import re
+import sys
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from fedsynth.arrow_text import as_text
-from fedsynth.io import DataFileError, read_raw
+from fedsynth.io import (
+    DataFileError,
+    DataFileNote,
+    _csv_tables,
+    _is_parquet,
+    check_encoding,
+    csv_delimiter,
+    header_layout,
+    note_dropped_column,
+    read_header_line,
+    read_raw,
+    sniff_delimiter,
+)
 from fedsynth.schema import (
     DEFAULT_FALSE_VALUES,
     DEFAULT_TRUE_VALUES,
@@ -34,17 +50,40 @@ from fedsynth.schema import (
     TableSchema,
     TextColumn,
 )
-from fedsynth.validation import validate_column
+from fedsynth.validation import Rule, validate_column
 
-DATE_FORMATS = (None, "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y", "%Y%m%d")
+DAY_FORMAT = "%Y-%m-%d"
+"""ISO dates without a time of day, declared so that models which cannot learn it from the rows
+(DP ones) give whole days; ISO (None) remains for date-times."""
+DATE_FORMATS = (
+    DAY_FORMAT,
+    None,
+    "%d/%m/%Y",
+    "%m/%d/%Y",
+    "%d.%m.%Y",
+    "%Y/%m/%d",
+    "%d-%m-%Y",
+    "%Y%m%d",
+)
+"""Tried in order: the first that reads every value wins, else the one that reads the most."""
+MOSTLY_DATES = 0.95
+"""Share of the values a date format must read for a column to be proposed as dates."""
 MAX_CATEGORIES = 50
+RARE_CATEGORY = 5
+"""Domain values seen fewer times than this are flagged: the public domain would reveal them."""
+MAX_DECIMALS = 6
+"""Numbers finer than this get no `decimals` (no rounding), not a rounding that loses them."""
 MIN_ROWS_FOR_UNIQUE = 20
 EXACT_FLOAT_LIMIT = 2**53
+_MAX_COARSER = 20
+"""Powers of ten `_round_outward` may coarsen its step by before it gives up."""
 
 _INTEGER_RE = r"^[+-]?\d+$"
 _LEADING_ZERO_RE = r"^[+-]?0\d"
 _EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$"
 _PHONE_RE = r"^\+?[\d\s().-]{7,20}$"
+_DATE_SHAPE_RE = r"^(\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$"
+"""Digits shaped like a date (2021-02-30, 30.02.2021), which `_PHONE_RE` also matches."""
 _PERSON_NAME_RE = r"^[A-Z][a-z'\-]+( [A-Z][a-z'\-]+){0,3}$"
 _NAME_HINT = re.compile(
     r"(^|_)(first|last|given|family|middle|full|sur|maiden)?_?name$|^surname$|^forename$", re.I
@@ -86,8 +125,38 @@ def infer_schema(
             f"cannot infer a schema from {sample_rows} sample rows",
             "give --sample-rows a positive number of rows (the default reads 1000000)",
         )
-    table = read_raw(path, delimiter=delimiter, encoding=encoding, max_rows=sample_rows)
+    table = _read_sample(path, delimiter, encoding, sample_rows)
     return infer_from_table(table, name=name or path.stem)
+
+
+def _read_sample(
+    path: Path, delimiter: str | None, encoding: str, sample_rows: int | None
+) -> pa.Table:
+    """The first `sample_rows` rows as `read_raw` gives them, with a note (DataFileNote) that
+    counts the CSV rows among them left out for having the wrong number of fields."""
+    if _is_parquet(path):
+        return read_raw(path, max_rows=sample_rows)
+    check_encoding(path, encoding)
+    line = read_header_line(path, encoding)
+    delimiter = csv_delimiter(path, delimiter) if delimiter else sniff_delimiter(line)
+    layout = header_layout(path, line, delimiter)
+    taken: list[pa.RecordBatch] = []
+    count = broken = 0
+    for table, rows, bad, _ in _csv_tables(path, layout, encoding):
+        full = sample_rows is not None and count + len(rows) >= sample_rows
+        keep = sample_rows - count if full else len(rows)
+        broken += sum(1 for b in bad if not full or b.row < rows[keep - 1])
+        taken.extend(table.slice(0, keep).to_batches())
+        count += keep
+        if full:
+            break
+    note_dropped_column(path, layout)
+    if broken:
+        rows = "1 row" if broken == 1 else f"{broken} rows"
+        were = "was" if broken == 1 else "were"
+        message = f"{path}: {rows} with the wrong number of fields {were} left out of inference"
+        warnings.warn(DataFileNote(message), stacklevel=2)
+    return pa.Table.from_batches(taken, schema=pa.schema([(n, pa.string()) for n in layout.names]))
 
 
 def infer_from_table(table: pa.Table, *, name: str) -> tuple[TableSchema, list[Finding]]:
@@ -107,9 +176,11 @@ def infer_from_table(table: pa.Table, *, name: str) -> tuple[TableSchema, list[F
 def _infer_column(name: str, raw: pa.Array) -> tuple[Column, list[str]]:
     if pa.types.is_dictionary(raw.type):
         raw = raw.dictionary_decode()
+    notes: list[str] = []
+    if pa.types.is_floating(raw.type):
+        raw = _nan_as_null(raw, notes)
     nullable = raw.null_count > 0
     values = raw.drop_null()
-    notes: list[str] = []
     if len(values) == 0:
         notes.append("every value is empty: kind guessed as text, review it")
         return TextColumn(name=name, nullable=True), notes
@@ -132,10 +203,38 @@ def _infer_column(name: str, raw: pa.Array) -> tuple[Column, list[str]]:
         return IdentifierColumn(name=name, nullable=nullable), notes
     if distinct <= MAX_CATEGORIES:
         domain = sorted(pc.unique(text).to_pylist())
+        _note_rare_values(text, notes)
         role = _quasi_role(name, notes)
         return CategoricalColumn(domain=domain, role=role, **common), notes
     notes.append(f"{distinct} distinct values: treated as free text, not modelled")
     return TextColumn(**common), notes
+
+
+def _note_rare_values(text: pa.Array, notes: list[str]) -> None:
+    """Count the domain values seen fewer than RARE_CATEGORY times: the schema is public, so
+    such a value can point at the few records that hold it."""
+    counts = pc.value_counts(text).field("counts")
+    rare = pc.sum(pc.less(counts, RARE_CATEGORY)).as_py()
+    if rare:
+        notes.append(
+            f"{rare} of the {len(counts)} domain values occur fewer than {RARE_CATEGORY} times: "
+            "the schema is public, so review them (merge each into another value in the prep "
+            "spec) before sharing"
+        )
+
+
+def _nan_as_null(raw: pa.Array, notes: list[str]) -> pa.Array:
+    """Stored floats with NaN made null: NaN marks a missing value there, and read as a value it
+    would turn a number column into raw floats as categories."""
+    nan = pc.is_nan(raw)
+    count = pc.sum(nan).as_py() or 0
+    if not count:
+        return raw
+    notes.append(
+        f"{count} values are NaN: read as empty here, but validation quarantines their rows as "
+        "not finite; store them as nulls"
+    )
+    return pc.if_else(nan, pa.scalar(None, raw.type), raw)
 
 
 def _is_boolean(values: pa.Array) -> bool:
@@ -164,14 +263,10 @@ def _as_number(
             "cannot hold them exactly, kept as text"
         )
         return None
-    for dtype in ("int", "float"):
-        probe = NumericalColumn(name=name, dtype=dtype)
-        result = validate_column(values, probe)
-        if not result.codes.any():
-            break
-    else:
-        _note_mostly_numbers(values, result.codes != 0, notes)
+    parsed = _parse_numbers(name, values, notes)
+    if parsed is None:
         return None
+    dtype, numbers = parsed
     padded = _leading_zero_example(values)
     if padded is not None:
         notes.append(
@@ -179,16 +274,23 @@ def _as_number(
             "text so the zeros are not lost"
         )
         return None
-    numbers = np.asarray(result.values.cast(pa.float64()), dtype=np.float64)
     if dtype == "int" and _ID_HINT.search(name) and len(np.unique(numbers)) == len(numbers):
         notes.append(
             "likely direct identifier (unique whole numbers named like a record key): never "
             "modelled"
         )
         return IdentifierColumn(name=name, nullable=common["nullable"])
-    low, high = _round_outward(float(numbers.min()), float(numbers.max()))
-    decimals = _decimals(values) if dtype == "float" else None
-    notes.append(f"bounds widened from the data to [{_fmt(low)}, {_fmt(high)}]: confirm them")
+    low, high = float(numbers.min()), float(numbers.max())
+    rounded = _round_outward(low, high)
+    if rounded is None:
+        notes.append(
+            f"bounds are the data's own extremes [{_fmt(low)}, {_fmt(high)}] (too large to "
+            "round outward): they come from single records, replace them before sharing"
+        )
+    else:
+        low, high = rounded
+        notes.append(f"bounds widened from the data to [{_fmt(low)}, {_fmt(high)}]: confirm them")
+    decimals = _decimals(values, numbers) if dtype == "float" else None
     role = _quasi_role(name, notes)
     return NumericalColumn(dtype=dtype, min=low, max=high, decimals=decimals, role=role, **common)
 
@@ -196,6 +298,54 @@ def _as_number(
 MOSTLY = 0.8
 """Share of number-like values above which a text column is flagged as a likely number column."""
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+
+
+def _parse_numbers(
+    name: str, values: pa.Array, notes: list[str]
+) -> tuple[Literal["int", "float"], np.ndarray] | None:
+    """The dtype and finite values of a column whose every value is a number, or None.
+
+    NaN, infinity and numbers with a decimal comma count as numbers (with a note), so that such
+    a column is proposed as numbers rather than as raw floats in a categorical domain.
+    """
+    dtype: Literal["int", "float"]
+    for dtype in ("int", "float"):
+        result = validate_column(values, NumericalColumn(name=name, dtype=dtype))
+        if not result.codes.any():
+            return dtype, np.asarray(result.values.cast(pa.float64(), safe=False))
+    text = as_text(values)
+    comma = (result.codes == Rule.TYPE) & _bool_mask(
+        pc.match_substring_regex(text, _DECIMAL_COMMA.pattern)
+    )
+    not_finite = result.codes == Rule.NOT_FINITE
+    if (~comma & ~not_finite & (result.codes != 0)).any():
+        _note_mostly_numbers(values, result.codes != 0, notes)
+        return None
+    numbers = np.array(result.values.cast(pa.float64()).fill_null(np.nan))
+    if comma.any():
+        dotted = pc.replace_substring(pc.utf8_trim_whitespace(text.filter(comma)), ",", ".")
+        numbers[comma] = np.asarray(dotted.cast(pa.float64()))
+    numbers = numbers[np.isfinite(numbers)]
+    if not len(numbers):
+        return None
+    if comma.any():
+        example = text.filter(comma)[0].as_py()
+        notes.append(
+            f"numbers written with a decimal comma (e.g. {example!r}): proposed as numbers; set "
+            "decimal_comma: true for the column in the prep spec, as validation reads a '.'"
+        )
+    if not_finite.any():
+        notes.append(
+            f"{int(not_finite.sum())} of {len(values)} values are not finite numbers (NaN or "
+            "infinity): validation quarantines their rows; null them in the prep spec"
+        )
+    whole = not comma.any() and bool(np.all(numbers == np.floor(numbers)))
+    return ("int" if whole else "float"), numbers
+
+
+def _bool_mask(mask: pa.Array) -> np.ndarray:
+    """An Arrow boolean array as a NumPy mask, null read as False."""
+    return np.asarray(mask.fill_null(False), dtype=bool)
 
 
 def _note_mostly_numbers(values: pa.Array, bad: np.ndarray, notes: list[str]) -> None:
@@ -211,13 +361,19 @@ def _note_mostly_numbers(values: pa.Array, bad: np.ndarray, notes: list[str]) ->
             "numerical and set decimal_comma: true for it in the prep spec"
         )
         return
-    share = 1 - len(others) / len(texts)
-    if share >= MOSTLY:
+    numbers = len(texts) - len(others)
+    if numbers >= MOSTLY * len(texts):
         examples = ", ".join(repr(t) for t in sorted(set(others))[:3])
         notes.append(
-            f"{share:.0%} of the values are numbers; the rest are not (e.g. {examples}): if "
-            "those are errors, declare the column numerical so validation quarantines them"
+            f"{_percent(numbers, len(texts))} of the values are numbers; the rest are not (e.g. "
+            f"{examples}): if those are errors, declare the column numerical so validation "
+            "quarantines them"
         )
+
+
+def _percent(part: int, whole: int) -> str:
+    """`part` as a whole percentage of `whole`, rounded down: 1998 of 2000 is 99%, not 100%."""
+    return f"{part * 100 // max(whole, 1)}%"
 
 
 def _stores_numbers(kind: pa.DataType) -> bool:
@@ -262,14 +418,21 @@ def _as_datetime(
         or pa.types.is_date(values.type)
     ):
         return None
-    formats = DATE_FORMATS if pa.types.is_string(values.type) else (None,)
+    if pa.types.is_string(values.type):
+        formats: tuple[str | None, ...] = DATE_FORMATS
+    else:
+        formats = (DAY_FORMAT,) if pa.types.is_date(values.type) else (None,)
+    best: tuple[int, str | None, pa.Array] | None = None
     for fmt in formats:
         result = validate_column(values, DatetimeColumn(name=name, format=fmt))
-        if not result.codes.any():
+        unread = int(np.count_nonzero(result.codes))
+        if best is None or unread < best[0]:
+            best = (unread, fmt, result.values)
+        if not unread:
             break
-    else:
+    unread, fmt, stamps = best
+    if unread > (1 - MOSTLY_DATES) * len(values):
         return None
-    stamps = result.values
     try:
         low = pc.min(stamps).as_py()
         high = pc.max(stamps).as_py()
@@ -278,6 +441,12 @@ def _as_datetime(
     low = datetime(low.year, 1, 1)
     high = datetime(high.year, 12, 31, 23, 59, 59)
     notes.append(f"bounds widened from the data to whole years {low.year}-{high.year}: confirm")
+    if unread:
+        shown = f"the format {fmt}" if fmt else "ISO 8601"
+        notes.append(
+            f"{unread} of {len(values)} values are not dates in {shown} (or no real day, such "
+            "as 30 February): validation quarantines their rows; fix or null them in the prep spec"
+        )
     role = PrivacyRole.OTHER
     if _BIRTH_HINT.search(name):
         role = PrivacyRole.QUASI_IDENTIFIER
@@ -292,24 +461,24 @@ def _as_datetime(
 
 def _identifier_reason(name: str, text: pa.Array, distinct: int) -> str | None:
     n = len(text)
-    share = {
-        "email addresses": _share(text, _EMAIL_RE),
-        "phone numbers": _share(pc.utf8_trim_whitespace(text), _PHONE_RE),
+    matches = {
+        "email addresses": _count(text, _EMAIL_RE),
+        "phone numbers": _phone_count(text),
     }
-    for label, fraction in share.items():
-        if fraction >= 0.9:
-            return f"{fraction:.0%} of values look like {label}"
+    for label, count in matches.items():
+        if count >= 0.9 * n:
+            return f"{_percent(count, n)} of values look like {label}"
     if _NAME_HINT.search(name):
         return "named like a person's name"
     if _CONTACT_HINT.search(name):
         return "named like contact details"
     if _ID_HINT.search(name) and distinct >= 0.9 * n:
         return "named like a record key, values (nearly) unique"
-    person_like = _share(text, _PERSON_NAME_RE)
-    if person_like >= 0.9 and distinct > MAX_CATEGORIES:
-        return f"{person_like:.0%} of values look like personal names"
-    spaced = _share(text, r"\s")
-    if n >= MIN_ROWS_FOR_UNIQUE and distinct == n and spaced < 0.5:
+    person_like = _count(text, _PERSON_NAME_RE)
+    if person_like >= 0.9 * n and distinct > MAX_CATEGORIES:
+        return f"{_percent(person_like, n)} of values look like personal names"
+    spaced = _count(text, r"\s")
+    if n >= MIN_ROWS_FOR_UNIQUE and distinct == n and spaced < 0.5 * n:
         return "every value is unique"
     return None
 
@@ -321,30 +490,72 @@ def _quasi_role(name: str, notes: list[str]) -> PrivacyRole:
     return PrivacyRole.OTHER
 
 
-def _share(text: pa.Array, pattern: str) -> float:
-    return pc.sum(pc.match_substring_regex(text, pattern)).as_py() / max(len(text), 1)
+def _phone_count(text: pa.Array) -> int:
+    """How many values are shaped like phone numbers, not counting digits shaped like dates."""
+    trimmed = pc.utf8_trim_whitespace(text)
+    dated = pc.match_substring_regex(trimmed, _DATE_SHAPE_RE)
+    phone = pc.and_(pc.match_substring_regex(trimmed, _PHONE_RE), pc.invert(dated))
+    return pc.sum(phone).as_py() or 0
 
 
-def _round_outward(low: float, high: float) -> tuple[float, float]:
-    """Widen [low, high] to multiples of a power of ten a tenth the size of the range."""
+def _count(text: pa.Array, pattern: str) -> int:
+    """How many values match `pattern`."""
+    return pc.sum(pc.match_substring_regex(text, pattern)).as_py() or 0
+
+
+def _round_outward(low: float, high: float) -> tuple[float, float] | None:
+    """Widen [low, high] to multiples of a power of ten a tenth the size of the range (coarser
+    where the values are too close for float arithmetic to round them); None when no finite
+    round range holds them (values near the largest float)."""
     span = high - low
     if span <= 0:
         span = max(abs(high), 1.0)
-    step = 10.0 ** math.floor(math.log10(span))
-    rounded_low = math.floor(low / step) * step
-    rounded_high = math.ceil(high / step) * step
-    if low >= 0 > rounded_low:
-        rounded_low = 0.0
-    return float(rounded_low), float(rounded_high)
-
-
-def _decimals(values: pa.Array) -> int | None:
-    if not pa.types.is_string(values.type):
+    if not math.isfinite(span):
         return None
-    after = pc.utf8_length(pc.replace_substring_regex(values, r"^[^.]*\.?", ""))
-    most = pc.max(after).as_py()
-    return min(int(most), 6) if most is not None else None
+    exponent = max(math.floor(math.log10(span)), -300)
+    for _ in range(_MAX_COARSER):
+        if exponent > sys.float_info.max_10_exp:
+            return None
+        step = 10.0**exponent
+        rounded_low = _times_power(math.floor(low / step), exponent)
+        rounded_high = _times_power(math.ceil(high / step), exponent)
+        if low >= 0 > rounded_low:
+            rounded_low = 0.0
+        if not (math.isfinite(rounded_low) and math.isfinite(rounded_high)):
+            return None
+        if rounded_low <= low and rounded_high >= high:
+            return rounded_low, rounded_high
+        exponent += 1
+    return None
+
+
+def _times_power(multiple: int, exponent: int) -> float:
+    """`multiple` * 10 ** `exponent` as the float nearest it: dividing by 10 ** -exponent, as
+    0.1 is inexact, gives 2.3 where 23 * 0.1 gives 2.3000000000000003."""
+    if exponent >= 0:
+        return float(multiple * 10.0**exponent)
+    return multiple / 10.0**-exponent
+
+
+def _decimals(values: pa.Array, numbers: np.ndarray) -> int | None:
+    """The fewest decimals that keep every parsed number as it is, so output rounding loses
+    nothing; None (no rounding) when a value is written with an exponent or needs more than
+    MAX_DECIMALS."""
+    if pa.types.is_string(values.type):
+        if pc.any(pc.match_substring_regex(values, "[eE]")).as_py():
+            return None
+    elif pa.types.is_floating(values.type):
+        numbers = np.asarray(values)  # in the stored precision: a float32 0.1 has 1 decimal
+    distinct = np.unique(numbers)
+    with np.errstate(over="ignore"):  # a huge value scaled past the float range is not kept
+        for places in range(MAX_DECIMALS + 1):
+            if np.array_equal(np.round(distinct, places), distinct):
+                return places
+    return None
 
 
 def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
+    """A bound as a person writes it: whole numbers without '.0', huge ones in exponent form."""
+    if float(value).is_integer() and abs(value) < EXACT_FLOAT_LIMIT:
+        return str(int(value))
+    return str(value)

@@ -153,9 +153,12 @@ def test_inference_proposes_no_date_format_that_takes_an_impossible_date(tmp_pat
         path, index=False
     )
     schema, _ = infer_schema(path)
-    assert schema.column("seen").kind != "datetime"
-    assert schema.column("iso").kind != "datetime"
+    assert schema.column("seen").format == "%d/%m/%Y"
+    assert schema.column("iso").format == "%Y-%m-%d"
+    report = validate_file(path, schema)
+    assert (report.rows_accepted, report.rows_quarantined) == (40, 1)
     good = tmp_path / "good.csv"
     pd.DataFrame({"seen": days, "iso": isos}).to_csv(good, index=False)
     schema, _ = infer_schema(good)
-    assert schema.column("seen").format == "%d/%m/%Y" and schema.column("iso").format is None
+    assert schema.column("seen").format == "%d/%m/%Y"
+    assert schema.column("iso").format == "%Y-%m-%d"

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import warnings
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fedsynth.io import read_table
+from fedsynth.io import DataFileNote, read_table
 from fedsynth.schema import PrivacyRole
 from fedsynth.schema_inference import infer_from_table, infer_schema
+from fedsynth.validation import validate_column
 
 FIRST = ["Anna", "Ben", "Carla", "David", "Eva", "Farid", "Greta", "Hugo", "Ines", "Jonas"]
 LAST = ["Meyer", "Smith", "Rossi", "Novak", "Berg", "Khan", "Silva", "Weber", "Lopez", "Dubois"]
@@ -84,7 +87,7 @@ def test_inference_gives_kinds_bounds_domains_and_flags(mixed_csv: Path) -> None
     assert schema.column("admitted").format == "%d/%m/%Y"
     assert schema.column("admitted").min == datetime(2015, 1, 1)
     dob = schema.column("date_of_birth")
-    assert dob.format is None and dob.role is PrivacyRole.QUASI_IDENTIFIER
+    assert dob.format == "%Y-%m-%d" and dob.role is PrivacyRole.QUASI_IDENTIFIER
     assert schema.column("postcode").role is PrivacyRole.QUASI_IDENTIFIER
     flagged = {f.column: f.message for f in findings}
     assert "email addresses" in flagged["email"] and "phone numbers" in flagged["phone"]
@@ -131,7 +134,8 @@ def test_digits_with_leading_zeros_are_inferred_as_a_code_and_keep_their_zeros(
     schema, findings = infer_schema(path)
     area = schema.column("area")
     assert area.kind == "categorical" and area.domain == ["0123", "0500", "0999"]
-    assert "leading zeros (e.g. '0123')" in {f.column: f.message for f in findings}["area"]
+    said = [f.message for f in findings if f.column == "area"]
+    assert any("leading zeros (e.g. '0123')" in m for m in said)
     df, report = read_table(path, schema)
     assert report.clean and df["area"].astype(str).tolist() == ["0123", "0999", "0500"]
 
@@ -204,3 +208,223 @@ def test_a_unique_integer_record_key_is_flagged_once(tmp_path: Path) -> None:
     ]
     column = schema.column("id")
     assert column.kind == "identifier" and column.description == notes[0]
+
+
+def test_numbers_in_scientific_notation_get_no_decimals_that_round_them_to_zero() -> None:
+    rng = np.random.default_rng(3)
+    values = [f"{v:.3e}" for v in rng.lognormal(-20, 0.5, 200)]
+    schema, _ = infer_from_table(pa.table({"dose": values}), name="t")
+    dose = schema.column("dose")
+    assert dose.kind == "numerical" and dose.dtype == "float" and dose.decimals is None
+
+
+def test_decimals_are_the_values_precision_and_none_beyond_the_cap() -> None:
+    table = pa.table(
+        {
+            "padded": ["1.50", "2.25", "3.000"],
+            "fine": ["0.1234567", "0.5", "1.25"],
+            "stored": pa.array([0.1, 2.5, 3.75], pa.float32()),
+        }
+    )
+    schema, _ = infer_from_table(table, name="t")
+    assert schema.column("padded").decimals == 2
+    assert schema.column("fine").decimals is None
+    assert schema.column("stored").decimals == 2
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(finite, min_size=1, max_size=20),
+    st.sampled_from(["{!r}", "{:.3e}", "{:.2f}", "{:.9f}", "{:g}"]),
+)
+def test_proposed_decimals_never_change_a_value(values: list[float], pattern: str) -> None:
+    texts = [pattern.format(v) for v in values]
+    schema, _ = infer_from_table(pa.table({"x": texts}), name="t")
+    column = schema.column("x")
+    assert column.kind == "numerical"
+    if column.decimals is not None:
+        parsed = np.array([float(t) for t in texts])
+        assert np.array_equal(np.round(parsed, column.decimals), parsed)
+
+
+@pytest.mark.parametrize(
+    ("rows", "bounds"),
+    [(["1.7e308", "-1.7e308", "0"], (-1.7e308, 1.7e308)), (["1.7e308"] * 2, (1.7e308, 1.7e308))],
+)
+def test_numbers_near_the_largest_float_keep_their_own_bounds_with_a_note(
+    tmp_path: Path, rows: list[str], bounds: tuple[float, float]
+) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text("x,y\n" + "".join(f"{v},{i}\n" for i, v in enumerate(rows)))
+    schema, findings = infer_schema(path)
+    x = schema.column("x")
+    assert (x.kind, x.min, x.max) == ("numerical", *bounds)
+    said = " ".join(f.message for f in findings if f.column == "x")
+    assert "data's own extremes" in said and "replace them before sharing" in said
+    assert read_table(path, schema)[1].clean
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=10))
+def test_proposed_bounds_are_finite_and_hold_every_value(values: list[float]) -> None:
+    schema, _ = infer_from_table(pa.table({"x": pa.array(values, pa.float64())}), name="t")
+    column = schema.column("x")
+    assert column.kind == "numerical"
+    assert column.min <= min(values) and column.max >= max(values)
+    assert not validate_column(pa.array(values, pa.float64()), column).codes.any()
+
+
+def test_a_date_column_with_one_impossible_date_is_dates_not_phone_numbers(
+    tmp_path: Path,
+) -> None:
+    days = [(datetime(2020, 1, 1) + pd.Timedelta(days=i)).strftime("%Y-%m-%d") for i in range(200)]
+    path = tmp_path / "visits.csv"
+    path.write_text("visit\n" + "\n".join([*days[:100], "2021-02-30", *days[100:]]) + "\n")
+    schema, findings = infer_schema(path)
+    assert schema.column("visit").kind == "datetime"
+    said = " ".join(f.message for f in findings if f.column == "visit")
+    assert "1 of 201 values are not dates" in said and "phone" not in said
+    _, report = read_table(path, schema)
+    assert (report.rows_accepted, report.rows_quarantined) == (200, 1)
+
+
+calendar_day = st.dates(
+    min_value=datetime(1900, 1, 1).date(), max_value=datetime(2100, 1, 1).date()
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(calendar_day, min_size=20, max_size=60),
+    st.sampled_from(["%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%y"]),
+)
+def test_date_shaped_digits_never_look_like_phone_numbers(days: list, fmt: str) -> None:
+    texts = [d.strftime(fmt) for d in days]
+    impossible = ["31.02.2020", "2020-02-30", "30/02/2020", "2020/13/45"] * 5
+    _, findings = infer_from_table(pa.table({"seen": [*texts, *impossible]}), name="t")
+    assert not any("phone numbers" in f.message for f in findings)
+
+
+def test_domain_values_seen_fewer_than_five_times_are_flagged_for_review() -> None:
+    values = ["A"] * 40 + ["B"] * 5 + ["C"] * 4 + ["rare-site"]
+    schema, findings = infer_from_table(pa.table({"site": values}), name="t")
+    assert schema.column("site").domain == ["A", "B", "C", "rare-site"]
+    said = [f.message for f in findings if f.column == "site"]
+    assert any(m.startswith("2 of the 4 domain values occur fewer than 5 times") for m in said)
+    assert not any("rare-site" in m for m in said)
+
+
+def test_common_domain_values_get_no_rare_value_note() -> None:
+    _, findings = infer_from_table(pa.table({"ward": ["north", "south"] * 5}), name="t")
+    assert findings == []
+
+
+@pytest.mark.parametrize("distinct", [10, 80])
+def test_nan_in_a_float_parquet_column_is_missing_not_a_category(
+    tmp_path: Path, distinct: int
+) -> None:
+    weights = [60.5 + i % distinct for i in range(200)] + [float("nan")] * 5
+    path = tmp_path / "w.parquet"
+    pq.write_table(pa.table({"weight": pa.array(weights, from_pandas=False)}), path)
+    schema, findings = infer_schema(path)
+    weight = schema.column("weight")
+    assert (weight.kind, weight.dtype, weight.nullable) == ("numerical", "float", True)
+    assert weight.min <= 60.5 and weight.max >= 60.5 + distinct - 1
+    assert any(f.message.startswith("5 values are NaN") for f in findings)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(finite, st.just(float("nan"))), min_size=1, max_size=30))
+def test_stored_floats_with_nan_are_never_proposed_as_categories(values: list[float]) -> None:
+    column = pa.array(values, pa.float64(), from_pandas=False)
+    schema, _ = infer_from_table(pa.table({"x": column}), name="t")
+    assert schema.column("x").kind in {"numerical", "text"}
+    if not all(np.isnan(values)):
+        assert schema.column("x").kind == "numerical"
+
+
+def test_numbers_with_a_decimal_comma_are_proposed_as_numbers() -> None:
+    values = [f"{3 + i % 6},{i % 10}" for i in range(40)]
+    schema, findings = infer_from_table(pa.table({"glucose": pa.array(values)}), name="t")
+    glucose = schema.column("glucose")
+    assert (glucose.kind, glucose.dtype, glucose.min, glucose.max) == ("numerical", "float", 3, 9)
+    assert glucose.decimals == 1
+    assert any("decimal_comma: true" in f.message for f in findings)
+
+
+def test_a_share_just_under_all_numbers_is_not_rounded_up_to_100_percent() -> None:
+    values = [str(i % 300) for i in range(1998)] + ["??", "n/a"]
+    _, findings = infer_from_table(pa.table({"sbp": pa.array(values)}), name="t")
+    said = " ".join(f.message for f in findings if f.column == "sbp")
+    assert "99% of the values are numbers" in said
+
+
+def test_dates_without_a_time_get_a_day_format_so_models_give_whole_days(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("day,moment\n2000-01-01,2000-01-01 10:30:00\n2000-03-05,2000-03-05T08:00\n")
+    schema, _ = infer_schema(path)
+    day, moment = schema.column("day"), schema.column("moment")
+    assert (day.format, day.whole_days) == ("%Y-%m-%d", True)
+    assert (moment.format, moment.whole_days) == (None, False)
+    assert read_table(path, schema)[1].clean
+    stored = tmp_path / "t.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "day": pa.array([date(2000, 1, 1), date(2001, 6, 2)], pa.date32()),
+                "moment": pa.array(
+                    [datetime(2000, 1, 1), datetime(2001, 6, 2)], pa.timestamp("us")
+                ),
+            }
+        ),
+        stored,
+    )
+    schema, _ = infer_schema(stored)
+    assert schema.column("day").whole_days and not schema.column("moment").whole_days
+    assert read_table(stored, schema)[1].clean
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(calendar_day, min_size=1, max_size=20), st.booleans())
+def test_a_day_format_is_proposed_only_for_dates_without_a_time(
+    days: list[date], timed: bool
+) -> None:
+    texts = [f"{d.isoformat()} 12:00:00" if timed else d.isoformat() for d in days]
+    schema, _ = infer_from_table(pa.table({"when": texts}), name="t")
+    column = schema.column("when")
+    assert column.kind == "datetime" and column.whole_days is not timed
+    assert not validate_column(pa.array(texts), column).codes.any()
+
+
+@pytest.mark.parametrize(
+    ("sample_rows", "said"),
+    [
+        (None, "2 rows with the wrong number of fields were left out of inference"),
+        (2, "1 row with the wrong number of fields was left out of inference"),
+    ],
+)
+def test_rows_with_the_wrong_number_of_fields_are_counted_in_a_note(
+    tmp_path: Path, sample_rows: int | None, said: str
+) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b\n1,x\n2,y,extra\n3,z\n4\n5,w\n")
+    with pytest.warns(DataFileNote, match=said):
+        schema, _ = infer_schema(path, sample_rows=sample_rows)
+    assert schema.names == ["a", "b"]
+
+
+def test_a_well_formed_csv_gives_no_note_about_left_out_rows(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,x\n2,y\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataFileNote)
+        infer_schema(path)
+
+
+def test_widened_bounds_are_round_numbers_without_float_noise() -> None:
+    schema, findings = infer_from_table(pa.table({"x": ["1.5", "2.25"]}), name="t")
+    assert (schema.column("x").min, schema.column("x").max) == (1.5, 2.3)
+    assert "bounds widened from the data to [1.5, 2.3]" in findings[0].message
