@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import itertools
 import json
 import re
 import warnings
@@ -778,8 +777,9 @@ def read_raw(
 ) -> pa.Table:
     """The first `max_rows` rows as stored, unvalidated: text for CSV, stored types for Parquet.
 
-    For schema inference. Rows that do not split into the header's fields are skipped; a
-    delimiter of None is sniffed from the header.
+    For schema inference. Rows that do not split into the header's fields are skipped, and a
+    note (DataFileNote) counts those among the first `max_rows`; a delimiter of None is sniffed
+    from the header.
     """
     path = Path(path)
     if _is_parquet(path):
@@ -799,9 +799,23 @@ def read_raw(
         delimiter = csv_delimiter(path, delimiter) if delimiter else sniff_delimiter(line)
         layout = header_layout(path, line, delimiter)
         arrow_schema = pa.schema([(name, pa.string()) for name in layout.names])
-        tables = (table.to_batches() for table, *_ in _csv_tables(path, layout, encoding))
-        taken = _take_rows(itertools.chain.from_iterable(tables), max_rows)
+        taken: list[pa.RecordBatch] = []
+        count = broken = 0
+        for table, rows, bad, _ in _csv_tables(path, layout, encoding):
+            full = max_rows is not None and count + len(rows) >= max_rows
+            keep = max_rows - count if max_rows is not None and full else len(rows)
+            last = rows[keep - 1] if keep else 0
+            broken += sum(1 for b in bad if not full or b.row < last)
+            taken.extend(table.slice(0, keep).to_batches())
+            count += keep
+            if full:
+                break
         note_dropped_column(path, layout)
+        if broken:
+            rows_text = "1 row" if broken == 1 else f"{broken} rows"
+            were = "was" if broken == 1 else "were"
+            message = f"{path}: {rows_text} with the wrong number of fields {were} left out"
+            warnings.warn(DataFileNote(message), stacklevel=2)
         return pa.Table.from_batches(taken, schema=arrow_schema)
     return pa.Table.from_batches(_take_rows(batches, max_rows), schema=arrow_schema)
 

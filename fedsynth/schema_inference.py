@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,16 +25,7 @@ import pyarrow.compute as pc
 from fedsynth.arrow_text import as_text
 from fedsynth.io import (
     DataFileError,
-    DataFileNote,
-    _csv_tables,
-    _is_parquet,
-    check_encoding,
-    csv_delimiter,
-    header_layout,
-    note_dropped_column,
-    read_header_line,
     read_raw,
-    sniff_delimiter,
 )
 from fedsynth.schema import (
     DEFAULT_FALSE_VALUES,
@@ -125,38 +115,8 @@ def infer_schema(
             f"cannot infer a schema from {sample_rows} sample rows",
             "give --sample-rows a positive number of rows (the default reads 1000000)",
         )
-    table = _read_sample(path, delimiter, encoding, sample_rows)
+    table = read_raw(path, delimiter=delimiter, encoding=encoding, max_rows=sample_rows)
     return infer_from_table(table, name=name or path.stem)
-
-
-def _read_sample(
-    path: Path, delimiter: str | None, encoding: str, sample_rows: int | None
-) -> pa.Table:
-    """The first `sample_rows` rows as `read_raw` gives them, with a note (DataFileNote) that
-    counts the CSV rows among them left out for having the wrong number of fields."""
-    if _is_parquet(path):
-        return read_raw(path, max_rows=sample_rows)
-    check_encoding(path, encoding)
-    line = read_header_line(path, encoding)
-    delimiter = csv_delimiter(path, delimiter) if delimiter else sniff_delimiter(line)
-    layout = header_layout(path, line, delimiter)
-    taken: list[pa.RecordBatch] = []
-    count = broken = 0
-    for table, rows, bad, _ in _csv_tables(path, layout, encoding):
-        full = sample_rows is not None and count + len(rows) >= sample_rows
-        keep = sample_rows - count if full else len(rows)
-        broken += sum(1 for b in bad if not full or b.row < rows[keep - 1])
-        taken.extend(table.slice(0, keep).to_batches())
-        count += keep
-        if full:
-            break
-    note_dropped_column(path, layout)
-    if broken:
-        rows = "1 row" if broken == 1 else f"{broken} rows"
-        were = "was" if broken == 1 else "were"
-        message = f"{path}: {rows} with the wrong number of fields {were} left out of inference"
-        warnings.warn(DataFileNote(message), stacklevel=2)
-    return pa.Table.from_batches(taken, schema=pa.schema([(n, pa.string()) for n in layout.names]))
 
 
 def infer_from_table(table: pa.Table, *, name: str) -> tuple[TableSchema, list[Finding]]:

@@ -174,7 +174,11 @@ def test_a_bom_a_trailing_delimiter_or_another_delimiter_reads_as_the_plain_comm
         got, report = read_table(variant, SCHEMA, quarantine=folder / "q2.csv")
         inferred = inference_read(variant)
         prepped = prep_read(variant)
-    notes = [w for w in caught if issubclass(w.category, DataFileNote)]
+    notes = [
+        w
+        for w in caught
+        if issubclass(w.category, DataFileNote) and "wrong number of fields" not in str(w.message)
+    ]
     assert len(notes) == (3 if trailing else 0)
     pd.testing.assert_frame_equal(got, expected)
     assert report.rows_in == expected_report.rows_in == len(rows)

@@ -402,8 +402,8 @@ def test_a_day_format_is_proposed_only_for_dates_without_a_time(
 @pytest.mark.parametrize(
     ("sample_rows", "said"),
     [
-        (None, "2 rows with the wrong number of fields were left out of inference"),
-        (2, "1 row with the wrong number of fields was left out of inference"),
+        (None, "2 rows with the wrong number of fields were left out"),
+        (2, "1 row with the wrong number of fields was left out"),
     ],
 )
 def test_rows_with_the_wrong_number_of_fields_are_counted_in_a_note(
