@@ -188,6 +188,16 @@ def test_tvae_fit_that_diverges_exits_2_and_writes_no_model(
     assert not (tmp_path / "m.fsm").exists()
 
 
+def test_tvae_on_a_single_row_is_an_error_line_naming_the_minimum(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, _ = files
+    pd.read_csv(data).head(1).to_csv(data, index=False)
+    code, output = _fit(files, tmp_path, "--model", "tvae")
+    assert code == 2 and "Traceback" not in output
+    assert "error: tvae needs at least 2 rows to fit; got 1" in output
+
+
 def test_negative_seed_is_refused_naming_the_option(
     files: tuple[Path, Path], tmp_path: Path
 ) -> None:
