@@ -159,6 +159,16 @@ def test_unknown_param_names_the_models_parameters(
     assert "min_samples_leaf" in output and "constraints" not in output
 
 
+def test_unknown_param_of_a_model_without_parameters_says_it_takes_none(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    code, output = _fit(files, tmp_path, "--model", "copula", "--param", "x=1")
+    assert code == 2
+    assert "--param x: the 'copula' synthesizer has no such parameter; it takes no parameters" in (
+        " ".join(output.split())
+    )
+
+
 @pytest.mark.parametrize(
     ("param", "said"),
     [
