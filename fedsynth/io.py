@@ -41,6 +41,7 @@ from fedsynth.validation import (
     ColumnResult,
     Rule,
     UnsupportedStorage,
+    blank_cells,
     describe,
     validate_column,
 )
@@ -490,12 +491,12 @@ def _validate_batch(
 
 
 def _blank_rows(raw: pa.RecordBatch) -> np.ndarray:
-    """Rows in which every cell is empty (blank lines in a CSV)."""
+    """Rows in which every cell is empty or whitespace (blank lines in a CSV)."""
     blank = np.ones(raw.num_rows, dtype=bool)
     for array in raw.columns:
-        if array.null_count == 0:
-            return np.zeros(raw.num_rows, dtype=bool)
-        blank &= np.asarray(pc.is_null(array))
+        blank &= blank_cells(array)
+        if not blank.any():
+            break
     return blank
 
 

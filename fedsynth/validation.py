@@ -1,8 +1,10 @@
 """Cell-level validation of one column batch against its schema column, vectorized with Arrow.
 
 Each column yields its typed values (null where a cell is invalid) and one rule code per row
-(0 = valid). A cell breaks at most one rule: the first of type, finiteness, bounds, integer
-range, domain, nullability that it fails. Messages are built only for the cells that failed.
+(0 = valid). A text cell of whitespace only is empty (null); other cells are read without their
+surrounding whitespace, except identifier and text cells, which keep it. A cell breaks at most
+one rule: the first of type, finiteness, bounds, integer range, domain, nullability that it
+fails. Messages are built only for the cells that failed.
 """
 
 from __future__ import annotations
@@ -97,6 +99,7 @@ def validate_column(raw: pa.Array, column: Column) -> ColumnResult:
         raw = raw.dictionary_decode()
     if pa.types.is_large_string(raw.type):
         raw = raw.cast(pa.string())
+    raw = blank_as_null(raw)
     if isinstance(column, NumericalColumn):
         values, codes = _numbers(raw, column)
     elif isinstance(column, CategoricalColumn):
@@ -111,6 +114,24 @@ def validate_column(raw: pa.Array, column: Column) -> ColumnResult:
     if not column.nullable:
         _mark(codes, np.asarray(pc.is_null(raw)), Rule.NOT_NULL)
     return ColumnResult(values, codes)
+
+
+def blank_cells(raw: pa.Array) -> np.ndarray:
+    """Which cells of `raw` are empty: null, or text of whitespace only."""
+    empty = np.asarray(pc.is_null(raw))
+    if pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type):
+        empty |= _bool_mask(pc.utf8_is_space(raw))
+    return empty
+
+
+def blank_as_null(raw: pa.Array) -> pa.Array:
+    """`raw` with its whitespace-only text cells as null, so that they read as empty cells do."""
+    if not pa.types.is_string(raw.type):
+        return raw
+    spaces = pc.utf8_is_space(raw)
+    if not pc.any(spaces).as_py():
+        return raw
+    return pc.if_else(spaces, pa.scalar(None, raw.type), raw)
 
 
 def describe(rule: Rule, column: Column) -> str:
@@ -287,7 +308,12 @@ def _typed_numbers(raw: pa.Array, integer: bool, codes: np.ndarray) -> tuple[pa.
 def _categories(raw: pa.Array, column: CategoricalColumn) -> tuple[pa.Array, np.ndarray]:
     text = as_text(raw)
     domain = pa.array(column.domain, type=pa.string())
-    indices = pc.index_in(text, value_set=domain).cast(pa.int32())
+    indices = pc.index_in(text, value_set=domain)
+    if _failed_parse(text, indices).any():
+        # A padded cell (" a ") is its trimmed value, as for numbers, booleans and dates.
+        trimmed = pc.index_in(pc.utf8_trim_whitespace(text), value_set=domain)
+        indices = pc.coalesce(indices, trimmed)
+    indices = indices.cast(pa.int32())
     codes = np.zeros(len(raw), dtype=np.uint8)
     _mark(codes, _failed_parse(text, indices), Rule.DOMAIN)
     return pa.DictionaryArray.from_arrays(indices, domain), codes
@@ -337,9 +363,16 @@ def _finer_than_micros(kind: pa.DataType) -> bool:
 def _parse_datetimes(raw: pa.Array, fmt: str | None) -> pa.Array:
     """Text in strptime format `fmt` (ISO 8601 when None) as naive UTC timestamps; null where a
     cell is not one, including impossible days and times."""
-    if fmt is not None:
-        return _strict_strptime(raw, fmt)
-    return parse_iso(raw)
+    if fmt is None:
+        return parse_iso(raw)
+    parsed = _strict_strptime(raw, fmt)
+    failed = _failed_parse(raw, parsed)
+    if not failed.any():
+        return parsed
+    # Only cells that failed are read again without their surrounding whitespace.
+    padded = raw.filter(pa.array(failed))
+    trimmed = _strict_strptime(pc.utf8_trim_whitespace(padded), fmt)
+    return pc.replace_with_mask(parsed, pa.array(failed), trimmed)
 
 
 def _strict_strptime(text: pa.Array, fmt: str) -> pa.Array:

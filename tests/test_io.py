@@ -126,6 +126,42 @@ def test_one_reason_per_offending_cell_and_exactly_the_bad_rows(tmp_path: Path) 
     assert report.rows_in == 8 == report.rows_accepted + report.rows_quarantined
 
 
+def test_padded_cells_are_trimmed_and_whitespace_only_cells_are_empty(tmp_path: Path) -> None:
+    schema = TableSchema(
+        name="padded",
+        columns=[
+            NumericalColumn(name="i", dtype="int"),
+            CategoricalColumn(name="c", domain=["a", "b"]),
+            BooleanColumn(name="b"),
+            DatetimeColumn(name="d"),
+            DatetimeColumn(name="f", format="%d/%m/%Y"),
+            TextColumn(name="t", nullable=False),
+        ],
+    )
+    body = (
+        "i,c,b,d,f,t\n"
+        " 2 , a , yes , 2020-01-02 , 03/02/2020 , kept \n"
+        "  ,  ,  ,  ,  ,  \n"
+        "3,  , no ,  ,  , x\n"
+    )
+    q = tmp_path / "q.csv"
+    df, report = read_table(write(tmp_path, body), schema, quarantine=q)
+    assert df["i"].tolist() == [2, 3] and df["c"].tolist()[0] == "a"
+    assert df["b"].tolist() == [True, False] and df["d"][0] == pd.Timestamp("2020-01-02")
+    assert df["f"][0] == pd.Timestamp("2020-02-03") and df["t"].tolist() == [" kept ", " x"]
+    assert pd.isna(df["c"][1]) and pd.isna(df["d"][1]) and pd.isna(df["f"][1])
+    reasons = json.loads(quarantine_rows(q)["_reasons"][0])
+    assert [r["rule"] for r in reasons] == ["blank_row"] and report.rows_quarantined == 1
+
+
+def test_whitespace_only_cell_in_a_column_without_nulls_is_empty(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + "p1,   ,F,60,yes,01/01/2020,\n")
+    q = tmp_path / "q.csv"
+    read_table(path, SCHEMA, quarantine=q)
+    reasons = json.loads(quarantine_rows(q)["_reasons"][0])
+    assert [(r["column"], r["rule"]) for r in reasons] == [("age", "not_null")]
+
+
 def test_missing_and_unexpected_columns_are_named_with_the_fix(tmp_path: Path) -> None:
     path = write(tmp_path, "id,age,sex,weight,smoker,admitted,comment\np1,1,F,2,yes,01/01/2020,x\n")
     with pytest.raises(DataFileError) as err:

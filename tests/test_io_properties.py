@@ -41,7 +41,7 @@ SCHEMA = TableSchema(
 GOOD_CELLS = {
     "n": st.integers(-50, 50).map(str),
     "x": st.floats(0, 1).map(repr),
-    "c": st.sampled_from(["a", "b", "c", ""]),
+    "c": st.sampled_from(["a", "b", "c", "", " a", "  "]),
     "b": st.sampled_from(["true", "False", "yes", "0", ""]),
     "d": st.dates(max_value=pd.Timestamp("2029-12-31").date()).map(str),
     "t": st.text(alphabet="abc ,\"'", max_size=6),
@@ -49,7 +49,7 @@ GOOD_CELLS = {
 BAD_CELLS = {
     "n": st.sampled_from(["", "51", "-51", "1.5", "x", "1e400", "99999999999999999999"]),
     "x": st.sampled_from(["2", "-0.1", "nan", "inf", "one"]),
-    "c": st.sampled_from(["d", "A", " a"]),
+    "c": st.sampled_from(["d", "A", "a a"]),
     "b": st.sampled_from(["maybe", "2", "yess"]),
     "d": st.sampled_from(["2031-01-01", "yesterday", "2020-13-01"]),
 }

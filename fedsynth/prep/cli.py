@@ -122,6 +122,12 @@ def run_command(
         f"{r.source}: {r.rows_in} rows in, {r.rows_out} prepared, {r.rows_quarantined} "
         f"quarantined, {r.duplicates_removed} duplicates removed -> {out}"
     )
+    nulled = [f"{c.column} {c.count}" for c in r.rules if c.rule == "missing_token"]
+    if nulled:
+        _console.print(
+            f"cells read as null for a missing token (the spec's 'missing'): {', '.join(nulled)}",
+            markup=False,
+        )
     if r.rows_quarantined:
         _console.print(f"quarantined rows and their reasons -> {quarantine}")
         raise typer.Exit(EXIT_QUARANTINED)

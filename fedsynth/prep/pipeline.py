@@ -216,7 +216,7 @@ def _standardize(
     spec: PrepSpec,
     ledger: Ledger,
 ) -> tuple[pd.Series, list[_Failure]]:
-    steps = clean_text(raw, rules, spec.missing)
+    steps = clean_text(raw, rules, spec.missing_tokens(column))
     for rule, (_, n) in steps.items():
         ledger.changed(rule, raw.name, n)
     text = steps["final"][0]

@@ -6,6 +6,7 @@ A person writes one spec per source as YAML; it travels as JSON and is exported 
 from __future__ import annotations
 
 import json
+import math
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -15,10 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from fedsynth.documents import describe_problems
 from fedsynth.expressions import ExpressionError, parse
+from fedsynth.schema import Column, NumericalColumn
 from fedsynth.yaml12 import load_yaml
 
 PREP_FORMAT_VERSION = 1
 DEFAULT_MISSING_TOKENS = ("", "NA", "N/A", "NULL", "null", "?", "-999")
+DEFAULT_SENTINELS = {t: float(t) for t in DEFAULT_MISSING_TOKENS if t.lstrip("-").isdigit()}
+"""The default tokens that are numbers: a value, not a token, where a column's bounds admit them."""
 
 
 class PrepSpecError(ValueError):
@@ -232,7 +236,8 @@ class PrepSpec(_Model):
     missing: list[str] = Field(
         default_factory=lambda: list(DEFAULT_MISSING_TOKENS),
         description="Tokens meaning null in every column, compared after trimming and before "
-        "case folding.",
+        "case folding. Left unwritten, the defaults' -999 is kept as a value in a numerical "
+        "column whose bounds admit it; write it here or under a column's 'missing' to null it.",
     )
     columns: dict[str, ColumnSpec] = Field(
         default_factory=dict, description="Per-column rules, keyed by common (renamed) name."
@@ -247,6 +252,25 @@ class PrepSpec(_Model):
         if isinstance(value, list):
             return [_text(v) for v in value]
         return value
+
+    def missing_tokens(self, column: Column | None) -> list[str]:
+        """The spec-wide tokens meaning null in `column`.
+
+        A default numeric sentinel (-999) is a real value in a numerical column whose declared
+        bounds admit it, so it stays one unless the spec writes it under `missing` itself. A
+        column with no declared bounds gives no such evidence and keeps the defaults.
+        """
+        if "missing" in self.model_fields_set or not isinstance(column, NumericalColumn):
+            return list(self.missing)
+        if column.min is None and column.max is None:
+            return list(self.missing)
+        low = -math.inf if column.min is None else column.min
+        high = math.inf if column.max is None else column.max
+        return [
+            t
+            for t in self.missing
+            if not (t in DEFAULT_SENTINELS and low <= DEFAULT_SENTINELS[t] <= high)
+        ]
 
     @model_validator(mode="after")
     def _rename_is_injective(self) -> PrepSpec:
@@ -284,7 +308,10 @@ class PrepSpec(_Model):
         return cls.from_yaml(text, source=str(path))
 
     def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json", by_alias=True), indent=2)
+        """The spec as JSON; `missing` is left out when the spec did not write it, so that the
+        defaults keep meaning defaults (see `missing_tokens`) when it is read back."""
+        unwritten = set() if "missing" in self.model_fields_set else {"missing"}
+        return json.dumps(self.model_dump(mode="json", by_alias=True, exclude=unwritten), indent=2)
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:

@@ -57,7 +57,8 @@ def clean_text(
     Missing tokens are compared with the trimmed text as written, before case folding, so a
     cell is null or not whatever the `case` option (`NA` stays a token under `case: lower`).
     Returns each step's result and how many cells it changed, keyed by rule name; the last
-    entry holds the final text.
+    entry holds the final text. An empty cell nulled by the empty token is not counted: it held
+    no value to lose.
     """
     steps: dict[str, tuple[pd.Series, int]] = {}
     text = series.astype(object).where(series.notna(), None)
@@ -68,8 +69,9 @@ def clean_text(
         text = trimmed
     tokens = set(missing) | set(rules.missing)
     is_missing = text.isin(tokens) & present
+    held = int((is_missing & (text != "")).sum())
     text = text.where(~is_missing, None)
-    steps["missing_token"] = (text, int(is_missing.sum()))
+    steps["missing_token"] = (text, held)
     present = text.notna()
     if rules.case:
         folded = text.where(~present, getattr(text[present].str, rules.case)())

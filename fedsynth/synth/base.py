@@ -121,10 +121,9 @@ def check_model_parameters(name: str, params: Mapping[str, Any]) -> None:
     signature = inspect.signature(cls)
     unknown = sorted(set(params) - set(signature.parameters))
     if unknown:
-        raise ValueError(
-            f"{unknown[0]}: the {name!r} synthesizer has no such parameter; its parameters are "
-            f"{', '.join(p for p in signature.parameters if p != 'constraints')}"
-        )
+        takes = [p for p in signature.parameters if p != "constraints"]
+        known = f"its parameters are {', '.join(takes)}" if takes else "it takes no parameters"
+        raise ValueError(f"{unknown[0]}: the {name!r} synthesizer has no such parameter; {known}")
     hints = typing.get_type_hints(cls.__init__)
     for key, value in params.items():
         if key == "constraints":

@@ -78,7 +78,7 @@ def parse_conditions(conditions: Mapping[str, Any] | None, schema: TableSchema) 
 
 
 def _parse_one(column: Column, value: Any) -> Condition:
-    label = f"{column.name}={value!r}"
+    label = f"{column.name}={_shown(value)}"
     if isinstance(column, CategoricalColumn):
         text = str(value)
         if text not in column.domain:
@@ -117,6 +117,15 @@ def _parse_one(column: Column, value: Any) -> Condition:
             f"condition {label}: the range is empty or outside the bounds of {column.name!r}"
         )
     return Condition(column.name, lo, hi, label, discrete=False, integer=integer)
+
+
+def _shown(value: Any) -> str:
+    """A condition's value as the CLI takes it: `200..300`, `200..` or `..300` for a range."""
+    if isinstance(value, Mapping):
+        value = (value.get("min"), value.get("max"))
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return "..".join("" if end is None else str(end) for end in value)
+    return repr(value)
 
 
 def _is_day(value: Any) -> bool:

@@ -22,17 +22,20 @@ from fedsynth.schema import Column, TableSchema
 from fedsynth.synth.base import NotFittedError, Progress, Synthesizer, register
 from fedsynth.synth.conditions import Condition, ConditionError
 from fedsynth.synth.constraints import ConstraintError, FixedCombinations, parse_constraints
-from fedsynth.synth.encoding import SECONDS_PER_DAY, cardinality, encode
+from fedsynth.synth.encoding import SECONDS_PER_DAY, cardinality, encode, is_discrete
 from fedsynth.synth.marginals import DISCRETE, EMPIRICAL, FAMILIES, Marginal, fit_marginal
 from fedsynth.synth.stats import (
     DependenceStats,
     StatsError,
     SufficientStats,
+    column_edges,
     marginal_stats,
     schema_edges,
 )
 
 NULL_SUFFIX = "::null"
+_NO_VALUES = np.zeros(1)
+"""What fills the open bounds of a column without values: its bins are never drawn from."""
 _EIGEN_FLOOR = 1e-6
 _GIBBS_SWEEPS = 20
 
@@ -44,7 +47,7 @@ class GaussianCopula(Synthesizer):
     name = "copula"
 
     def _fit(self, df: pd.DataFrame, schema: TableSchema, progress: Progress | None) -> None:
-        self.fit_marginals(marginal_stats(df, schema, schema_edges(schema, df)), progress)
+        self.fit_marginals(marginal_stats(df, schema, _central_edges(schema, df)), progress)
         self.fit_dependence(self._dependence_round(df))
 
     def stats(
@@ -239,6 +242,17 @@ class GaussianCopula(Synthesizer):
                 raise ValueError(f"correlation must be a finite symmetric {d}x{d} matrix")
             np.linalg.cholesky(corr)
             self.correlation_ = corr
+
+
+def _central_edges(schema: TableSchema, df: pd.DataFrame) -> dict[str, np.ndarray | None]:
+    """Bin edges of a central fit: the data fill bounds the schema leaves open, except in a
+    column without values, which is all null and needs bins only to exist (over [0, 1])."""
+    edges = {}
+    for column in schema.modelled_columns:
+        values = encode(df[column.name], column)
+        empty = np.isnan(values).all() and not is_discrete(column)
+        edges[column.name] = column_edges(column, _NO_VALUES if empty else values)
+    return edges
 
 
 def _constraints_without_data(items: list[Any], schema: TableSchema) -> list[Any]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import optimize, special
 
 from fedsynth.schema import Column
-from fedsynth.synth.encoding import bounds, is_discrete
+from fedsynth.synth.encoding import bounds, cardinality, is_discrete
 from fedsynth.synth.stats import ColumnStats
 
 EMPIRICAL = "empirical"
@@ -223,14 +224,21 @@ def fit_marginal(column: Column, stats_: ColumnStats) -> Marginal:
     """The best-fitting distribution for a column's round-one statistics."""
     total = stats_.count + stats_.null_count
     null_rate = stats_.null_count / total if total > 0 else 0.0
-    if stats_.count <= 0:
-        raise ValueError(f"column {column.name!r} has no non-null values to fit")
+    if total <= 0:
+        raise ValueError(f"column {column.name!r} has no rows to fit; fit on a table with rows")
+    if stats_.count <= 0 and not column.nullable:
+        raise ValueError(
+            f"column {column.name!r} has no values to fit, and the schema does not allow nulls "
+            "in it; fit on rows that hold its values, or declare it nullable"
+        )
     common = {
         "name": column.name,
         "null_rate": float(null_rate),
         "decimals": stats_.decimals,
         "whole_days": stats_.whole_days,
     }
+    if stats_.count <= 0:
+        return _all_null(column, stats_, common)
     if is_discrete(column):
         cum = np.concatenate([[0.0], np.cumsum(stats_.counts) / stats_.count])
         return Marginal(
@@ -259,6 +267,22 @@ def fit_marginal(column: Column, stats_: ColumnStats) -> Marginal:
         cum=cum_grid,
         **common,
     )
+
+
+def _all_null(column: Column, stats_: ColumnStats, common: dict[str, Any]) -> Marginal:
+    """The marginal of a column that holds only nulls: null rate 1, so sampling gives nulls.
+
+    Its distribution is never drawn from; a uniform one over the codes or bins keeps the model
+    file's checks (a grid and a cumulative table that ends at 1) as for any other column.
+    """
+    if is_discrete(column):
+        size = cardinality(column)
+        grid, cum, family = np.arange(size, dtype=np.float64), np.linspace(0, 1, size + 1), DISCRETE
+    else:
+        assert stats_.edges is not None
+        grid, cum, family = stats_.edges[[0, -1]], np.array([0.0, 1.0]), EMPIRICAL
+    support = (float(grid[0]), float(grid[-1]))
+    return Marginal(family=family, params=(), support=support, ks=0.0, grid=grid, cum=cum, **common)
 
 
 def _choose_family(

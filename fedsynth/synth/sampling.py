@@ -2,8 +2,8 @@
 
 Batches are drawn from the model, repaired by each rule's transform, and filtered by each rule's
 check; batch sizes adapt to the acceptance rate. When the draw budget runs out, the error names
-the rule that rejected the most rows; a caller that asked for `allow_fewer` gets the rows found
-and a `SamplingShortfall` warning with the same message instead.
+the rule that rejected the most rows and how to keep the rows found; a caller that asked for
+`allow_fewer` gets those rows and a `SamplingShortfall` warning saying what fell short instead.
 """
 
 from __future__ import annotations
@@ -64,10 +64,13 @@ def draw_rows(
     kept: list[pd.DataFrame] = []
     while tally.accepted < n:
         if tally.drawn >= budget:
-            shortfall = _exhausted(n, tally, rules, passed)
+            shortfall = _shortfall(n, tally, rules, passed)
             if not allow_fewer:
-                raise shortfall
-            warnings.warn(str(shortfall), SamplingShortfall, stacklevel=3)
+                raise SamplingError(
+                    f"{shortfall}. To keep the {tally.accepted} rows found instead, pass "
+                    "--allow-fewer (CLI) or allow_fewer=True (API)"
+                )
+            warnings.warn(shortfall, SamplingShortfall, stacklevel=3)
             break
         remaining = n - tally.accepted
         rate = (tally.accepted + 1) / (tally.drawn + 1) if tally.drawn else 1.0
@@ -92,15 +95,16 @@ def draw_rows(
     return out.reset_index(drop=True)
 
 
-def _exhausted(
+def _shortfall(
     n: int,
     tally: _Tally,
     rules: Sequence[tuple[Rule, Callable[[pd.DataFrame], np.ndarray]]],
     passed: np.ndarray,
-) -> SamplingError:
+) -> str:
+    """What fell short when the draw budget ran out: the rows found and the strictest rule."""
     worst = int(np.argmin(passed))
     rate = passed[worst] / max(tally.drawn, 1)
-    return SamplingError(
+    return (
         f"only {tally.accepted} of {n} rows met every constraint and condition after "
         f"{tally.drawn} draws; {rules[worst][0].label} held on {rate:.4%} of drawn rows. "
         "Loosen that constraint or condition, or check that the model can produce such rows"

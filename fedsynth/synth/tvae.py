@@ -49,6 +49,10 @@ from fedsynth.synth.encoding import bounds, cardinality, encode, is_discrete
 _MAX_MODES = 10
 _MODE_WEIGHT_FLOOR = 0.005
 _GMM_ROWS = 5000
+_MIN_FIT_ROWS = 2
+"""The mixture that places a column's modes needs two values (DP modes need none)."""
+_ONE_VALUE_STD = 1e-3
+"""The std of a mode at a column's only value: about what the mixture gives a constant column."""
 _SIGMA = 0.1
 _SIGMA_RANGE = (0.01, 1.0)
 _ALPHA_LIMIT = 0.99
@@ -162,6 +166,8 @@ def fitted_code(column: Column, values: np.ndarray, seed: int) -> ColumnCode:
     present = values[~np.isnan(values)]
     if present.size == 0:
         return ColumnCode(column.name, False, 0, (0.0,), (1.0,), True)
+    if present.size == 1:
+        return ColumnCode(column.name, False, 0, (float(present[0]),), (_ONE_VALUE_STD,), nullable)
     sample = np.random.default_rng(seed).permutation(present)[:_GMM_ROWS]
     components = min(_MAX_MODES, max(1, np.unique(sample).size))
     mixture = BayesianGaussianMixture(
@@ -365,6 +371,11 @@ class TVAESynthesizer(Synthesizer):
         columns = schema.modelled_columns
         values = {c.name: encode(df[c.name], c) for c in columns}
         if self.epsilon is None:
+            if len(df) < _MIN_FIT_ROWS:
+                raise ValueError(
+                    f"tvae needs at least {_MIN_FIT_ROWS} rows to fit; got {len(df)}. Fix: fit "
+                    "it on more rows"
+                )
             self.codes_ = [fitted_code(c, values[c.name], self.seed) for c in columns]
         else:
             self.codes_ = [public_code(c, self.modes) for c in columns]

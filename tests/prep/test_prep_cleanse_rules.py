@@ -94,6 +94,36 @@ def test_column_specific_missing_token_nulls_only_that_column() -> None:
     assert _reasons(result) == {(2, "kind", "domain")}
 
 
+WIDE = TableSchema.from_yaml(
+    """
+name: wide
+columns:
+  - {name: balance, kind: numerical, min: -10000, max: 10000}
+  - {name: score, kind: numerical, min: 0}
+"""
+)
+
+
+def test_default_sentinel_is_a_value_where_the_column_bounds_admit_it() -> None:
+    raw = pd.DataFrame({"balance": ["-999", "NA", ""], "score": ["-999", "1", "2"]})
+    result = prepare(raw, _spec(), WIDE)
+    assert result.prepared["balance"].tolist()[0] == -999
+    assert result.prepared["balance"][1:].isna().all() and pd.isna(result.prepared["score"][0])
+    assert result.report.count("missing_token", "balance") == 1
+    assert result.report.count("missing_token", "score") == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['missing: ["-999"]', 'columns: {balance: {missing: ["-999"]}}'],
+)
+def test_sentinel_the_spec_lists_is_missing_even_where_the_bounds_admit_it(text: str) -> None:
+    raw = pd.DataFrame({"balance": ["-999", "5"], "score": ["1", "2"]})
+    result = prepare(raw, _spec(text), WIDE)
+    assert pd.isna(result.prepared["balance"][0]) and result.prepared["balance"][1] == 5
+    assert result.report.count("missing_token", "balance") == 1
+
+
 def test_trim_is_counted_and_applied() -> None:
     result = prepare(_raw(kind=[" x", "y ", "x"]), _spec(), SCHEMA)
     assert result.prepared["kind"].astype(str).tolist() == ["x", "y", "x"]

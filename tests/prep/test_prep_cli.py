@@ -184,3 +184,14 @@ def test_prepared_rows_fit_with_the_schema_prep_run_writes_for_them(workdir: Pat
     fitted = CliRunner().invoke(fedsynth_app, [*fit, "--schema", str(prepared_schema)])
     assert fitted.exit_code == 0, fitted.output
     assert (workdir / "m.fsm").exists()
+
+
+def test_run_summary_counts_the_cells_missing_tokens_nulled_per_column(workdir: Path) -> None:
+    frame = pd.read_csv(workdir / "a.csv", dtype=str)
+    frame.loc[:2, "score"] = "NA"
+    frame.loc[3, "sex"] = "?"
+    frame.to_csv(workdir / "a.csv", index=False)
+    result = _prep(workdir, "a", "--secret-file", str(workdir / "linkage.key"))
+    assert result.exit_code == 0, result.output
+    assert "cells read as null for a missing token (the spec's 'missing'): " in result.output
+    assert "score 3" in result.output and "sex 1" in result.output

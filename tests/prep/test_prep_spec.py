@@ -12,7 +12,7 @@ from fedsynth.prep import PrepSpec, PrepSpecError, output_schema, prepare
 from fedsynth.prep.cli import app
 from fedsynth.prep.standardize import unit_factor
 from fedsynth.prep.tokens import LinkageSecret, SecretError
-from fedsynth.schema import PrivacyRole, TableSchema
+from fedsynth.schema import NumericalColumn, PrivacyRole, TableSchema
 
 
 def test_yes_and_no_stay_text_in_value_maps() -> None:
@@ -75,6 +75,15 @@ def test_spec_round_trips_through_json() -> None:
         "source: s\ncolumns: {w: {unit: {from: lb, to: kg}}}\ndedup: {keys: [a]}"
     )
     assert PrepSpec.model_validate_json(spec.to_json()) == spec
+
+
+def test_spec_read_back_from_json_keeps_the_default_missing_tokens_as_defaults() -> None:
+    column = NumericalColumn(name="balance", min=-10000, max=10000)
+    for text in ("source: s", "source: s\nmissing: [NA, -999]"):
+        spec = PrepSpec.from_yaml(text)
+        again = PrepSpec.model_validate_json(spec.to_json())
+        assert again.missing_tokens(column) == spec.missing_tokens(column)
+    assert "-999" not in PrepSpec.from_yaml("source: s").missing_tokens(column)
 
 
 SCHEMA = TableSchema.from_yaml(

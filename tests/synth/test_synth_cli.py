@@ -159,6 +159,16 @@ def test_unknown_param_names_the_models_parameters(
     assert "min_samples_leaf" in output and "constraints" not in output
 
 
+def test_unknown_param_of_a_model_without_parameters_says_it_takes_none(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    code, output = _fit(files, tmp_path, "--model", "copula", "--param", "x=1")
+    assert code == 2
+    assert "--param x: the 'copula' synthesizer has no such parameter; it takes no parameters" in (
+        " ".join(output.split())
+    )
+
+
 @pytest.mark.parametrize(
     ("param", "said"),
     [
@@ -186,6 +196,16 @@ def test_tvae_fit_that_diverges_exits_2_and_writes_no_model(
     )
     assert code == 2 and "learning_rate smaller than" in output
     assert not (tmp_path / "m.fsm").exists()
+
+
+def test_tvae_on_a_single_row_is_an_error_line_naming_the_minimum(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, _ = files
+    pd.read_csv(data).head(1).to_csv(data, index=False)
+    code, output = _fit(files, tmp_path, "--model", "tvae")
+    assert code == 2 and "Traceback" not in output
+    assert "error: tvae needs at least 2 rows to fit; got 1" in output
 
 
 def test_negative_seed_is_refused_naming_the_option(

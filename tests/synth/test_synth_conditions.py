@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -60,6 +61,36 @@ def test_value_outside_the_domain_is_refused(fitted_copula) -> None:
 def test_range_outside_the_bounds_is_refused(fitted_copula) -> None:
     with pytest.raises(ConditionError, match="outside the bounds"):
         fitted_copula[0].sample(5, conditions={"age": (200, 300)})
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (("200", "300"), "age=200..300"),
+        (("200", None), "age=200.."),
+        ((None, "-5"), "age=..-5"),
+        ({"min": 200, "max": 300}, "age=200..300"),
+    ],
+)
+def test_a_range_condition_is_shown_as_the_cli_writes_it(
+    schema: TableSchema, value: object, shown: str
+) -> None:
+    with pytest.raises(ConditionError, match=rf"^condition {re.escape(shown)}: the range is empty"):
+        parse_conditions({"age": value}, schema)
+
+
+def test_sampling_error_says_how_to_keep_the_rows_found_and_the_warning_does_not(
+    schema: TableSchema, make_patients: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = SequentialCART().fit(make_patients(1000), schema)
+    monkeypatch.setattr(sampling, "DRAWS_PER_ROW", 1)
+    monkeypatch.setattr(sampling, "MIN_DRAWS", 0)
+    hint = r"To keep the \d+ rows found instead, pass --allow-fewer \(CLI\) or allow_fewer=True"
+    with pytest.raises(SamplingError, match=rf"such rows\. {hint} \(API\)$"):
+        model.sample(400, seed=3, conditions={"sex": "F"})
+    with pytest.warns(SamplingShortfall) as caught:
+        model.sample(400, seed=3, conditions={"sex": "F"}, allow_fewer=True)
+    assert "allow" not in str(caught[0].message)
 
 
 def test_value_the_model_never_saw_is_impossible(schema: TableSchema, make_patients: Make) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import reduce
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from fedsynth.frame import pandas_dtype
-from fedsynth.schema import TableSchema
-from fedsynth.synth import GaussianCopula, NotFittedError, synthesizer_class
+from fedsynth.schema import NumericalColumn, TableSchema
+from fedsynth.synth import GaussianCopula, NotFittedError, SufficientStats, synthesizer_class
 
 Make = Callable[..., pd.DataFrame]
 
@@ -80,3 +83,38 @@ def test_registry_maps_names_to_models() -> None:
     assert synthesizer_class("copula") is GaussianCopula
     with pytest.raises(KeyError, match="known"):
         synthesizer_class("nope")
+
+
+EMPTY = TableSchema.from_yaml(
+    """
+name: t
+columns:
+  - {name: x, kind: numerical, min: 0, max: 100}
+  - {name: n, kind: numerical, min: 0, max: 10}
+  - {name: i, kind: numerical, dtype: int, min: 0, max: 10}
+  - {name: k, kind: categorical, domain: [a, b]}
+  - {name: d, kind: datetime, min: 2020-01-01, max: 2021-01-01}
+  - {name: b, kind: boolean}
+"""
+)
+
+
+def test_an_all_null_column_samples_as_nulls_fitted_centrally_merged_or_loaded(
+    tmp_path: Path,
+) -> None:
+    real = pd.DataFrame({"x": np.linspace(0, 100, 60)})
+    for name in ("n", "i", "k", "d", "b"):
+        real[name] = None
+    unbounded = EMPTY.model_copy(update={"columns": [*EMPTY.columns, NumericalColumn(name="open")]})
+    central = GaussianCopula().fit(real.assign(open=None), unbounded)
+    parts = [real.iloc[:30], real.iloc[30:]]
+    merged = GaussianCopula()
+    merged.fit_marginals(reduce(SufficientStats.merge, [merged.stats(p, EMPTY) for p in parts]))
+    merged.fit_dependence(
+        reduce(SufficientStats.merge, [merged.dependence_stats(p) for p in parts])
+    )
+    merged.save(tmp_path / "m.fsm")
+    for model in (central, merged, GaussianCopula.load(tmp_path / "m.fsm")):
+        rows = model.sample(200, seed=3)
+        assert rows["x"].notna().all()
+        assert rows.drop(columns="x").isna().all().all()

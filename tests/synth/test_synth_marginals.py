@@ -60,3 +60,15 @@ def test_fitted_family_maps_values_to_uniforms_and_back() -> None:
     marginal = _fit(np.random.default_rng(3).gamma(2.0, 3.0, N), {"min": 0})
     x = np.array([0.5, 3.0, 12.0])
     np.testing.assert_allclose(marginal.from_uniform(marginal.to_uniform(x)), x, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["numerical", "categorical"])
+def test_an_all_null_column_gets_a_null_rate_of_one(kind: str) -> None:
+    extra = {"domain": ["a", "b"]} if kind == "categorical" else {"min": 0, "max": 5}
+    schema = TableSchema.from_dict({"name": "t", "columns": [{"name": "x", "kind": kind, **extra}]})
+    df = conform(pd.DataFrame({"x": [None] * 4}), schema)
+    column_stats = marginal_stats(df, schema, schema_edges(schema, df)).columns["x"]
+    assert fit_marginal(schema.column("x"), column_stats).null_rate == 1.0
+    required = schema.column("x").model_copy(update={"nullable": False})
+    with pytest.raises(ValueError, match="declare it nullable"):
+        fit_marginal(required, column_stats)

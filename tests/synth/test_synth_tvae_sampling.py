@@ -180,3 +180,15 @@ def test_fedavg_tvae_samples_both_values_of_a_boolean() -> None:
     assert 0.05 <= rows["smoker"].astype(float).mean() <= 0.6
     assert rows["diagnosis"].nunique() >= 5
     pd.testing.assert_frame_equal(rows, model.sample(2000, seed=0))
+
+
+def test_tvae_fits_a_number_column_that_holds_one_value_among_nulls() -> None:
+    rows = _stays(3)
+    rows["glucose"] = [5.5, np.nan, np.nan]
+    sampled = TVAESynthesizer(epochs=2).fit(rows, SCHEMA).sample(50, seed=0)["glucose"]
+    assert sampled.dropna().round(1).eq(5.5).all()
+
+
+def test_tvae_on_one_row_names_the_rows_it_needs() -> None:
+    with pytest.raises(ValueError, match=r"^tvae needs at least 2 rows to fit; got 1\. Fix: "):
+        TVAESynthesizer(epochs=2).fit(_stays(1), SCHEMA)
