@@ -123,23 +123,52 @@ class AuditLog:
         A detail longer than MAX_DETAIL_CHARS is kept as its start and its length: the log is
         read and verified whole, and peers must not be able to grow it without bound.
         """
+        with self._lock:
+            with self.db.transaction() as conn:
+                entry = self._insert(conn, actor, action, subject, detail)
+            self._write_head(entry.seq, entry.mac)
+        return entry
+
+    def append_within(
+        self, conn: sqlite3.Connection, actor: str, action: str, subject: str, **detail: Any
+    ) -> AuditEntry:
+        """As `append`, inside the caller's open transaction, so the entry commits or rolls back
+        with the change it records (a crash between the two lost the entry); call `sync_head`
+        once that transaction has committed."""
+        return self._insert(conn, actor, action, subject, detail)
+
+    def sync_head(self) -> None:
+        """Point the head file at the newest entry (after `append_within`'s transaction)."""
+        with self._lock:
+            row = self.db.query("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
+            if row:
+                self._write_head(row[0]["seq"], row[0]["mac"])
+
+    def _insert(
+        self,
+        conn: sqlite3.Connection,
+        actor: str,
+        action: str,
+        subject: str,
+        detail: dict[str, Any],
+    ) -> AuditEntry:
         detail_json = json.dumps(detail, sort_keys=True, ensure_ascii=False, default=str)
         if len(detail_json) > MAX_DETAIL_CHARS:
             detail = {"cut": len(detail_json), "start": detail_json[:DETAIL_START_CHARS]}
             detail_json = json.dumps(detail, sort_keys=True, ensure_ascii=False)
-        with self._lock:
-            with self.db.transaction() as conn:
-                last = conn.execute("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
-                row = last.fetchone()
-                seq, previous = (row["seq"] + 1, row["mac"]) if row else (1, GENESIS)
-                at = now_iso()
-                mac = _mac(self._key, previous, seq, at, actor, action, subject, detail_json)
-                conn.execute(
-                    "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (seq, at, actor, action, subject, detail_json, mac),
-                )
-            atomic_write_text(self.head_path, json.dumps({"seq": seq, "mac": mac}) + "\n")
+        last = conn.execute("SELECT seq, mac FROM audit_log ORDER BY seq DESC LIMIT 1")
+        row = last.fetchone()
+        seq, previous = (row["seq"] + 1, row["mac"]) if row else (1, GENESIS)
+        at = now_iso()
+        mac = _mac(self._key, previous, seq, at, actor, action, subject, detail_json)
+        conn.execute(
+            "INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, at, actor, action, subject, detail_json, mac),
+        )
         return AuditEntry(seq, at, actor, action, subject, detail, mac)
+
+    def _write_head(self, seq: int, mac: str) -> None:
+        atomic_write_text(self.head_path, json.dumps({"seq": seq, "mac": mac}) + "\n")
 
     def entries(self) -> list[AuditEntry]:
         rows = self.db.query("SELECT * FROM audit_log ORDER BY seq")

@@ -365,12 +365,14 @@ class Orchestrator:
         return _settle(step, tasks, spec)
 
     def _record(self, job_id: str, index: int, step: Step, result: dict[str, Any]) -> None:
+        """A finished step and its audit entry, in one transaction."""
         with self.state.db.transaction() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO job_steps VALUES (?, ?, ?, ?, ?)",
                 (job_id, index, step.name, json.dumps(result, sort_keys=True), now_iso()),
             )
-        self.state.audit.append(self._uri, "job.step", job_id, step=step.name)
+            self.state.audit.append_within(conn, self._uri, "job.step", job_id, step=step.name)
+        self.state.audit.sync_head()
 
     def _running(self, job_id: str) -> bool:
         return self.state.store.job(job_id).state == JobState.RUNNING

@@ -82,7 +82,7 @@ def test_a_cap_that_is_not_a_positive_budget_is_refused_with_its_place(tmp_path:
     with pytest.raises(AgentConfigError) as err:
         load(tmp_path, CONFIG.replace("epsilon: 4.0", "epsilon: -1").replace("0.5}", ".nan}"))
     text = str(err.value)
-    assert "privacy_cap.epsilon" in text and "sources.admissions.file.privacy_cap" in text
+    assert "privacy_cap.epsilon" in text and "sources.admissions.privacy_cap.epsilon" in text
 
 
 @pytest.mark.parametrize("topology", ["federated", "local"])

@@ -79,12 +79,22 @@ def test_a_range_condition_is_shown_as_the_cli_writes_it(
         parse_conditions({"age": value}, schema)
 
 
-def test_sampling_error_says_how_to_keep_the_rows_found_and_the_warning_does_not(
+@pytest.fixture
+def starved_cart(
     schema: TableSchema, make_patients: Make, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> Synthesizer:
+    """A cart model whose draw budget is one draw per row asked: about half of the rows asked
+    with sex=F are found."""
     model = SequentialCART().fit(make_patients(1000), schema)
     monkeypatch.setattr(sampling, "DRAWS_PER_ROW", 1)
     monkeypatch.setattr(sampling, "MIN_DRAWS", 0)
+    return model
+
+
+def test_sampling_error_says_how_to_keep_the_rows_found_and_the_warning_does_not(
+    starved_cart: Synthesizer,
+) -> None:
+    model = starved_cart
     hint = r"To keep the \d+ rows found instead, pass --allow-fewer \(CLI\) or allow_fewer=True"
     with pytest.raises(SamplingError, match=rf"such rows\. {hint} \(API\)$"):
         model.sample(400, seed=3, conditions={"sex": "F"})
@@ -189,11 +199,9 @@ def test_cli_range_conditions_parse_to_the_same_interval(column: str, low: int, 
 
 
 def test_allow_fewer_returns_the_rows_found_and_says_how_many(
-    schema: TableSchema, make_patients: Make, monkeypatch: pytest.MonkeyPatch
+    starved_cart: Synthesizer,
 ) -> None:
-    model = SequentialCART().fit(make_patients(1000), schema)
-    monkeypatch.setattr(sampling, "DRAWS_PER_ROW", 1)
-    monkeypatch.setattr(sampling, "MIN_DRAWS", 0)
+    model = starved_cart
     with pytest.raises(SamplingError, match=r"only \d+ of 400 rows"):
         model.sample(400, seed=3, conditions={"sex": "F"})
     with pytest.warns(SamplingShortfall, match=r"only \d+ of 400 rows .*sex='F'"):

@@ -103,14 +103,33 @@ class BrokerProcess:
             self.process.wait(timeout=30)
         self.process = None
 
-    def run_cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def serve_once(self) -> subprocess.CompletedProcess[str]:
+        """`serve` in the foreground, for a broker expected to refuse to start."""
+        return self.run_cli("serve", timeout=120)
+
+    def run_cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "broker.cli", *args, "--config", str(self.config_path)],
             cwd=REPO,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout,
         )
+
+
+def connection_args(broker: BrokerProcess, role: Role, name: str) -> list[str]:
+    """The client options that reach `broker` as `name` of `role`."""
+    ids = broker.identity(role, name)
+    return [
+        "--broker",
+        broker.address,
+        "--ca",
+        str(ids["ca"]),
+        "--cert",
+        str(ids["cert"]),
+        "--key",
+        str(ids["key"]),
+    ]
 
 
 def make_broker(root: Path, **limits: int) -> BrokerProcess:

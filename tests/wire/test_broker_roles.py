@@ -8,9 +8,8 @@ import json
 import socket
 import ssl
 import stat
-import subprocess
-import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -29,27 +28,13 @@ from fedsynth.security.principals import Role
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.transfer import download_file, upload_file
 from fedsynth.wire.v1 import supplier_pb2
-from tests.wire.broker_harness import REPO, BrokerProcess, job_spec, submit_job
+from tests.wire.broker_harness import BrokerProcess, connection_args, job_spec, submit_job
 
 runner = CliRunner(env={"COLUMNS": "250"})
 
 
 def supplier_stub(broker: BrokerProcess, name: str) -> SupplierStub:
     return SupplierStub(broker.channel(Role.SUPPLIER, name))
-
-
-def connection_args(broker: BrokerProcess, role: Role, name: str) -> list[str]:
-    ids = broker.identity(role, name)
-    return [
-        "--broker",
-        broker.address,
-        "--ca",
-        str(ids["ca"]),
-        "--cert",
-        str(ids["cert"]),
-        "--key",
-        str(ids["key"]),
-    ]
 
 
 def test_supplier_receives_its_tasks_and_results_are_recorded_once(
@@ -273,26 +258,16 @@ def test_consumer_cli_lists_shows_and_pulls(
     assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE(as_csv.stat().st_mode) == 0o600
 
 
-def _serve(config_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broker.cli", "serve", "--config", str(config_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_a_second_broker_on_the_same_port_or_state_is_refused_and_the_first_serves_on(
     broker: BrokerProcess, tmp_path: Path
 ) -> None:
-    same_state = _serve(broker.config_path)
+    same_state = broker.serve_once()
     assert same_state.returncode == 2, same_state.stderr
     assert "another broker" in same_state.stderr and "Traceback" not in same_state.stderr
     own_state = yaml.safe_load(broker.config_path.read_text())
     own_state.pop("health_listen")
     (tmp_path / "broker.yaml").write_text(yaml.safe_dump(own_state))
-    same_port = _serve(tmp_path / "broker.yaml")
+    same_port = replace(broker, config_path=tmp_path / "broker.yaml").serve_once()
     assert same_port.returncode == 2, same_port.stderr
     assert "cannot listen on" in same_port.stderr and "Traceback" not in same_port.stderr
     ops = broker.identity(Role.OPERATOR, "ops")

@@ -4,8 +4,6 @@ encrypted rows unreadable) or dying with a traceback."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,39 +11,29 @@ import pytest
 from broker.config import BrokerConfig
 from broker.state import BrokerState, StateError
 from fedsynth.security.atrest import create_key_file
-from tests.wire.broker_harness import REPO, make_broker
+from tests.wire.broker_harness import BrokerProcess, make_broker
 
 
 @pytest.fixture
-def config_path(tmp_path: Path) -> Path:
-    """The config of a broker whose state has been opened once (database and key written)."""
-    path = make_broker(tmp_path).config_path
-    state = BrokerState.open(BrokerConfig.load(path))
+def opened(tmp_path: Path) -> BrokerProcess:
+    """A broker (not running) whose state has been opened once: database and key written."""
+    broker = make_broker(tmp_path)
+    state = BrokerState.open(BrokerConfig.load(broker.config_path))
     state.audit.append("spiffe://fed/operator/ops", "job.submitted", "job-1")
     state.db.close()
-    return path
+    return broker
 
 
 @pytest.fixture
-def config(config_path: Path) -> BrokerConfig:
-    return BrokerConfig.load(config_path)
-
-
-def serve(config_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "broker.cli", "serve", "--config", str(config_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def config(opened: BrokerProcess) -> BrokerConfig:
+    return BrokerConfig.load(opened.config_path)
 
 
 def test_a_missing_key_of_an_existing_state_is_not_replaced(
-    config: BrokerConfig, config_path: Path
+    config: BrokerConfig, opened: BrokerProcess
 ) -> None:
     config.key_file.unlink()
-    refused = serve(config_path)
+    refused = opened.serve_once()
     assert refused.returncode == 2, refused.stderr
     assert f"key_file {config.key_file} is missing" in refused.stderr
     assert "restore the key file from backup" in refused.stderr
@@ -61,13 +49,13 @@ def test_another_key_is_refused_by_its_fingerprint(config: BrokerConfig) -> None
 
 
 def test_a_damaged_database_stops_the_broker_in_one_line(
-    config: BrokerConfig, config_path: Path
+    config: BrokerConfig, opened: BrokerProcess
 ) -> None:
     data = config.database.read_bytes()
     config.database.write_bytes(data[: len(data) // 2])
     for suffix in ("-wal", "-shm"):
         config.database.with_name(config.database.name + suffix).unlink(missing_ok=True)
-    refused = serve(config_path)
+    refused = opened.serve_once()
     assert refused.returncode == 2, refused.stderr
     assert "is damaged or unreadable" in refused.stderr and "restore state_dir" in refused.stderr
     assert "Traceback" not in refused.stderr
@@ -81,18 +69,12 @@ def test_a_new_state_gets_a_key_and_reopens_with_it(tmp_path: Path) -> None:
 
 
 def test_verify_with_another_key_cannot_check_rather_than_crying_tampering(
-    config: BrokerConfig, config_path: Path
+    config: BrokerConfig, opened: BrokerProcess
 ) -> None:
     """A wrong key_file made `audit-log verify` exit 1 (entries altered), the tampering alarm."""
     config.key_file.unlink()
     create_key_file(config.key_file)
-    checked = subprocess.run(
-        [sys.executable, "-m", "broker.cli", "audit-log", "verify", "--config", str(config_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    checked = opened.run_cli("audit-log", "verify")
     assert checked.returncode == 2, checked.stderr
     assert "is not the key of this broker's state" in checked.stderr
     assert "BROKEN" not in checked.stderr

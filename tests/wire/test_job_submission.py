@@ -16,8 +16,7 @@ from fedsynth.operator.client import OperatorClient
 from fedsynth.security.principals import Role
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.v1 import operator_pb2, operator_pb2_grpc, supplier_pb2
-from tests.wire.broker_harness import BrokerProcess, job_spec
-from tests.wire.test_broker_roles import connection_args
+from tests.wire.broker_harness import BrokerProcess, connection_args, job_spec
 
 runner = CliRunner(env={"COLUMNS": "250"})
 

@@ -16,8 +16,7 @@ from fedsynth.operator.cli import app as operator_app
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.principals import Role
 from fedsynth.wire.v1 import consumer_pb2, consumer_pb2_grpc
-from tests.wire.broker_harness import BrokerProcess, released, submit_job
-from tests.wire.test_broker_roles import connection_args
+from tests.wire.broker_harness import BrokerProcess, connection_args, released, submit_job
 
 runner = CliRunner(env={"COLUMNS": "250"})
 

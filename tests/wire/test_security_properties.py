@@ -119,6 +119,29 @@ def test_audit_log_chain_verifies_until_an_entry_changes(tmp_path: Path) -> None
     db.close()
 
 
+def test_an_entry_appended_within_a_transaction_commits_or_rolls_back_with_it(
+    tmp_path: Path,
+) -> None:
+    """A step's row and its audit entry were two transactions: a broker killed between them
+    kept the step and lost the entry (seen as a missing `job.step` after a restart)."""
+    db = Database(tmp_path / "log.sqlite3")
+    log = AuditLog(db, KEY, tmp_path / "head.json")
+    log.append("spiffe://fed/broker/broker", "broker.started", "b")
+    db.create_tables("CREATE TABLE IF NOT EXISTS steps (name TEXT);")
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute("INSERT INTO steps VALUES ('lost')")
+        log.append_within(conn, "spiffe://fed/broker/broker", "job.step", "job-1", step="lost")
+        raise RuntimeError("killed")
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO steps VALUES ('kept')")
+        log.append_within(conn, "spiffe://fed/broker/broker", "job.step", "job-1", step="kept")
+    log.sync_head()
+    assert [e.detail.get("step") for e in log.entries()] == [None, "kept"]
+    assert db.query("SELECT name FROM steps")[0]["name"] == "kept"
+    assert log.verify().ok and '"seq": 2' in (tmp_path / "head.json").read_text()
+    db.close()
+
+
 def test_an_audit_entry_keeps_the_start_of_an_oversized_detail(tmp_path: Path) -> None:
     db = Database(tmp_path / "log.sqlite3")
     log = AuditLog(db, KEY, tmp_path / "head.json")

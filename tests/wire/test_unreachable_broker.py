@@ -7,32 +7,23 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from fedsynth.security.principals import Role
-from tests.wire.broker_harness import BrokerProcess, free_port
+from tests.wire.broker_harness import BrokerProcess, connection_args, free_port
 
 BIN = Path(sys.executable).parent
 
 
 def consumer_list(broker: BrokerProcess, address: str) -> subprocess.CompletedProcess[str]:
-    ids = broker.identity(Role.CONSUMER, "alice")
+    """`fedsynth-consumer list` against `address`, with the user's gRPC verbosity unset."""
+    args = connection_args(replace(broker, address=address), Role.CONSUMER, "alice")
     env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
     return subprocess.run(
-        [
-            str(BIN / "fedsynth-consumer"),
-            "--broker",
-            address,
-            "--ca",
-            str(ids["ca"]),
-            "--cert",
-            str(ids["cert"]),
-            "--key",
-            str(ids["key"]),
-            "list",
-        ],
+        [str(BIN / "fedsynth-consumer"), *args, "list"],
         capture_output=True,
         text=True,
         env=env,
