@@ -200,25 +200,32 @@ def publish(
         topology=topology,
     )
     reasons += supplier_reasons
-    candidate_id = store.add_candidate(
-        job_id=job_id,
-        verdict="pass" if not reasons else "fail",
-        reasons=reasons,
-        dataset_sha256=data.sha256,
-        dataset_size=data.size,
-        report_sha256=report.sha256,
-        html_sha256=html.sha256,
-    )
-    broker_uri = state.config.uri
-    if reasons:
-        state.audit.append(
-            broker_uri,
-            "candidate.rejected",
-            candidate_id,
+
+    def add_candidate() -> str:
+        return store.add_candidate(
             job_id=job_id,
+            verdict="pass" if not reasons else "fail",
             reasons=reasons,
             dataset_sha256=data.sha256,
+            dataset_size=data.size,
+            report_sha256=report.sha256,
+            html_sha256=html.sha256,
         )
+
+    broker_uri = state.config.uri
+    if reasons:
+        with state.db.transaction() as conn:
+            candidate_id = add_candidate()
+            state.audit.append_within(
+                conn,
+                broker_uri,
+                "candidate.rejected",
+                candidate_id,
+                job_id=job_id,
+                reasons=reasons,
+                dataset_sha256=data.sha256,
+            )
+        state.audit.sync_head()
         raise ReleaseRefused(candidate_id, reasons)
     release_id = new_id("rel")
     issued_at = now_iso()
@@ -250,30 +257,34 @@ def publish(
     }
     identity = state.signing_identity()
     signed = sign_document(attestation, identity.key, identity.cert)
-    store.add_release(
-        ReleaseRow(
-            release_id=release_id,
-            candidate_id=candidate_id,
-            job_id=job_id,
-            name=name,
-            dataset_sha256=data.sha256,
-            dataset_size=data.size,
-            report_sha256=report.sha256,
-            html_sha256=html.sha256,
-            topology=topology,
-            synthesizer=synthesizer,
-            attestation_json=signed.payload,
-            signature=signed.signature,
-            broker_certificate_pem=cert_pem(identity.cert),
-            created_at=issued_at,
+    with state.db.transaction() as conn:
+        candidate_id = add_candidate()
+        store.add_release(
+            ReleaseRow(
+                release_id=release_id,
+                candidate_id=candidate_id,
+                job_id=job_id,
+                name=name,
+                dataset_sha256=data.sha256,
+                dataset_size=data.size,
+                report_sha256=report.sha256,
+                html_sha256=html.sha256,
+                topology=topology,
+                synthesizer=synthesizer,
+                attestation_json=signed.payload,
+                signature=signed.signature,
+                broker_certificate_pem=cert_pem(identity.cert),
+                created_at=issued_at,
+            )
         )
-    )
-    state.audit.append(
-        broker_uri,
-        "release.published",
-        release_id,
-        job_id=job_id,
-        candidate_id=candidate_id,
-        dataset_sha256=data.sha256,
-    )
+        state.audit.append_within(
+            conn,
+            broker_uri,
+            "release.published",
+            release_id,
+            job_id=job_id,
+            candidate_id=candidate_id,
+            dataset_sha256=data.sha256,
+        )
+    state.audit.sync_head()
     return Published(release_id, candidate_id, attestation)

@@ -97,8 +97,10 @@ class BrokerState:
                 if task.state == "pending":
                     self.store.finish_task(task.task_id, False, b"", f"job {outcome.value}")
             self.uploads.purge_job(job_id, actor)
-            job = self.store.set_job_state(job_id, outcome, reason)
-            self.audit.append(actor, f"job.{outcome.value}", job_id, reason=reason)
+            with self.db.transaction() as conn:
+                job = self.store.set_job_state(job_id, outcome, reason)
+                self.audit.append_within(conn, actor, f"job.{outcome.value}", job_id, reason=reason)
+            self.audit.sync_head()
         self.notify_tasks()
         return job
 

@@ -142,6 +142,25 @@ def test_an_entry_appended_within_a_transaction_commits_or_rolls_back_with_it(
     db.close()
 
 
+def test_a_transaction_opened_inside_another_joins_it(tmp_path: Path) -> None:
+    """Ending a job, rejecting a candidate and publishing a release write their rows through
+    the store and their audit entries in one outer transaction: all or nothing."""
+    db = Database(tmp_path / "state.sqlite3")
+    db.create_tables("CREATE TABLE IF NOT EXISTS t (v TEXT);")
+    with pytest.raises(RuntimeError), db.transaction():
+        with db.transaction() as inner:
+            inner.execute("INSERT INTO t VALUES ('inner')")
+        raise RuntimeError("after the inner block")
+    assert db.query("SELECT v FROM t") == []
+    with db.transaction(), db.transaction() as inner:
+        inner.execute("INSERT INTO t VALUES ('kept')")
+    assert [r["v"] for r in db.query("SELECT v FROM t")] == ["kept"]
+    with db.transaction() as conn:  # a fresh transaction opens after the joined ones
+        conn.execute("INSERT INTO t VALUES ('next')")
+    assert len(db.query("SELECT v FROM t")) == 2
+    db.close()
+
+
 def test_an_audit_entry_keeps_the_start_of_an_oversized_detail(tmp_path: Path) -> None:
     db = Database(tmp_path / "log.sqlite3")
     log = AuditLog(db, KEY, tmp_path / "head.json")
