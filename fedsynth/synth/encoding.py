@@ -154,8 +154,14 @@ def assemble(columns: dict[str, pd.Series], schema: TableSchema, n: int) -> pd.D
     return pd.DataFrame(out)
 
 
+SURROGATE_PREFIX = "syn-"
+"""Marks a surrogate as synthetic, and keeps it from reading as a number: a bare hex token such
+as 12345e6789012345 is a float literal to spreadsheets, and pandas 2.3.3's CSV reader crashes
+(segmentation fault) on such a value at the top of a column."""
+
+
 def surrogate_identifiers(n: int, rng: np.random.Generator) -> np.ndarray:
-    """`n` distinct fresh tokens of 16 hex characters drawn from `rng`.
+    """`n` distinct fresh tokens, SURROGATE_PREFIX and 16 hex characters, drawn from `rng`.
 
     Identifier columns are never modelled, so synthetic rows get new surrogate values: unique,
     as a non-nullable identifier column demands, and unrelated to any real identifier.
@@ -168,7 +174,7 @@ def surrogate_identifiers(n: int, rng: np.random.Generator) -> np.ndarray:
         again = np.setdiff1d(np.arange(n), first)
         tokens[again] = rng.integers(0, 2**64, size=again.size, dtype=np.uint64)
     text = tokens.astype(">u8").tobytes().hex().encode("ascii")
-    return np.frombuffer(text, dtype="S16").astype(str)
+    return np.char.add(SURROGATE_PREFIX, np.frombuffer(text, dtype="S16").astype(str))
 
 
 def _clip_rounded(values: np.ndarray, lo: float, hi: float, step: float) -> np.ndarray:
