@@ -60,3 +60,15 @@ Yaml12Dumper.yaml_implicit_resolvers = {
     )
     for first in {*yaml.SafeLoader.yaml_implicit_resolvers, *Yaml12Loader.yaml_implicit_resolvers}
 }
+
+_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    """Text holding a character YAML counts as a line break goes double-quoted, where it is
+    escaped: in the single-quoted style PyYAML picks otherwise, a reader folds it to a space."""
+    style = '"' if any(ch in value for ch in _LINE_BREAKS) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+Yaml12Dumper.add_representer(str, _represent_text)
