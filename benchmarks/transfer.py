@@ -75,10 +75,11 @@ from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.transfer import upload_file
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.v1 import supplier_pb2
-address, ca, cert, key, job_id, task_id, path, chunk, attempt = sys.argv[1:10]
+address, ca, cert, key, tasks, path, chunk, attempt = sys.argv[1:9]
+job_id, task_id = tasks.split(",")[int(attempt)].split(":")
 channel = secure_channel(address, ca=ca, cert=cert, key=key, max_message_bytes=16 << 20)
 header = supplier_pb2.UploadHeader(supplier="site-a", job_id=job_id, task_id=task_id,
-    name=f"{attempt}/" + path.rsplit("/", 1)[-1], kind=supplier_pb2.UPLOAD_KIND_SYNTHETIC)
+    name=path.rsplit("/", 1)[-1], kind=supplier_pb2.UPLOAD_KIND_SYNTHETIC)
 import time
 started, cpu = time.perf_counter(), time.process_time()
 status = upload_file(SupplierStub(channel), header, path,
@@ -281,7 +282,7 @@ RESULT = {"transfer_seconds": time.perf_counter() - started, "cpu": time.process
 @dataclass
 class Measurement:
     """A child program run again and again, with the CPU seconds its server spends in each run.
-    `numbered` passes each run its number as a last argument (uploads need a fresh name)."""
+    `numbered` passes each run its number as a last argument (each upload takes its own task)."""
 
     code: str
     args: list[str]
@@ -462,10 +463,14 @@ def through_broker(
     ca = str(pki.directory / "ca.pem")
     reader = [*map(str, pki.paths_for(Role.CONSUMER, "reader"))]
     ops_ids = pki.paths_for(Role.OPERATOR, "ops")
-    with OperatorClient(address, ca=ca, cert=ops_ids[0], key=ops_ids[1]) as ops:
-        job_id = ops.submit(JobSpec.model_validate(SPEC)).job_id
     state = BrokerState.open(BrokerConfig.load(broker.config_path))
-    task_id = pending_task(state, job_id, "site-a")
+
+    def fresh_tasks(count: int) -> list[tuple[str, str]]:
+        """(job, task) of `count` new jobs: a task takes one upload, so each run has its own."""
+        with OperatorClient(address, ca=ca, cert=ops_ids[0], key=ops_ids[1]) as ops:
+            jobs = [ops.submit(JobSpec.model_validate(SPEC)).job_id for _ in range(count)]
+        return [(job, pending_task(state, job, "site-a")) for job in jobs]
+
     rows: list[dict[str, Any]] = []
     try:
         for size, path in sorted(files.items(), reverse=True):
@@ -473,9 +478,11 @@ def through_broker(
             sup = pki.paths_for(Role.SUPPLIER, "site-a")
             bare_args = [bare_address, str(nbytes), "mtls", ca, *reader]
             bare_up = Measurement(BARE_UP, [*bare_args, str(chunk)], bare_pid)
+            tasks = ",".join(f"{job}:{task}" for job, task in fresh_tasks(repeat))
+            job_id = tasks.split(":", 1)[0]
             upload = Measurement(
                 UPLOAD,
-                [address, ca, *map(str, sup), job_id, task_id, str(path), str(chunk)],
+                [address, ca, *map(str, sup), tasks, str(path), str(chunk)],
                 broker_pid,
                 numbered=True,
             )
