@@ -55,16 +55,17 @@ class BrokerState:
                 )
             create_key_file(config.key_file)
         key = load_key_file(config.key_file)
+        fingerprint = key_fingerprint(key)
         try:
             db = Database(config.database)
             store = Store(db)
-            recorded = store.key_fingerprint(key_fingerprint(key))
+            recorded = store.key_fingerprint(fingerprint)
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"state database {config.database} is damaged or unreadable ({exc}): restore "
                 "state_dir from backup"
             ) from exc
-        if recorded != key_fingerprint(key):
+        if recorded != fingerprint:
             raise StateError(
                 f"key_file {config.key_file} is not the key this state_dir was created with "
                 "(its fingerprint differs): give the broker its own key file back"

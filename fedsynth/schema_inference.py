@@ -23,10 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fedsynth.arrow_text import as_text
-from fedsynth.io import (
-    DataFileError,
-    read_raw,
-)
+from fedsynth.io import DataFileError, read_raw
 from fedsynth.schema import (
     DEFAULT_FALSE_VALUES,
     DEFAULT_TRUE_VALUES,

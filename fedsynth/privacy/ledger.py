@@ -86,13 +86,14 @@ def head_path(path: Path) -> Path:
     return path.with_name(path.name + ".head")
 
 
-def verify_ledger(path: str | Path) -> None:
-    """Raise LedgerDamaged when the ledger at `path` holds fewer or other charges than its head
-    records; a ledger without a head (new, or from before heads) passes."""
+def verify_ledger(path: str | Path) -> int | None:
+    """The number of charges the head of the ledger at `path` records (None without a head: a
+    new ledger, or one from before heads); LedgerDamaged when the ledger holds fewer or other
+    charges."""
     path = Path(path)
     recorded = _read_head(head_path(path))
     if recorded is None or recorded[0] == 0:
-        return
+        return None if recorded is None else 0
     count, digest = recorded
     found = 0
     if path.exists():
@@ -105,7 +106,7 @@ def verify_ledger(path: str | Path) -> None:
         finally:
             db.close()
         if same:
-            return
+            return count
     raise LedgerDamaged(
         f"privacy ledger {path} holds {found} charges where its head {head_path(path)} records "
         f"{count}, or other ones: the ledger was truncated, deleted, replaced by an older copy or "
@@ -147,14 +148,16 @@ class PrivacyLedger:
         self.source_caps = dict(source_caps or {})
         self.head_path = head_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        verify_ledger(self.path)
+        recorded = verify_ledger(self.path)
         with self._open() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(charges)")}
             if "location" not in columns:  # a ledger written before locations were kept
                 db.execute("ALTER TABLE charges ADD COLUMN location TEXT")
-        self._write_head()
+            found = db.execute("SELECT COUNT(*) FROM charges").fetchone()[0]
+        if recorded != found:  # no head yet, or one a crash left behind the last charge
+            self._write_head()
 
     def cap_for(self, source: str) -> BudgetCap:
         """The cap of `source` (its own, else the ledger-wide one)."""

@@ -164,14 +164,13 @@ class DPGaussianCopula(RoundsCentralFit, GaussianCopula):
         for column, edges in self._columns_edges():
             size = _cells(column, edges)
             kept = size + 1 if column.nullable else size
-            measured.append((column, edges, noisy[start : start + kept]))
+            measured.append((column, edges, size, noisy[start : start + kept]))
             start += size + 1
-        self.n_ = max(float(np.mean([cells.sum() for _, _, cells in measured])), 1.0)
+        self.n_ = max(float(np.mean([cells.sum() for *_, cells in measured])), 1.0)
         columns = {}
         rounding = public_rounding(self.schema_)
-        for column, edges, cells in measured:
+        for column, edges, size, cells in measured:
             projected = project_counts(cells, self.n_)
-            size = _cells(column, edges)
             columns[column.name] = ColumnStats(
                 name=column.name,
                 null_count=float(projected[size]) if column.nullable else 0.0,

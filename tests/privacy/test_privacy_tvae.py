@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,10 @@ from fedsynth.synth.artifact import MAGIC
 from fedsynth.synth.base import Synthesizer
 from fedsynth.synth.tvae import TVAESynthesizer
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 SCHEMA = TableSchema.from_dict(
     {
@@ -27,15 +29,6 @@ SCHEMA = TableSchema.from_dict(
         ],
     }
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny networks train faster on one thread than on two contended cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _people(n: int = 300, seed: int = 0) -> pd.DataFrame:

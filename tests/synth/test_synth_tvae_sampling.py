@@ -6,19 +6,19 @@ column onto its most likely value: a 28% boolean came out all False, 7 categorie
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from fedsynth.schema import TableSchema
 from fedsynth.synth.artifact import Artifact
 from fedsynth.synth.base import Synthesizer
 from fedsynth.synth.tvae import ColumnCode, TVAESynthesizer
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 SCHEMA = TableSchema.from_dict(
     {
@@ -32,15 +32,6 @@ SCHEMA = TableSchema.from_dict(
     }
 )
 SHARES = [0.30, 0.22, 0.16, 0.13, 0.10, 0.07, 0.02]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny networks train faster on one thread than on two contended cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _stays(n: int = 2000, seed: int = 0) -> pd.DataFrame:

@@ -87,15 +87,27 @@ class BrokerProcess:
             preexec_fn=limit_files,
         )
         try:
-            with grpc.insecure_channel(self.health_address) as channel:
-                stub = health_pb2_grpc.HealthStub(channel)
-                reply = stub.Check(
-                    health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=120
-                )
-            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            self.wait_for_health(health_pb2.HealthCheckResponse.SERVING, timeout=120)
         except BaseException:
             self.stop()  # a broker that never answered must not outlive the test run
             raise
+
+    def wait_for_health(self, status: int, timeout: float) -> None:
+        """Return once the health service reports `status`, following its Watch stream (on the
+        plaintext health port, as an orchestrator's probe does); fail after `timeout`."""
+        with grpc.insecure_channel(self.health_address) as channel:
+            updates = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=timeout
+            )
+            try:
+                if any(update.status == status for update in updates):
+                    return
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+            finally:
+                updates.cancel()
+        raise AssertionError(f"the broker never reported health {status} in {timeout} s")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

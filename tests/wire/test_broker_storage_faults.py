@@ -4,7 +4,6 @@ and a traceback each while the health service said SERVING."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import pytest
 from fedsynth.security.principals import Role
 from fedsynth.wire.v1 import (
     health_pb2,
-    health_pb2_grpc,
     operator_pb2,
     operator_pb2_grpc,
     supplier_pb2,
@@ -36,12 +34,6 @@ def full_broker(tmp_path: Path) -> Iterator[BrokerProcess]:
     broker.start(max_file_bytes=size + HEADROOM)
     yield broker
     broker.stop()
-
-
-def health(broker: BrokerProcess) -> int:
-    with grpc.insecure_channel(broker.health_address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        return stub.Check(health_pb2.HealthCheckRequest(), timeout=TIMEOUT).status
 
 
 def test_a_full_disk_answers_unavailable_and_reports_not_serving(
@@ -69,10 +61,7 @@ def test_a_full_disk_answers_unavailable_and_reports_not_serving(
             supplier_pb2.TaskRef(supplier="hospital-a", task_id="nope"), timeout=TIMEOUT
         )
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND  # reads still answer
-    deadline = time.monotonic() + TIMEOUT
-    while health(full_broker) != health_pb2.HealthCheckResponse.NOT_SERVING:
-        assert time.monotonic() < deadline, "the broker kept reporting SERVING"
-        time.sleep(0.2)
+    full_broker.wait_for_health(health_pb2.HealthCheckResponse.NOT_SERVING, timeout=TIMEOUT)
     log = (full_broker.root / "broker.log").read_text()
     assert log.count("cannot write the broker's state") == 1
     assert "Traceback" not in log
