@@ -317,6 +317,7 @@ class SupplierAgent:
                 name=f"{task.task_id}/{item.name}",
                 kind=UPLOAD_KINDS[item.kind],
                 media_type="application/octet-stream",
+                sha256=item.sha256,
             )
             size = item.path.stat().st_size
             status = self._send(stub, header, item.path, size)

@@ -20,11 +20,15 @@ class TaskClosed(Exception):
 
 @dataclass(frozen=True)
 class OutFile:
-    """A file produced for the broker, and what kind of artifact it is for the egress policy."""
+    """A file produced for the broker, what kind of artifact it is for the egress policy, and
+    its SHA-256 when its handler computed it already (a signed verdict names it): the upload
+    declares that hash instead of reading the file once more, and the broker refuses bytes that
+    no longer match it."""
 
     name: str
     kind: ArtifactKind
     path: Path
+    sha256: str = ""
 
 
 @dataclass(frozen=True)

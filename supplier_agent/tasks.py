@@ -340,10 +340,10 @@ def synthesize_locally(ctx: TaskContext) -> Outgoing:
         )
     charges = _charge_local(ctx, book, model)
     path = _write_parquet(ctx.workdir / "synthetic.parquet", synthetic)
-    verdict = _verdict(ctx, report, _sha256(path))
+    sha256 = _sha256(path)
     return Outgoing(
-        {"verdict": verdict, "rows": len(synthetic), "charges": charges},
-        (OutFile(path.name, ArtifactKind.SYNTHETIC, path),),
+        {"verdict": _verdict(ctx, report, sha256), "rows": len(synthetic), "charges": charges},
+        (OutFile(path.name, ArtifactKind.SYNTHETIC, path, sha256),),
     )
 
 
@@ -410,13 +410,17 @@ HANDLERS: dict[TaskKind, Callable[[TaskContext], Outgoing]] = {
 
 def save_outgoing(path: Path, outgoing: Outgoing) -> None:
     """Persist a finished handler's output so a restarted agent resends the same bytes."""
-    files = [{"name": f.name, "kind": f.kind.value, "path": str(f.path)} for f in outgoing.files]
+    files = [
+        {"name": f.name, "kind": f.kind.value, "path": str(f.path), "sha256": f.sha256}
+        for f in outgoing.files
+    ]
     atomic_write_text(path, json.dumps({"result": outgoing.result, "files": files}))
 
 
 def load_outgoing(path: Path) -> Outgoing:
     data = json.loads(path.read_text("utf-8"))
     files = tuple(
-        OutFile(f["name"], ArtifactKind(f["kind"]), Path(f["path"])) for f in data["files"]
+        OutFile(f["name"], ArtifactKind(f["kind"]), Path(f["path"]), f.get("sha256", ""))
+        for f in data["files"]
     )
     return Outgoing(data["result"], files)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,10 @@ from fedsynth.jobs import JobSpec
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.ca import FederationCA
 from fedsynth.security.principals import Role
-from fedsynth.wire.v1 import operator_pb2
+from fedsynth.wire.stubs import SupplierStub
+from fedsynth.wire.v1 import operator_pb2, supplier_pb2
 from supplier_agent.audit_bar import SAMPLE_SIZES
+from supplier_agent.config import AgentConfig, ArtifactKind
 from tests.wire.broker_harness import REPO, BrokerProcess, free_port
 
 FEDERATION = "fedtest"
@@ -155,6 +159,34 @@ class Federation:
         for agent in self.agents.values():
             agent.stop()
         self.broker.stop()
+
+
+@contextmanager
+def strict_site_task(
+    fed: Federation, state_dir: Path, spec: JobSpec, **config: Any
+) -> Iterator[tuple[AgentConfig, SupplierStub, supplier_pb2.Task]]:
+    """For a test that runs the strict site's agent in-process: that agent's process stopped,
+    its config with state in `state_dir`, every artifact kind allowed and `config` in place, a
+    real stub as that site, and the task the broker sends it for `spec` (submitted here). The
+    agent process is started again afterwards."""
+    agent = fed.agents[STRICT]
+    agent.stop()
+    try:
+        loaded = AgentConfig.load(agent.config_path)
+        egress = loaded.egress.model_copy(update={"allow": frozenset(ArtifactKind)})
+        settings = loaded.model_copy(update={"state_dir": state_dir, "egress": egress, **config})
+        job_id = fed.submit(spec)
+        channel = fed.broker.channel(Role.SUPPLIER, STRICT)
+        try:
+            stub = SupplierStub(channel)
+            stream = stub.Subscribe(supplier_pb2.SubscribeRequest(supplier=STRICT), timeout=60)
+            task = next(t for t in stream if t.job_id == job_id)
+            stream.cancel()
+            yield settings, stub, task
+        finally:
+            channel.close()
+    finally:
+        agent.start()
 
 
 def job(name: str, topology: str, suppliers: tuple[str, ...] = SUPPLIERS, **extra: Any) -> JobSpec:

@@ -13,14 +13,11 @@ from typing import Any
 
 import pytest
 
-from fedsynth.jobs import Topology
-from fedsynth.security.principals import Role
 from fedsynth.wire.bulk import UploadFrame
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.v1 import supplier_pb2
 from supplier_agent.agent import SupplierAgent
-from supplier_agent.config import AgentConfig, ArtifactKind, EgressPolicy
-from tests.federation.harness import STRICT, Federation, job
+from tests.federation.harness import STRICT, Federation, job, strict_site_task
 
 
 def finished_steps(fed: Federation, job_id: str) -> list[str]:
@@ -95,36 +92,23 @@ class CrashingStub:
 def test_agent_dying_mid_upload_resumes_it_after_restart_with_the_same_hash(
     federation: Federation, tmp_path: Path
 ) -> None:
-    strict = federation.agents[STRICT]
-    strict.stop()
-    try:
-        config = AgentConfig.load(strict.config_path).model_copy(
-            update={
-                "state_dir": tmp_path / "state",
-                "chunk_bytes": 1024,
-                "egress": EgressPolicy(
-                    allow=frozenset(ArtifactKind), topologies=frozenset(Topology)
-                ),
-            }
-        )
-        job_id = federation.submit(job("crash-mid-upload", "central", (STRICT,)))
-        channel = federation.broker.channel(Role.SUPPLIER, STRICT)
-        stub = SupplierStub(channel)
-        stream = stub.Subscribe(supplier_pb2.SubscribeRequest(supplier=STRICT), timeout=60)
-        task = next(t for t in stream if t.job_id == job_id)
-        stream.cancel()
+    spec = job("crash-mid-upload", "central", (STRICT,))
+    with strict_site_task(federation, tmp_path / "state", spec, chunk_bytes=1024) as (
+        config,
+        stub,
+        task,
+    ):
         crashing = CrashingStub(stub, crash=True)
         with pytest.raises(Crash):
             SupplierAgent(config).handle(crashing, task)
         restarted = CrashingStub(stub, crash=False)
         SupplierAgent(config).handle(restarted, task)
-        channel.close()
-        first, second = crashing.headers[0], restarted.headers[0]
-        assert second.sha256 == first.sha256 and second.size == first.size > 1024
-        assert restarted.begun[0].received == 1024
-        assert federation.wait(job_id).state == "succeeded"
-        with sqlite3.connect(federation.broker.state_dir / "broker.sqlite3") as db:
-            (sha,) = db.execute("SELECT sha256 FROM uploads WHERE job_id = ?", (job_id,)).fetchone()
-        assert sha == first.sha256
-    finally:
-        strict.start()
+    first, second = crashing.headers[0], restarted.headers[0]
+    assert second.sha256 == first.sha256 and second.size == first.size > 1024
+    assert restarted.begun[0].received == 1024
+    assert federation.wait(task.job_id).state == "succeeded"
+    with sqlite3.connect(federation.broker.state_dir / "broker.sqlite3") as db:
+        (sha,) = db.execute(
+            "SELECT sha256 FROM uploads WHERE job_id = ?", (task.job_id,)
+        ).fetchone()
+    assert sha == first.sha256
