@@ -499,8 +499,9 @@ def through_broker(
             sup = pki.paths_for(Role.SUPPLIER, "site-a")
             bare_args = [bare_address, str(nbytes), "mtls", ca, *reader]
             bare_up = Measurement(BARE_UP, [*bare_args, str(chunk)], bare_pid)
-            uploads = {}
-            for declared in ("-", file_digest(path).sha256):
+            digest = file_digest(path).sha256
+            uploads: dict[str, tuple[Measurement, list[float]]] = {}
+            for label, declared in (("broker upload", "-"), ("upload, hash declared", digest)):
                 tasks = ",".join(f"{job}:{task}" for job, task in fresh_tasks(repeat + 1))
                 job_id = tasks.split(":", 1)[0]
                 upload = Measurement(
@@ -509,7 +510,7 @@ def through_broker(
                     broker_pid,
                     numbered=True,
                 )
-                uploads[declared == "-"] = (upload, paired(repeat, bare_up, upload))
+                uploads[label] = (upload, paired(repeat, bare_up, upload))
             published = publish(
                 state,
                 job_id=job_id,
@@ -517,7 +518,7 @@ def through_broker(
                 dataset=path,
                 audit_report_json=json.dumps({"verdict": "pass"}).encode(),
                 audit_html=b"<html></html>",
-                job_spec_hash=file_digest(path).sha256,
+                job_spec_hash=digest,
                 topology="local",
                 synthesizer="copula",
                 privacy_spent={},
@@ -527,29 +528,25 @@ def through_broker(
             pull = Measurement(
                 PULL, [address, ca, *reader, published.release_id, str(out)], broker_pid
             )
-            down_fractions = paired(repeat, bare_down, pull)
+            pulls = {"consumer pull": (pull, paired(repeat, bare_down, pull))}
             assert file_digest(out).sha256 == published.attestation["dataset"]["sha256"]
             out.unlink()
-            for direction, bare, ours, fractions, label in (
-                ("up", bare_up, *uploads[True], "broker upload"),
-                ("up", bare_up, *uploads[False], "upload, hash declared"),
-                ("down", bare_down, pull, down_fractions, "consumer pull"),
-            ):
+            for direction, bare, ours in (("up", bare_up, uploads), ("down", bare_down, pulls)):
                 common = {"direction": direction, "bytes": nbytes}
-                if ours is not uploads[False][0]:
-                    rows.append(
-                        {"path": f"bare gRPC stream (mtls, {size} MiB)", **common, **bare.best()}
-                    )
                 rows.append(
-                    {
-                        "path": f"{label} ({size} MiB)",
-                        **common,
-                        **ours.best(),
-                        "broker_peak_rss_mib": peak_rss_mib(broker_pid),
-                        "paired_fractions": fractions,
-                        "fraction_of_mtls_ceiling": statistics.median(fractions),
-                    }
+                    {"path": f"bare gRPC stream (mtls, {size} MiB)", **common, **bare.best()}
                 )
+                for label, (measured, fractions) in ours.items():
+                    rows.append(
+                        {
+                            "path": f"{label} ({size} MiB)",
+                            **common,
+                            **measured.best(),
+                            "broker_peak_rss_mib": peak_rss_mib(broker_pid),
+                            "paired_fractions": fractions,
+                            "fraction_of_mtls_ceiling": statistics.median(fractions),
+                        }
+                    )
     finally:
         state.close()
     return rows
