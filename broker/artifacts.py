@@ -19,6 +19,13 @@ from fedsynth.security.atrest import MAGIC, Appendable, SegmentWriter, read_segm
 from fedsynth.wire.transfer import ObjectDigest, read_chunks
 
 
+def object_path(root: Path, sha256: str, *, encrypted: bool = False) -> Path:
+    """Where the store under `root` keeps the object named `sha256`."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(f"{sha256!r} is not a lowercase hex SHA-256")
+    return root / "sha256" / sha256[:2] / (sha256 + (".enc" if encrypted else ""))
+
+
 class ArtifactStore:
     """Objects under `root/sha256/<first two hex>/<sha256>[.enc]`."""
 
@@ -28,9 +35,7 @@ class ArtifactStore:
         (self.root / "sha256").mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str, *, encrypted: bool = False) -> Path:
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise ValueError(f"{sha256!r} is not a lowercase hex SHA-256")
-        return self.root / "sha256" / sha256[:2] / (sha256 + (".enc" if encrypted else ""))
+        return object_path(self.root, sha256, encrypted=encrypted)
 
     def has(self, sha256: str, *, encrypted: bool = False) -> bool:
         return self.path(sha256, encrypted=encrypted).exists()

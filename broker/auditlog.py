@@ -198,7 +198,7 @@ class AuditLog:
 
 
 @contextmanager
-def _read_only(database: Path) -> Iterator[sqlite3.Connection]:
+def read_only(database: Path) -> Iterator[sqlite3.Connection]:
     """`database` opened read-only, so no table is created and the journal mode stays as found;
     AuditLogUnreadable (naming the file) if it is missing, empty or not SQLite."""
     if not database.is_file():
@@ -234,12 +234,12 @@ def verify_database(
         raise AuditLogUnreadable(f"{database}: no broker database there")
 
     def rows() -> list[Row] | None:
-        with _read_only(database) as db:
+        with read_only(database) as db:
             if not _has_log(db):
                 return None
             return db.execute(f"SELECT {COLUMNS} FROM audit_log ORDER BY seq").fetchall()
 
-    with _read_only(database) as db:
+    with read_only(database) as db:
         recorded = _recorded_fingerprint(db)
     if recorded is not None and recorded != key_fingerprint(key):
         raise AuditLogUnreadable(
@@ -333,7 +333,7 @@ def read_entries(
     AuditLogUnreadable if the file cannot be read; AuditLogGone if it has no audit_log table.
     """
     selected: deque[AuditEntry] = deque(maxlen=last)
-    with _read_only(database) as db:
+    with read_only(database) as db:
         if not _has_log(db):
             raise AuditLogGone(
                 f"the audit_log table is missing from {database} (dropped?); "

@@ -1,4 +1,5 @@
-"""`fedsynth-broker`: run the broker, and verify and read its audit log."""
+"""`fedsynth-broker`: run the broker, verify and read its audit log, and read out its own audit
+reports."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 import grpc
 import typer
 
+from broker.audit_reports import NoBrokerAudit, broker_audit_files
 from broker.auditlog import (
     AuditEntry,
     AuditLogGone,
@@ -22,6 +24,7 @@ from broker.auditlog import (
     verify_database,
 )
 from broker.config import BrokerConfig, ConfigError
+from fedsynth.files import atomic_write_bytes
 from fedsynth.security.atrest import load_key_file
 from fedsynth.wire.v1 import health_pb2, health_pb2_grpc
 
@@ -133,6 +136,29 @@ def show_command(
         typer.echo(_table(entries))
     else:
         typer.echo("no entries match", err=True)
+
+
+@app.command("audit-report")
+def audit_report_command(
+    job: str = typer.Argument(..., help="Job id (a central or prepared job)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write report.json and report.html to."),
+    config: Path = CONFIG,
+) -> None:
+    """Write the broker's full audit of a central or prepared job's candidate: its report
+    (report.json) and page with plots (report.html). Its release carries only the summary, as
+    these describe the pooled real rows: they are for the broker's operator. Exit 2 if the job
+    has no such audit or a file cannot be read."""
+    settings = _config(config)
+    try:
+        files = broker_audit_files(settings, job)
+        contents = {name: path.read_bytes() for name, path in files.items()}
+    except (NoBrokerAudit, AuditLogUnreadable, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in contents.items():
+        atomic_write_bytes(out / name, data)
+        typer.echo(str(out / name))
 
 
 def _since(text: str | None) -> datetime | None:

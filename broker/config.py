@@ -190,6 +190,10 @@ class BrokerConfig(BaseModel):
         return self.state_dir / "broker.sqlite3"
 
     @property
+    def artifacts_dir(self) -> Path:
+        return self.state_dir / "artifacts"
+
+    @property
     def uri(self) -> str:
         """The broker's own principal, the actor of what it does by itself in the audit log."""
         return f"spiffe://{self.federation}/broker/{self.name}"

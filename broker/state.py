@@ -76,7 +76,7 @@ class BrokerState:
                 "suppliers no longer in the config's suppliers list are refused: %s", withdrawn
             )
         audit = AuditLog(db, key, config.state_dir / "audit-head.json")
-        artifacts = ArtifactStore(config.state_dir / "artifacts", key)
+        artifacts = ArtifactStore(config.artifacts_dir, key)
         uploads = UploadReceiver(
             store, artifacts, audit, config.state_dir / "uploads", config.limits
         )

@@ -416,11 +416,10 @@ def _release(
     dataset: bytes,
     report: dict[str, Any],
     verdicts: list[SignedDocument],
-    html: bytes | None = None,
     audited_sha256: str | None = None,
 ) -> dict[str, Any]:
     report_json = json.dumps(report, sort_keys=True, default=str).encode()
-    page = html or _summary_html(ctx, report).encode()
+    page = _summary_html(ctx, report).encode()
     with ctx.state.ending_held(ctx.job.job_id) as running:
         if not running:
             state = ctx.state.store.job(ctx.job.job_id).state
@@ -499,13 +498,25 @@ SUMMARY_SCORES = (
 
 
 def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
-    """The release's audit page where each site audited against its own rows: the verdict and
-    the headline scores each site signed. Distributions and plots of a site's rows stay at the
-    site. Every text from the job spec or a supplier is escaped: the page is served to
-    consumers."""
+    """The release's audit page: the verdict, and the verdict, failed checks and headline scores
+    of each party that audited (each site against its own rows, or the broker against the pooled
+    rows). Plots and distributions of real rows stay with whoever holds them. Every text from the
+    job spec or a supplier is escaped: the page is served to consumers."""
+    audits = dict(report.get("supplier_verdicts", {}))
+    if "broker_audit" in report:
+        audits["broker"] = report["broker_audit"]
+        how = (
+            "the broker audited the candidate against the pooled rows. Plots and distributions "
+            "of those rows stay at the broker."
+        )
+    else:
+        how = (
+            "every supplier audited the candidate against its own rows and signed its verdict. "
+            "Plots and distributions of a site's rows stay at that site."
+        )
     heads = "".join(f"<th>{name}</th>" for name in SUMMARY_SCORES)
     rows = []
-    for name, verdict in report.get("supplier_verdicts", {}).items():
+    for name, verdict in audits.items():
         scores = verdict.get("scores") or {}
         cells = "".join(f"<td>{_score(scores.get(key))}</td>" for key in SUMMARY_SCORES)
         failed = ", ".join(str(c) for c in verdict.get("failed_checks") or [])
@@ -518,10 +529,9 @@ def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
         f"<body><h1>{title}: {escape(str(report['verdict']))}</h1><p>Topology "
-        f"{ctx.spec.topology.value}; every supplier audited the candidate against its own rows "
-        "and signed its verdict. Plots and distributions of a site's rows stay at that site."
-        f"</p><table><tr><th>supplier</th><th>verdict</th>{heads}<th>failed checks</th></tr>"
-        f"{''.join(rows)}</table>{f'<ul>{reasons}</ul>' if reasons else ''}</body></html>"
+        f"{ctx.spec.topology.value}; {how}</p><table><tr><th>audited by</th><th>verdict</th>"
+        f"{heads}<th>failed checks</th></tr>{''.join(rows)}</table>"
+        f"{f'<ul>{reasons}</ul>' if reasons else ''}</body></html>"
     )
 
 
@@ -696,19 +706,31 @@ def _link(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def release_central(ctx: JobContext) -> dict[str, Any]:
-    """Release the broker-audited candidate; publish refuses it unless the audit passed."""
-    report = json.loads(ctx.stored(ctx.artifact("report")))
-    if report["verdict"] != "pass":
+    """Release the broker-audited candidate; publish refuses it unless the audit passed.
+
+    Consumers get the audit's summary: its verdict, the checks it failed and, without DP, its
+    headline scores. The full report and its page describe the pooled real rows (their ranges,
+    histograms and correlations, none of it noised), so they stay in the broker's store.
+    """
+    full = audit.AuditReport.from_json(
+        ctx.stored(ctx.artifact("report")), source="the broker's audit report"
+    )
+    summary: dict[str, Any] = {
+        "verdict": full.verdict,
+        "failed_checks": [c.name for c in full.failed_checks],
+    }
+    if ctx.spec.privacy is None:
+        summary["scores"] = full.headline_scores()
+    report: dict[str, Any] = {"verdict": full.verdict, "broker_audit": summary}
+    if full.verdict != "pass":
         report["reasons"] = [
-            f"{c['name']} = {c['value']:.4g}, {c['direction']} {c['threshold']:.4g}"
-            for c in report["failed_checks"]
+            f"{c.name} = {c.value:.4g}, {c.direction} {c.threshold:.4g}" for c in full.failed_checks
         ]
     return _release(
         ctx,
         ctx.stored(ctx.artifact("candidate"), "the audited candidate"),
         report,
         [],
-        html=ctx.stored(ctx.artifact("report_html")),
         audited_sha256=ctx.artifact("candidate"),
     )
 

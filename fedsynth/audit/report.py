@@ -315,6 +315,18 @@ class AuditReport(_Model):
     validity: ValidityReport
     notes: list[str] = Field(default_factory=list, description="What was not assessed and why.")
 
+    def headline_scores(self) -> dict[str, float | None]:
+        """The few aggregate numbers a verdict or a release summary carries beyond the party
+        that audited: no row, no distribution."""
+        return {
+            "fidelity": self.fidelity.overall,
+            "column_shapes": self.fidelity.column_shapes,
+            "pair_trends": self.fidelity.pair_trends,
+            "boundary_adherence": self.fidelity.boundary_adherence,
+            "detection_auc": self.detection.auc,
+            "utility_ratio": self.utility.primary_ratio if self.utility else None,
+        }
+
     def to_json(self) -> str:
         """Indented JSON text of the report."""
         return self.model_dump_json(indent=2)

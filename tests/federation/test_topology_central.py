@@ -6,13 +6,24 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
 from consumer_client import Client
+from fedsynth.audit import AuditReport
 from fedsynth.jobs import JobSpec, JobSpecError
 from fedsynth.security.principals import Role
 from tests.federation.harness import SCHEMA, STRICT, SUPPLIERS, Federation, job
+
+HEADLINE_SCORES = {
+    "fidelity",
+    "column_shapes",
+    "pair_trends",
+    "boundary_adherence",
+    "detection_auc",
+    "utility_ratio",
+}
 
 
 def uploads(fed: Federation, job_id: str) -> list[tuple[str, str, str]]:
@@ -120,3 +131,52 @@ def test_split_columns_outside_the_prepared_topology_are_refused() -> None:
     data["suppliers"][0]["columns"] = ["age"]
     with pytest.raises(JobSpecError, match="use topology 'prepared'"):
         JobSpec.from_json(json.dumps(data))
+
+
+@pytest.mark.parametrize("private", [False, True], ids=["plain", "dp"])
+def test_a_central_release_shows_consumers_the_audit_summary_and_nothing_of_the_real_rows(
+    federation: Federation, tmp_path: Path, private: bool
+) -> None:
+    """The broker's own audit describes the pooled real rows (their ranges, histograms and
+    correlations, none of it noised): consumers get its verdict, failed checks and, without DP,
+    its headline scores; a DP release carries no score computed on the real rows."""
+    spec = job(f"central-summary-{private}", "central", SUPPLIERS[:2])
+    if private:
+        data = spec.model_dump(mode="json", by_alias=True)
+        data["synthesizer"] = {"name": "dp-marginal"}
+        data["privacy"] = {"epsilon": 1.0, "delta": 1e-6}
+        spec = JobSpec.model_validate(data)
+    job_id = federation.submit(spec)
+    assert federation.wait(job_id).state == "succeeded"
+    with Client(
+        federation.broker.address, **federation.broker.identity(Role.CONSUMER, "alice")
+    ) as client:
+        (release,) = [r for r in client.list() if r.job_id == job_id]
+        manifest = client.audit_html_to(release.release_id, tmp_path / "audit.html")
+    broker_audit = manifest.audit_report["broker_audit"]
+    assert manifest.audit_report == {"verdict": "pass", "broker_audit": broker_audit}
+    assert broker_audit["verdict"] == "pass" and broker_audit["failed_checks"] == []
+    if private:
+        assert "scores" not in broker_audit
+    else:
+        assert set(broker_audit["scores"]) == HEADLINE_SCORES
+    page = (tmp_path / "audit.html").read_text()
+    assert "the broker audited the candidate against the pooled rows" in page
+    assert "<svg" not in page and "data:image" not in page
+
+
+def test_the_operator_reads_the_brokers_full_audit_on_its_host_and_a_local_job_has_none(
+    federation: Federation, tmp_path: Path
+) -> None:
+    central = federation.submit(job("central-full-audit", "central", SUPPLIERS[:2]))
+    local = federation.submit(job("local-no-broker-audit", "local", SUPPLIERS[:2]))
+    assert federation.wait(central).state == "succeeded"
+    assert federation.wait(local).state == "succeeded"
+    written = federation.broker.run_cli("audit-report", central, "--out", str(tmp_path))
+    assert written.returncode == 0, written.stderr
+    report = AuditReport.from_json((tmp_path / "report.json").read_bytes())
+    assert report.verdict == "pass" and report.fidelity.columns[0].real_range is not None
+    assert "data:image" in (tmp_path / "report.html").read_text()
+    refused = federation.broker.run_cli("audit-report", local, "--out", str(tmp_path / "none"))
+    assert refused.returncode == 2 and "audited at each site" in refused.stderr
+    assert not (tmp_path / "none").exists()
