@@ -99,7 +99,12 @@ def vector_from_bytes(data: bytes, *, masked: bool) -> np.ndarray:
 
 
 def noise_share(participants: int, secure: bool) -> float:
-    """Each supplier's share of the noise variance: 1/k under secure aggregation, else all."""
+    """Each supplier's share of the noise variance: 1/(k-1) of it under secure aggregation, else
+    all of it. The round's sum goes back to every site, so a site can subtract its own vector:
+    the other k-1 shares must still add up to the whole noise. The broker and consumers see
+    k/(k-1) of it."""
     if participants < 1:
         raise ValueError("a round needs at least one participant")
-    return 1.0 / participants if secure else 1.0
+    if not secure or participants == 1:
+        return 1.0
+    return 1.0 / (participants - 1)

@@ -127,7 +127,8 @@ def test_federated_dp_marginal_under_secure_aggregation_releases_and_charges_eve
 
     z = standardized_noise(federation, job_id, spec)
     assert z.size > 1000
-    assert 0.85 < float(np.mean(z**2)) < 1.18
+    # each of the 3 sites adds half the noise, so that the two others' shares are a whole one
+    assert 1.3 < float(np.mean(z**2)) < 1.75
 
     north = step_result(federation, job_id, "measure_1")["suppliers"]["north"]
     upload = stored(federation, north["uploads"]["measurement.bin"])

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from fedsynth.privacy.rounds import noise_share
 from fedsynth.privacy.secagg import (
     DropoutError,
     FixedPoint,
@@ -107,15 +108,27 @@ def test_encoding_refuses_settings_whose_sum_could_wrap() -> None:
         FIXED.encode(np.array([2e6]))
 
 
-def test_federated_noise_shares_sum_to_one_central_release_under_secure_aggregation() -> None:
-    sigma, k, cells = 3.0, 3, 50
-    with_secagg, without = [], []
+def test_a_site_subtracting_its_own_share_from_the_sum_still_meets_the_whole_noise() -> None:
+    """The round's sum goes back to every site: one that subtracts its own noisy vector must
+    find the others' rows under the whole planned noise; the broker sees k/(k-1) of it."""
+    sigma, k, cells = 3.0, len(NAMES), 50
+    sd = sigma * np.sqrt(noise_share(k, secure=True))
+    sums, others = [], []
     parties = _parties()
     for seed in range(60):
         rng = np.random.default_rng(seed)
-        shares = {n: rng.normal(0, sigma / np.sqrt(k), cells) for n in NAMES}
+        shares = {n: rng.normal(0, sd, cells) for n in NAMES}
         total = secure_sum(SecAggRound(f"n{seed}", NAMES), parties, shares, FIXED, VERIFY)
-        with_secagg.append(total)
-        without.append(sum(rng.normal(0, sigma, cells) for _ in NAMES))
-    assert np.var(np.concatenate(with_secagg)) == pytest.approx(sigma**2, rel=0.1)
-    assert np.var(np.concatenate(without)) == pytest.approx(k * sigma**2, rel=0.1)
+        sums.append(total)
+        others.append(total - shares[NAMES[0]])
+    assert np.var(np.concatenate(others)) == pytest.approx(sigma**2, rel=0.1)
+    assert np.var(np.concatenate(sums)) == pytest.approx(k / (k - 1) * sigma**2, rel=0.1)
+
+
+@given(st.integers(1, 10_000), st.booleans())
+def test_the_shares_of_all_sites_but_one_add_up_to_the_whole_noise(k: int, secure: bool) -> None:
+    share = noise_share(k, secure)
+    if secure and k > 1:
+        assert (k - 1) * share == pytest.approx(1.0)
+    else:
+        assert share == 1.0
