@@ -500,14 +500,16 @@ SUMMARY_SCORES = (
 
 def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
     """The release's audit page where each site audited against its own rows: the verdict and
-    the headline scores each site signed. Distributions and plots of a site's rows stay at the
-    site. Every text from the job spec or a supplier is escaped: the page is served to
-    consumers."""
-    heads = "".join(f"<th>{name}</th>" for name in SUMMARY_SCORES)
+    the headline scores each site signed (none in a DP job, whose sites sign no scores: they are
+    not differentially private). Distributions and plots of a site's rows stay at the site. Every
+    text from the job spec or a supplier is escaped: the page is served to consumers."""
+    private = ctx.spec.privacy is not None
+    keys = () if private else SUMMARY_SCORES
+    heads = "".join(f"<th>{name}</th>" for name in keys)
     rows = []
     for name, verdict in report.get("supplier_verdicts", {}).items():
         scores = verdict.get("scores") or {}
-        cells = "".join(f"<td>{_score(scores.get(key))}</td>" for key in SUMMARY_SCORES)
+        cells = "".join(f"<td>{_score(scores.get(key))}</td>" for key in keys)
         failed = ", ".join(str(c) for c in verdict.get("failed_checks") or [])
         rows.append(
             f"<tr><td>{escape(str(name))}</td><td>{escape(str(verdict.get('verdict')))}</td>"
@@ -515,13 +517,19 @@ def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
         )
     reasons = "".join(f"<li>{escape(str(r))}</li>" for r in report.get("reasons", []))
     title = escape(ctx.spec.name)
+    withheld = (
+        " A DP job's verdicts carry no scores: they are exact statistics of a site's rows."
+        if private
+        else ""
+    )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
         f"<body><h1>{title}: {escape(str(report['verdict']))}</h1><p>Topology "
         f"{ctx.spec.topology.value}; every supplier audited the candidate against its own rows "
         "and signed its verdict. Plots and distributions of a site's rows stay at that site."
-        f"</p><table><tr><th>supplier</th><th>verdict</th>{heads}<th>failed checks</th></tr>"
-        f"{''.join(rows)}</table>{f'<ul>{reasons}</ul>' if reasons else ''}</body></html>"
+        f"{withheld}</p><table><tr><th>supplier</th><th>verdict</th>{heads}"
+        f"<th>failed checks</th></tr>{''.join(rows)}</table>"
+        f"{f'<ul>{reasons}</ul>' if reasons else ''}</body></html>"
     )
 
 

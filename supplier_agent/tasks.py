@@ -252,6 +252,10 @@ def _audit(
 
 
 def _verdict(ctx: TaskContext, report: audit.AuditReport, dataset_sha256: str) -> dict[str, str]:
+    """The site's signed verdict on `dataset_sha256`. A DP job's carries no scores: they are exact
+    statistics of the site's rows, outside the job's (epsilon, delta), and the verdict is
+    published in the release's attestation."""
+    scores = {} if ctx.payload.job.privacy is not None else headline_scores(report)
     document = {
         "format": VERDICT_FORMAT,
         "supplier": ctx.config.name,
@@ -261,7 +265,7 @@ def _verdict(ctx: TaskContext, report: audit.AuditReport, dataset_sha256: str) -
         "dataset_sha256": dataset_sha256,
         "report_sha256": _sha256(ctx.reports / "audit.json"),
         "failed_checks": [c.name for c in report.failed_checks],
-        "scores": headline_scores(report),
+        "scores": scores,
     }
     return ctx.sign(document).to_json()
 
