@@ -500,8 +500,9 @@ SUMMARY_SCORES = (
 def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
     """The release's audit page: the verdict, and the verdict, failed checks and headline scores
     of each party that audited (each site against its own rows, or the broker against the pooled
-    rows). Plots and distributions of real rows stay with whoever holds them. Every text from the
-    job spec or a supplier is escaped: the page is served to consumers."""
+    rows); a DP job's show no scores, which are exact statistics of real rows. Plots and
+    distributions of real rows stay with whoever holds them. Every text from the job spec or a
+    supplier is escaped: the page is served to consumers."""
     audits = dict(report.get("supplier_verdicts", {}))
     if "broker_audit" in report:
         audits["broker"] = report["broker_audit"]
@@ -514,11 +515,15 @@ def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
             "every supplier audited the candidate against its own rows and signed its verdict. "
             "Plots and distributions of a site's rows stay at that site."
         )
-    heads = "".join(f"<th>{name}</th>" for name in SUMMARY_SCORES)
+    private = ctx.spec.privacy is not None
+    if private:
+        how += " A DP job's audits show no scores: they are exact statistics of real rows."
+    keys = () if private else SUMMARY_SCORES
+    heads = "".join(f"<th>{name}</th>" for name in keys)
     rows = []
     for name, verdict in audits.items():
         scores = verdict.get("scores") or {}
-        cells = "".join(f"<td>{_score(scores.get(key))}</td>" for key in SUMMARY_SCORES)
+        cells = "".join(f"<td>{_score(scores.get(key))}</td>" for key in keys)
         failed = ", ".join(str(c) for c in verdict.get("failed_checks") or [])
         rows.append(
             f"<tr><td>{escape(str(name))}</td><td>{escape(str(verdict.get('verdict')))}</td>"

@@ -34,7 +34,7 @@ from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import VERDICT_FORMAT, SignedDocument, sign_document
 from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.splits import holdout_split
-from fedsynth.synth import GaussianCopula, SufficientStats, Synthesizer, synthesizer_class
+from fedsynth.synth import GaussianCopula, SufficientStats, synthesizer_class
 from fedsynth.wire.transfer import file_digest
 from supplier_agent.audit_bar import site_policy
 from supplier_agent.audit_quota import AuditQuota, AuditQuotaExceeded
@@ -252,6 +252,10 @@ def _audit(
 
 
 def _verdict(ctx: TaskContext, report: audit.AuditReport, dataset_sha256: str) -> dict[str, str]:
+    """The site's signed verdict on `dataset_sha256`. A DP job's carries no scores: they are exact
+    statistics of the site's rows, outside the job's (epsilon, delta), and the verdict is
+    published in the release's attestation."""
+    scores = {} if ctx.payload.job.privacy is not None else report.headline_scores()
     document = {
         "format": VERDICT_FORMAT,
         "supplier": ctx.config.name,
@@ -261,21 +265,9 @@ def _verdict(ctx: TaskContext, report: audit.AuditReport, dataset_sha256: str) -
         "dataset_sha256": dataset_sha256,
         "report_sha256": _sha256(ctx.reports / "audit.json"),
         "failed_checks": [c.name for c in report.failed_checks],
-        "scores": headline_scores(report),
+        "scores": scores,
     }
     return ctx.sign(document).to_json()
-
-
-def headline_scores(report: audit.AuditReport) -> dict[str, float | None]:
-    """The few aggregate numbers a verdict carries upstream: no row, no distribution."""
-    return {
-        "fidelity": report.fidelity.overall,
-        "column_shapes": report.fidelity.column_shapes,
-        "pair_trends": report.fidelity.pair_trends,
-        "boundary_adherence": report.fidelity.boundary_adherence,
-        "detection_auc": report.detection.auc,
-        "utility_ratio": report.utility.primary_ratio if report.utility else None,
-    }
 
 
 def audit_candidate(ctx: TaskContext) -> Outgoing:
@@ -321,11 +313,14 @@ def _check_candidate(path: Path, rows: int, max_bytes: int) -> None:
 
 
 def synthesize_locally(ctx: TaskContext) -> Outgoing:
-    """Fit, sample and audit here; only output that clears the site's audit bar leaves."""
+    """Fit, sample and audit here; only output that clears the site's audit bar leaves. A DP
+    job's whole budget is charged before the fit: the audit's outcome depends on the rows too,
+    so a fit whose output fails it is paid for, and resubmitting the job is never free."""
     job = ctx.payload.job
     schema = ctx.schema()
     book = job_budget(ctx)
     train, holdout = ctx.split()
+    charges = _charge_job(ctx, book)
     model = synthesizer_class(job.synthesizer.name)(**job.model_params())
     with ctx.progress(f"fitting {job.synthesizer.name} for job {ctx.job_id}") as update:
         model.fit(train, schema, progress=_watched(ctx, update))
@@ -334,16 +329,25 @@ def synthesize_locally(ctx: TaskContext) -> Outgoing:
     )
     report = _audit(ctx, train, synthetic, holdout)
     if report.verdict != "pass":
-        failed = ", ".join(c.name for c in report.failed_checks)
-        raise TaskRefused(
-            f"this site's synthetic output failed its own audit ({failed}); nothing was sent"
-        )
-    charges = _charge_local(ctx, book, model)
+        raise TaskRefused(_audit_refusal(ctx, report))
     path = _write_parquet(ctx.workdir / "synthetic.parquet", synthetic)
     sha256 = _sha256(path)
     return Outgoing(
         {"verdict": _verdict(ctx, report, sha256), "rows": len(synthetic), "charges": charges},
         (OutFile(path.name, ArtifactKind.SYNTHETIC, path, sha256),),
+    )
+
+
+def _audit_refusal(ctx: TaskContext, report: audit.AuditReport) -> str:
+    """Why the site sends nothing after its own audit failed. A DP job's refusal names no check:
+    which ones failed is a further, unnoised answer about the site's rows."""
+    if ctx.payload.job.privacy is None:
+        failed = ", ".join(c.name for c in report.failed_checks)
+        return f"this site's synthetic output failed its own audit ({failed}); nothing was sent"
+    return (
+        "this site's synthetic output failed its own audit; nothing was sent, and the job's "
+        "privacy budget stays charged. The checks are in the site's audit report, kept at the "
+        f"site under its state_dir in reports/{ctx.task_id}/audit.json"
     )
 
 
@@ -357,22 +361,12 @@ def _watched(ctx: TaskContext, update: Update) -> Callable[[int, int], None]:
     return progress
 
 
-def _charge_local(
-    ctx: TaskContext, book: PrivacyLedger | None, model: Synthesizer
-) -> list[dict[str, Any]]:
-    """A DP model's whole cost, charged before its synthetic rows leave; nothing without DP."""
-    if book is None:
-        return []
-    report = charge(ctx, book, model.privacy_cost_)  # type: ignore[attr-defined]
-    return [report.model_dump(mode="json")]
-
-
 def upload_prepared(ctx: TaskContext) -> Outgoing:
     """Prepared rows (identifiers replaced by linkage tokens) for synthesis at the broker."""
     book = job_budget(ctx)
     path = _write_parquet(ctx.workdir / "prepared.parquet", ctx.prepared_rows())
     return Outgoing(
-        {"charges": _charge_pooled(ctx, book)}, (OutFile(path.name, ArtifactKind.PREPARED, path),)
+        {"charges": _charge_job(ctx, book)}, (OutFile(path.name, ArtifactKind.PREPARED, path),)
     )
 
 
@@ -385,13 +379,14 @@ def upload_raw(ctx: TaskContext) -> Outgoing:
     rows.attrs = {}
     path = _write_parquet(ctx.workdir / "raw.parquet", rows)
     return Outgoing(
-        {"charges": _charge_pooled(ctx, book)}, (OutFile(path.name, ArtifactKind.RAW, path),)
+        {"charges": _charge_job(ctx, book)}, (OutFile(path.name, ArtifactKind.RAW, path),)
     )
 
 
-def _charge_pooled(ctx: TaskContext, book: PrivacyLedger | None) -> list[dict[str, Any]]:
-    """A DP job fitted at the broker on these rows costs this source the job's whole budget:
-    charged before the rows leave, as a local fit is before its output does."""
+def _charge_job(ctx: TaskContext, book: PrivacyLedger | None) -> list[dict[str, Any]]:
+    """A DP job that models these rows in one fit (at the broker, or here in `local`) costs this
+    source the job's whole budget: charged before the rows leave or the fit starts, under the
+    task's id so a retried task is charged once; nothing without DP."""
     if book is None:
         return []
     return [charge(ctx, book, job_cost(ctx)).model_dump(mode="json")]

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from broker.steps import SUMMARY_SCORES
 from consumer_client import Client
 from fedsynth.jobs import JobSpec
 from fedsynth.prep import PrepSpec
@@ -215,6 +216,34 @@ def test_local_and_central_dp_jobs_attest_their_spend_and_a_non_dp_job_attests_n
         upload = f"{central}.0.{name}"
         assert charged(federation, name, [upload]) == pytest.approx(EPSILON, rel=1e-6)
     assert attestation(federation, plain)["privacy_spent"] is None
+
+
+def test_a_local_dp_release_attests_verdicts_without_scores_and_a_plain_one_keeps_them(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """A site's scores are exact statistics of its rows: a DP job's verdicts, published in the
+    attestation and on the release's page, carry none, and the consumer still verifies them."""
+    private = federation.submit(dp_job("dp-local-verdicts", "local", ("north", "east")))
+    plain = federation.submit(job("plain-local-verdicts", "local", ("south", "east")))
+    for job_id in (private, plain):
+        finished = federation.wait(job_id)
+        assert finished.state == "succeeded", finished.reason
+    scores: dict[str, list[Any]] = {}
+    pages: dict[str, str] = {}
+    identity = federation.broker.identity(Role.CONSUMER, "alice")
+    with Client(federation.broker.address, **identity) as client:
+        for job_id in (private, plain):
+            (release,) = [r for r in client.list() if r.job_id == job_id]
+            page = tmp_path / f"{job_id}.html"
+            verified = client.audit_html_to(release.release_id, page)
+            signed = verified.attestation["supplier_verdicts"]
+            scores[job_id] = [json.loads(v["payload"])["scores"] for v in signed]
+            pages[job_id] = page.read_text()
+    assert scores[private] == [{}, {}]
+    assert [sorted(s) for s in scores[plain]] == [sorted(SUMMARY_SCORES)] * 2
+    assert "<th>boundary_adherence</th>" not in pages[private]
+    assert "audits show no scores" in pages[private]
+    assert "<th>boundary_adherence</th>" in pages[plain]
 
 
 def test_a_supplier_that_never_delivers_its_masked_vector_restarts_the_round_without_it(
