@@ -543,7 +543,9 @@ def _summary_html(ctx: JobContext, report: dict[str, Any]) -> str:
 def _audit_failure(supplier: str, verdict: dict[str, Any]) -> str:
     """Why a site's audit failed, as far as its signed verdict says: the checks' names (their
     values stay at the site, where its operator reads them in the site's audit report)."""
-    checks = ", ".join(map(str, verdict.get("failed_checks") or [])) or "no check named"
+    checks = ", ".join(map(str, verdict.get("failed_checks") or [])) or (
+        "a DP job's verdicts name no check"
+    )
     return (
         f"supplier {supplier!r} audit failed ({checks}); the values and thresholds are in that "
         "site's audit report, kept at the site"

@@ -252,10 +252,10 @@ def _audit(
 
 
 def _verdict(ctx: TaskContext, report: audit.AuditReport, dataset_sha256: str) -> dict[str, str]:
-    """The site's signed verdict on `dataset_sha256`. A DP job's carries no scores: they are exact
-    statistics of the site's rows, outside the job's (epsilon, delta), and the verdict is
-    published in the release's attestation."""
-    scores = {} if ctx.payload.job.privacy is not None else report.headline_scores()
+    """The site's signed verdict on `dataset_sha256`. A DP job's carries no scores and names no
+    failed check: they are exact answers about the site's rows, outside the job's (epsilon,
+    delta), and the verdict goes to the broker and into the release's attestation."""
+    private = ctx.payload.job.privacy is not None
     document = {
         "format": VERDICT_FORMAT,
         "supplier": ctx.config.name,
@@ -264,8 +264,8 @@ def _verdict(ctx: TaskContext, report: audit.AuditReport, dataset_sha256: str) -
         "verdict": report.verdict,
         "dataset_sha256": dataset_sha256,
         "report_sha256": _sha256(ctx.reports / "audit.json"),
-        "failed_checks": [c.name for c in report.failed_checks],
-        "scores": scores,
+        "failed_checks": [] if private else [c.name for c in report.failed_checks],
+        "scores": {} if private else report.headline_scores(),
     }
     return ctx.sign(document).to_json()
 

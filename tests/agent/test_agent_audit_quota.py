@@ -1,10 +1,14 @@
 """A site audits at most a few candidates per job and per day: each verdict tells the broker
-something about the site's rows, so a compromised broker cannot use audits as an oracle."""
+something about the site's rows, so a compromised broker cannot use audits as an oracle. In a
+DP job a verdict says no more than pass or fail: it names no failed check and carries no score,
+both exact answers about the site's rows outside the job's budget."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -95,3 +99,26 @@ def test_the_count_survives_a_new_quota_object(tmp_path: Path) -> None:
     AuditQuota(tmp_path / "q.sqlite3", per_job=1, per_day=5).admit("t1", "job-1", "ab" * 32)
     with pytest.raises(RuntimeError, match="limit per job"):
         AuditQuota(tmp_path / "q.sqlite3", per_job=1, per_day=5).admit("t2", "job-1", "cd" * 32)
+
+
+def signed_verdict(config: AgentConfig, tmp_path: Path, dp: bool) -> dict[str, Any]:
+    """What the site signs for a candidate of one repeated row, which fails its audit."""
+    context = audit_task(config, tmp_path, "job-1", "job-1.3.a")
+    if dp:
+        data = context.payload.job.model_dump(mode="json", by_alias=True)
+        data |= {"topology": "federated", "synthesizer": {"name": "dp-marginal"}}
+        data["privacy"] = {"epsilon": 1.0, "delta": 1e-6}
+        context.payload.job = JobSpec.model_validate(data)
+    return json.loads(audit_candidate(context).result["verdict"]["payload"])
+
+
+@pytest.mark.parametrize("dp", [False, True], ids=["plain", "dp"])
+def test_a_failed_verdict_names_its_checks_and_scores_only_without_dp(
+    config: AgentConfig, tmp_path: Path, dp: bool
+) -> None:
+    document = signed_verdict(config, tmp_path, dp)
+    assert document["verdict"] == "fail"
+    if dp:
+        assert document["failed_checks"] == [] and document["scores"] == {}
+    else:
+        assert document["failed_checks"] and document["scores"]
