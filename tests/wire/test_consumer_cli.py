@@ -194,3 +194,20 @@ def test_a_pull_out_that_is_a_directory_or_not_parquet_or_csv_is_refused_before_
     assert as_text.exit_code == 2
     assert f"--out {text}: name it *.parquet (as served) or *.csv" in as_text.output
     assert "--force" not in as_text.output and text.read_text() == "kept\n"
+
+
+def test_show_columns_prints_bracketed_units_and_values_as_attested(
+    broker: BrokerProcess, state: BrokerState
+) -> None:
+    schema = {
+        "name": "patients",
+        "columns": [
+            {"name": "bmi", "kind": "numerical", "min": 10, "max": 60, "unit": "[kg/m2]"},
+            {"name": "risk", "kind": "categorical", "domain": ["[low]", "[high]"]},
+        ],
+    }
+    release = released(state, submit_job(broker, "brackets"), "brackets", b"rows", schema)
+    args = [*identity(broker, Role.CONSUMER, "alice"), "show", release.release_id, "--columns"]
+    shown = CliRunner(env={"COLUMNS": "200"}).invoke(consumer_cli.app, args)
+    assert shown.exit_code == 0, shown.output
+    assert "[kg/m2]" in shown.output and "[low], [high]" in shown.output
