@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 OUTPUT_SUFFIXES = (".parquet", ".csv")
+MAX_AUDIT_HTML_BYTES = 32 * 1024 * 1024
+"""The most bytes taken for a release's HTML audit report, whose size the attestation does
+not state: a page grown on the broker's disk must not fill the consumer's."""
 
 
 class ReleaseVerificationError(RuntimeError):
@@ -219,7 +222,8 @@ class Client:
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         """Stream one part of a release into `destination`, refused unless it hashes to the
-        signed `sha256`."""
+        signed `sha256` and, from its first message, unless the broker announces the signed
+        `size` (at most MAX_AUDIT_HTML_BYTES for a part whose size is not signed)."""
 
         def open_stream(offset: int) -> Any:
             request = consumer_pb2.DownloadRequest(release_id=release_id, part=part, offset=offset)
@@ -231,6 +235,7 @@ class Client:
                 destination,
                 expected_sha256=sha256,
                 expected_size=size,
+                max_size=MAX_AUDIT_HTML_BYTES if size is None else size,
                 on_progress=on_progress,
             )
         except TransferIncomplete:

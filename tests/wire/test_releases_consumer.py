@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ from broker.releases import Published, ReleaseRefused, publish
 from broker.state import BrokerState
 from broker.steps import parquet_bytes
 from consumer_client import Client, ReleaseVerificationError
+from consumer_client.client import MAX_AUDIT_HTML_BYTES
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.attestation import VERDICT_FORMAT, SignedDocument, sign_document
 from fedsynth.security.ca import FederationCA
@@ -145,6 +147,42 @@ def test_consumer_refuses_a_dataset_altered_on_the_brokers_disk(
     with consumer(broker) as client, pytest.raises(ReleaseVerificationError, match="altered"):
         client.pull_to(published.release_id, out)
     assert not out.exists()
+
+
+def test_a_dataset_grown_on_the_brokers_disk_is_refused_before_any_byte_is_written(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 3))
+    size = int(published.attestation["dataset"]["size"])
+    stored = state.artifacts.path(published.attestation["dataset"]["sha256"])
+    stored.chmod(0o600)
+    os.truncate(stored, size + 200 * 1024 * 1024)
+    out = tmp_path / "grown.parquet"
+    with (
+        consumer(broker) as client,
+        pytest.raises(
+            ReleaseVerificationError,
+            match=f"announces {size + 200 * 1024 * 1024} bytes, but {size}",
+        ),
+    ):
+        client.pull_to(published.release_id, out, on_progress=lambda *_: pytest.fail("written"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_audit_page_grown_past_the_cap_on_the_brokers_disk_is_refused_before_any_byte(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 4))
+    stored = state.artifacts.path(published.attestation["audit_html"]["sha256"])
+    stored.chmod(0o600)
+    os.truncate(stored, MAX_AUDIT_HTML_BYTES + 1)
+    out = tmp_path / "audit.html"
+    with (
+        consumer(broker) as client,
+        pytest.raises(ReleaseVerificationError, match=f"at most {MAX_AUDIT_HTML_BYTES} are taken"),
+    ):
+        client.audit_html_to(published.release_id, out)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_release_whose_object_the_broker_lost_is_data_loss_without_its_path(
