@@ -19,12 +19,16 @@ import grpc
 from fedsynth.files import atomic_path, commit_file
 from fedsynth.wire.bulk import ChunkFrame, DownloadFrame, UploadFrame
 from fedsynth.wire.direct_file import DirectAppender
+from fedsynth.wire.errors import describe_rpc_error
 from fedsynth.wire.pipeline import PipelinedSink, ReadAhead
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.v1 import common_pb2, supplier_pb2
 
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+DOWNLOAD_RETRYABLE = RETRYABLE | {grpc.StatusCode.DEADLINE_EXCEEDED}
+"""A download whose deadline passes (a slow link, a paused client) resumes from the bytes
+received, as after a dropped connection, rather than fail a pull that was making progress."""
 FIRST_RETRY_PAUSE_S = 0.5
 LONGEST_RETRY_PAUSE_S = 8.0
 Progress = Callable[[int], None]
@@ -118,8 +122,13 @@ def upload_file(
                 raise
             last_error = exc
     raise TransferError(
-        f"upload of {path} did not complete after {attempts} attempts: {last_error}"
+        f"upload of {path} did not complete after {attempts} attempts: {_described(last_error)}"
     )
+
+
+def _described(error: grpc.RpcError | None) -> str:
+    """The last failed call of a transfer, in one line."""
+    return "no call failed, yet none completed it" if error is None else describe_rpc_error(error)
 
 
 def _pause_before(attempt: int) -> None:
@@ -290,12 +299,12 @@ def _receive(
                         on_progress(received)
                 break
             except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE:
+                if exc.code() not in DOWNLOAD_RETRYABLE:
                     raise
                 last_error = exc
         else:
             raise TransferIncomplete(
-                f"download did not complete after {attempts} attempts: {last_error}"
+                f"download did not complete after {attempts} attempts: {_described(last_error)}"
             )
     if info is None or received < info.size:
         raise TransferIncomplete(

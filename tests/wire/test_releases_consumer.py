@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -367,6 +368,33 @@ def test_an_interrupted_pull_resumes_where_it_stopped_in_a_new_client(
     assert progress[0] > kept
     assert not partial.exists()
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+
+
+def test_a_pull_paused_past_its_deadline_resumes_from_the_bytes_received(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"noise": [rng.bytes(1024) for _ in range(16_000)]})
+    published = publish_candidate(state, job_id, frame=frame)
+    deadline_s = 1.0 + int(published.attestation["dataset"]["size"]) / 10e6
+    paused: list[int] = []
+
+    def pause_once(done: int, total: int) -> None:
+        if not paused:
+            paused.append(done)
+            time.sleep(deadline_s + 0.5)
+
+    out = tmp_path / "slow.parquet"
+    ids = broker.identity(Role.CONSUMER, "alice")
+    with Client(broker.address, **ids, timeout=1.0) as client:
+        client.pull_to(published.release_id, out, on_progress=pause_once)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    resumed = [
+        e
+        for e in state.audit.entries()
+        if e.action == "release.pull_resumed" and e.subject == published.release_id
+    ]
+    assert resumed
 
 
 def test_a_pull_whose_kept_bytes_were_damaged_fetches_the_release_again(
