@@ -17,7 +17,7 @@ from consumer_client.client import (
     ReleaseVerificationError,
 )
 from fedsynth.cli_connection import Connection
-from fedsynth.files import atomic_write_text
+from fedsynth.files import OutputPathError, atomic_write_text, check_outputs
 from fedsynth.listing import print_listing
 from fedsynth.schema import Column
 from fedsynth.wire.errors import describe_rpc_error
@@ -200,6 +200,11 @@ def report(
     if suffix not in {".json", ".html"}:
         typer.echo(f"error: --out {out}: name it *.json (report) or *.html (page)", err=True)
         raise typer.Exit(EXIT_REFUSED)
+    try:
+        check_outputs({"--out": out})
+    except OutputPathError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from exc
     _refuse_existing(out, force)
     try:
         if suffix == ".html":

@@ -211,3 +211,20 @@ def test_show_columns_prints_bracketed_units_and_values_as_attested(
     shown = CliRunner(env={"COLUMNS": "200"}).invoke(consumer_cli.app, args)
     assert shown.exit_code == 0, shown.output
     assert "[kg/m2]" in shown.output and "[low], [high]" in shown.output
+
+
+@pytest.mark.parametrize("suffix", [".html", ".json"])
+def test_a_report_out_that_is_a_folder_or_under_a_file_is_refused_in_one_line(
+    broker: BrokerProcess, release: Published, tmp_path: Path, suffix: str
+) -> None:
+    folder = tmp_path / f"report{suffix}"
+    folder.mkdir()
+    afile = tmp_path / "notes.txt"
+    afile.write_text("kept\n")
+    report = [*identity(broker, Role.CONSUMER, "alice"), "report", release.release_id, "-o"]
+    for out, reason in [(folder, "is a folder"), (afile / f"report{suffix}", "is a file")]:
+        refused = runner.invoke(consumer_cli.app, [*report, str(out)])
+        assert refused.exit_code == 2, refused.output
+        assert refused.output.startswith(f"error: --out {out}: ") and reason in refused.output
+        assert refused.output.count("\n") == 1 and ".tmp" not in refused.output
+    assert afile.read_text() == "kept\n" and list(folder.iterdir()) == []
