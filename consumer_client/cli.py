@@ -182,6 +182,13 @@ def pull(
         except TransferIncomplete as exc:
             typer.echo(f"error: {exc}; run the same pull again to resume", err=True)
             raise typer.Exit(EXIT_INCOMPLETE) from exc
+        except KeyboardInterrupt as exc:
+            typer.echo(
+                "interrupted: the bytes received are kept beside --out; run the same pull again "
+                "to resume",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INCOMPLETE) from exc
     typer.echo(f"verified and wrote {out}")
 
 

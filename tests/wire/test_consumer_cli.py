@@ -6,10 +6,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -21,7 +25,8 @@ from consumer_client import Client, ReleaseNotFound
 from consumer_client import cli as consumer_cli
 from fedsynth.operator.cli import app as operator_app
 from fedsynth.security.principals import Role
-from tests.wire.broker_harness import BrokerProcess, released, submit_job
+from fedsynth.wire.transfer import resume_path
+from tests.wire.broker_harness import REPO, BrokerProcess, released, submit_job
 
 runner = CliRunner()
 REPORT = {"verdict": "pass", "fidelity": {"overall": 0.91}}
@@ -228,3 +233,28 @@ def test_a_report_out_that_is_a_folder_or_under_a_file_is_refused_in_one_line(
         assert refused.output.startswith(f"error: --out {out}: ") and reason in refused.output
         assert refused.output.count("\n") == 1 and ".tmp" not in refused.output
     assert afile.read_text() == "kept\n" and list(folder.iterdir()) == []
+
+
+def test_ctrl_c_during_a_pull_keeps_the_bytes_and_exits_1_with_the_resume_hint(
+    broker: BrokerProcess, state: BrokerState, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(2)
+    buffer = io.BytesIO()
+    pd.DataFrame({"noise": [rng.bytes(1024) for _ in range(32_000)]}).to_parquet(buffer)
+    release = released(state, submit_job(broker, "ctrl-c"), "ctrl-c", buffer.getvalue())
+    out = tmp_path / "big.parquet"
+    pulling = subprocess.Popen(
+        [sys.executable, "-m", "consumer_client.cli", *identity(broker, Role.CONSUMER, "alice"),
+         "pull", release.release_id, "-o", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    partial = resume_path(out, release.attestation["dataset"]["sha256"])
+    while not partial.exists():
+        assert pulling.poll() is None, pulling.communicate()
+        time.sleep(0.005)
+    pulling.send_signal(signal.SIGINT)
+    _, err = pulling.communicate(timeout=60)
+    assert pulling.returncode == 1, err
+    assert "interrupted: the bytes received are kept" in err
+    assert "run the same pull again to resume" in err and "Traceback" not in err
+    assert not out.exists() and partial.exists()
