@@ -90,7 +90,8 @@ def _refuse_existing(out: Path, force: bool) -> None:
 
 @app.command("list")
 def list_command(ctx: typer.Context) -> None:
-    """List releases."""
+    """List releases as the broker reports them, unverified: `show` and `pull` check a
+    release's name, job, topology, synthesizer and size against its signed attestation."""
     print_listing(
         ["release", "name", "job", "topology", "synthesizer", "bytes", "created"],
         [

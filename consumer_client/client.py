@@ -111,7 +111,8 @@ class Client:
         self.close()
 
     def list(self) -> list[common_pb2.ReleaseSummary]:
-        """Every release the broker serves, oldest first, fetched a page at a time."""
+        """Every release the broker serves, oldest first, fetched a page at a time. These
+        summaries are the broker's unsigned word: `show` checks one against its attestation."""
         return every_page(
             lambda token: self._stub.ListReleases(
                 common_pb2.ListReleasesRequest(page_token=token), timeout=self.timeout
@@ -261,6 +262,19 @@ class Client:
             problems.append(f"attestation is for {attestation.get('release_id')!r}")
         if attestation.get("dataset", {}).get("sha256") != manifest.summary.dataset_sha256:
             problems.append("listed dataset hash differs from the attested one")
+        summary = manifest.summary
+        listed = {
+            "name": (summary.name, attestation.get("name")),
+            "job": (summary.job_id, attestation.get("job_id")),
+            "topology": (summary.topology, attestation.get("topology")),
+            "synthesizer": (summary.synthesizer, attestation.get("synthesizer")),
+            "dataset size": (summary.dataset_size, attestation.get("dataset", {}).get("size")),
+        }
+        for field, (said, signed_value) in listed.items():
+            if said != signed_value:
+                problems.append(
+                    f"listed {field} {said!r} differs from the attested {signed_value!r}"
+                )
         report_sha = hashlib.sha256(manifest.audit_report_json).hexdigest()
         if attestation.get("audit_report", {}).get("sha256") != report_sha:
             problems.append("audit report does not match the attested hash")

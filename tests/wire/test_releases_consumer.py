@@ -229,6 +229,42 @@ def test_consumer_refuses_an_attestation_altered_on_the_brokers_disk(
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "field"),
+    [
+        ("name", "cardiology-gold", "name"),
+        ("topology", "local", "topology"),
+        ("dataset_size", 1, "dataset size"),
+        ("job_id", "job-other", "job"),
+        ("synthesizer", "ctgan", "synthesizer"),
+    ],
+)
+def test_show_and_pull_refuse_a_listed_summary_edited_on_the_brokers_disk(
+    broker: BrokerProcess,
+    state: BrokerState,
+    job_id: str,
+    tmp_path: Path,
+    column: str,
+    value: object,
+    field: str,
+) -> None:
+    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 5))
+    with sqlite3.connect(broker.state_dir / "broker.sqlite3") as db:
+        db.execute(
+            f"UPDATE releases SET {column} = ? WHERE release_id = ?",
+            (value, published.release_id),
+        )
+    out = tmp_path / "refused.parquet"
+    with consumer(broker) as client:
+        listed = {r.release_id: r for r in client.list()}[published.release_id]
+        assert getattr(listed, column) == value
+        with pytest.raises(ReleaseVerificationError, match=f"listed {field} .* differs"):
+            client.show(published.release_id)
+        with pytest.raises(ReleaseVerificationError, match=f"listed {field} .* differs"):
+            client.pull_to(published.release_id, out)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_releases_jobs_and_audit_log_survive_a_broker_restart(
     broker: BrokerProcess, state: BrokerState, job_id: str
 ) -> None:
