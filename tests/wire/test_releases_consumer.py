@@ -65,6 +65,7 @@ def publish_candidate(
     verdict: str = "pass",
     supplier_verdicts: list[SignedDocument] | None = None,
     frame: pd.DataFrame = FRAME,
+    audit_html: bytes = b"<html><body>audit</body></html>",
 ) -> Published:
     report = {"verdict": verdict, "reasons": [] if verdict == "pass" else ["DCR below threshold"]}
     return publish(
@@ -73,7 +74,7 @@ def publish_candidate(
         name="patients-demo",
         dataset=parquet_bytes(frame),
         audit_report_json=json.dumps(report).encode(),
-        audit_html=b"<html><body>audit</body></html>",
+        audit_html=audit_html,
         job_spec_hash=job_spec().spec_hash,
         topology="central",
         synthesizer="copula",
@@ -153,7 +154,8 @@ def test_consumer_refuses_a_dataset_altered_on_the_brokers_disk(
 def test_a_dataset_grown_on_the_brokers_disk_is_refused_before_any_byte_is_written(
     broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
 ) -> None:
-    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 3))
+    # Artifacts are stored by hash: a frame and a page of their own, grown for this test alone.
+    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 30))
     size = int(published.attestation["dataset"]["size"])
     stored = state.artifacts.path(published.attestation["dataset"]["sha256"])
     stored.chmod(0o600)
@@ -173,7 +175,12 @@ def test_a_dataset_grown_on_the_brokers_disk_is_refused_before_any_byte_is_writt
 def test_an_audit_page_grown_past_the_cap_on_the_brokers_disk_is_refused_before_any_byte(
     broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
 ) -> None:
-    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 4))
+    published = publish_candidate(
+        state,
+        job_id,
+        frame=FRAME.assign(age=FRAME["age"] + 40),
+        audit_html=b"<html><body>audit of a page grown on the broker</body></html>",
+    )
     stored = state.artifacts.path(published.attestation["audit_html"]["sha256"])
     stored.chmod(0o600)
     os.truncate(stored, MAX_AUDIT_HTML_BYTES + 1)
