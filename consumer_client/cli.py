@@ -17,7 +17,7 @@ from consumer_client.client import (
     ReleaseVerificationError,
 )
 from fedsynth.cli_connection import Connection
-from fedsynth.files import atomic_write_text
+from fedsynth.files import OutputPathError, atomic_write_text, check_outputs
 from fedsynth.listing import print_listing
 from fedsynth.schema import Column
 from fedsynth.wire.errors import describe_rpc_error
@@ -90,7 +90,8 @@ def _refuse_existing(out: Path, force: bool) -> None:
 
 @app.command("list")
 def list_command(ctx: typer.Context) -> None:
-    """List releases."""
+    """List releases as the broker reports them, unverified: `show` and `pull` check a
+    release's name, job, topology, synthesizer and size against its signed attestation."""
     print_listing(
         ["release", "name", "job", "topology", "synthesizer", "bytes", "created"],
         [
@@ -182,6 +183,13 @@ def pull(
         except TransferIncomplete as exc:
             typer.echo(f"error: {exc}; run the same pull again to resume", err=True)
             raise typer.Exit(EXIT_INCOMPLETE) from exc
+        except KeyboardInterrupt as exc:
+            typer.echo(
+                "interrupted: the bytes received are kept beside --out; run the same pull again "
+                "to resume",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INCOMPLETE) from exc
     typer.echo(f"verified and wrote {out}")
 
 
@@ -200,6 +208,11 @@ def report(
     if suffix not in {".json", ".html"}:
         typer.echo(f"error: --out {out}: name it *.json (report) or *.html (page)", err=True)
         raise typer.Exit(EXIT_REFUSED)
+    try:
+        check_outputs({"--out": out})
+    except OutputPathError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_REFUSED) from exc
     _refuse_existing(out, force)
     try:
         if suffix == ".html":

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 OUTPUT_SUFFIXES = (".parquet", ".csv")
+MAX_AUDIT_HTML_BYTES = 32 * 1024 * 1024
+"""The most bytes taken for a release's HTML audit report, whose size the attestation does
+not state: a page grown on the broker's disk must not fill the consumer's."""
 
 
 class ReleaseVerificationError(RuntimeError):
@@ -108,7 +111,8 @@ class Client:
         self.close()
 
     def list(self) -> list[common_pb2.ReleaseSummary]:
-        """Every release the broker serves, oldest first, fetched a page at a time."""
+        """Every release the broker serves, oldest first, fetched a page at a time. These
+        summaries are the broker's unsigned word: `show` checks one against its attestation."""
         return every_page(
             lambda token: self._stub.ListReleases(
                 common_pb2.ListReleasesRequest(page_token=token), timeout=self.timeout
@@ -219,7 +223,8 @@ class Client:
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         """Stream one part of a release into `destination`, refused unless it hashes to the
-        signed `sha256`."""
+        signed `sha256` and, from its first message, unless the broker announces the signed
+        `size` (at most MAX_AUDIT_HTML_BYTES for a part whose size is not signed)."""
 
         def open_stream(offset: int) -> Any:
             request = consumer_pb2.DownloadRequest(release_id=release_id, part=part, offset=offset)
@@ -231,6 +236,7 @@ class Client:
                 destination,
                 expected_sha256=sha256,
                 expected_size=size,
+                max_size=MAX_AUDIT_HTML_BYTES if size is None else size,
                 on_progress=on_progress,
             )
         except TransferIncomplete:
@@ -256,6 +262,19 @@ class Client:
             problems.append(f"attestation is for {attestation.get('release_id')!r}")
         if attestation.get("dataset", {}).get("sha256") != manifest.summary.dataset_sha256:
             problems.append("listed dataset hash differs from the attested one")
+        summary = manifest.summary
+        listed = {
+            "name": (summary.name, attestation.get("name")),
+            "job": (summary.job_id, attestation.get("job_id")),
+            "topology": (summary.topology, attestation.get("topology")),
+            "synthesizer": (summary.synthesizer, attestation.get("synthesizer")),
+            "dataset size": (summary.dataset_size, attestation.get("dataset", {}).get("size")),
+        }
+        for field, (said, signed_value) in listed.items():
+            if said != signed_value:
+                problems.append(
+                    f"listed {field} {said!r} differs from the attested {signed_value!r}"
+                )
         report_sha = hashlib.sha256(manifest.audit_report_json).hexdigest()
         if attestation.get("audit_report", {}).get("sha256") != report_sha:
             problems.append("audit report does not match the attested hash")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 WIDE_TERMINAL = 120
 """Below this many columns, full-width identifier columns would squeeze the other columns to
@@ -32,5 +33,6 @@ def print_listing(
             overflow="ellipsis" if identifier else "fold",
         )
     for row in rows:
-        table.add_row(*row)
+        # Text, not str: Rich would read `[kg/m2]` or `[bold]` in a cell as markup and drop it.
+        table.add_row(*(Text(cell) for cell in row))
     console.print(table)

@@ -19,12 +19,16 @@ import grpc
 from fedsynth.files import atomic_path, commit_file
 from fedsynth.wire.bulk import ChunkFrame, DownloadFrame, UploadFrame
 from fedsynth.wire.direct_file import DirectAppender
+from fedsynth.wire.errors import describe_rpc_error
 from fedsynth.wire.pipeline import PipelinedSink, ReadAhead
 from fedsynth.wire.stubs import SupplierStub
 from fedsynth.wire.v1 import common_pb2, supplier_pb2
 
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED})
+DOWNLOAD_RETRYABLE = RETRYABLE | {grpc.StatusCode.DEADLINE_EXCEEDED}
+"""A download whose deadline passes (a slow link, a paused client) resumes from the bytes
+received, as after a dropped connection, rather than fail a pull that was making progress."""
 FIRST_RETRY_PAUSE_S = 0.5
 LONGEST_RETRY_PAUSE_S = 8.0
 Progress = Callable[[int], None]
@@ -118,8 +122,13 @@ def upload_file(
                 raise
             last_error = exc
     raise TransferError(
-        f"upload of {path} did not complete after {attempts} attempts: {last_error}"
+        f"upload of {path} did not complete after {attempts} attempts: {_described(last_error)}"
     )
+
+
+def _described(error: grpc.RpcError | None) -> str:
+    """The last failed call of a transfer, in one line."""
+    return "no call failed, yet none completed it" if error is None else describe_rpc_error(error)
 
 
 def _pause_before(attempt: int) -> None:
@@ -199,7 +208,8 @@ def download_file(
     `open_stream(offset)` starts a download at `offset`. The SHA-256 of the whole object must
     match the sender's and `expected_sha256` (when given, e.g. from a signed attestation) or
     nothing is written. The file appears atomically, complete, or not at all. An object the
-    sender announces (or sends) larger than `max_size` is refused before the disk fills.
+    sender announces (or sends) larger than `max_size`, or of another size than
+    `expected_size`, is refused before its first byte is written.
 
     With `expected_sha256`, the partial file is `resume_path(destination, expected_sha256)`
     and outlives an interrupted call (a dropped connection past the retries, Ctrl-C, a killed
@@ -210,7 +220,7 @@ def download_file(
     destination = Path(destination)
     if expected_sha256 is None:
         with atomic_path(destination) as partial:
-            return _receive(open_stream, partial, attempts, on_progress, max_size)
+            return _receive(open_stream, partial, attempts, on_progress, max_size, expected_size)
     partial = resume_path(destination, expected_sha256)
     partial.parent.mkdir(parents=True, exist_ok=True)
     if expected_size is not None and partial.exists() and partial.stat().st_size > expected_size:
@@ -218,7 +228,7 @@ def download_file(
     resumed = partial.exists() and partial.stat().st_size > 0
     while True:
         try:
-            digest = _receive(open_stream, partial, attempts, on_progress, max_size)
+            digest = _receive(open_stream, partial, attempts, on_progress, max_size, expected_size)
             if digest.sha256 != expected_sha256:
                 raise TransferError(
                     f"downloaded object has SHA-256 {digest.sha256}, expected {expected_sha256}: "
@@ -249,6 +259,7 @@ def _receive(
     attempts: int,
     on_progress: Progress | None,
     max_size: int | None = None,
+    expected_size: int | None = None,
 ) -> ObjectDigest:
     received = partial.stat().st_size if partial.exists() else 0
     hasher = (
@@ -264,6 +275,11 @@ def _receive(
                     if isinstance(message, common_pb2.ObjectInfo):
                         if info is not None and message.sha256 != info.sha256:
                             raise TransferError("the object changed between resumed downloads")
+                        if expected_size is not None and message.size != expected_size:
+                            raise TransferError(
+                                f"the sender announces {message.size} bytes, but {expected_size} "
+                                "are expected"
+                            )
                         if max_size is not None and message.size > max_size:
                             raise TransferError(
                                 f"the sender announces {message.size} bytes; at most "
@@ -283,12 +299,12 @@ def _receive(
                         on_progress(received)
                 break
             except grpc.RpcError as exc:
-                if exc.code() not in RETRYABLE:
+                if exc.code() not in DOWNLOAD_RETRYABLE:
                     raise
                 last_error = exc
         else:
             raise TransferIncomplete(
-                f"download did not complete after {attempts} attempts: {last_error}"
+                f"download did not complete after {attempts} attempts: {_described(last_error)}"
             )
     if info is None or received < info.size:
         raise TransferIncomplete(

@@ -15,22 +15,39 @@ import grpc
 import pytest
 
 from broker.artifacts import ArtifactStore
+from broker.state import BrokerState
 from fedsynth.jobs import JobSpec
 from fedsynth.security.atrest import load_key_file
 from fedsynth.security.principals import Role
 from fedsynth.wire.allocator import keep_large_buffers
 from fedsynth.wire.bulk import ChunkFrame, DownloadFrame
-from fedsynth.wire.stubs import SupplierStub
+from fedsynth.wire.channel import secure_channel
+from fedsynth.wire.stubs import ConsumerStub, SupplierStub
 from fedsynth.wire.transfer import (
     ObjectDigest,
     TransferError,
+    TransferIncomplete,
     download_file,
     file_digest,
+    resume_path,
     stream_object,
     upload_file,
 )
-from fedsynth.wire.v1 import common_pb2, operator_pb2, operator_pb2_grpc, supplier_pb2
-from tests.wire.broker_harness import SUPPLIERS, BrokerProcess, job_spec, submit_job
+from fedsynth.wire.v1 import (
+    common_pb2,
+    consumer_pb2,
+    operator_pb2,
+    operator_pb2_grpc,
+    supplier_pb2,
+)
+from tests.wire.broker_harness import (
+    SUPPLIERS,
+    BrokerProcess,
+    free_port,
+    job_spec,
+    released,
+    submit_job,
+)
 
 TIMEOUT = 30
 CHUNK = 64 * 1024
@@ -507,3 +524,51 @@ def test_another_file_under_a_completed_uploads_name_is_refused_by_the_sender(
 
 def test_transfer_processes_keep_megabyte_buffers_in_the_heap() -> None:
     assert keep_large_buffers() is True
+
+
+def test_a_download_whose_deadlines_keep_passing_stops_incomplete_in_one_line(
+    broker: BrokerProcess, state: BrokerState, tmp_path: Path
+) -> None:
+    job = submit_job(broker, "deadlines")
+    release = released(state, job, "deadlines", os.urandom(8 * 1024 * 1024))
+    stub = ConsumerStub(broker.channel(Role.CONSUMER, "alice"))
+    fresh: list[bool] = []
+
+    def open_stream(offset: int) -> Iterator[DownloadFrame]:
+        fresh.append(True)
+        request = consumer_pb2.DownloadRequest(
+            release_id=release.release_id, part=consumer_pb2.RELEASE_PART_DATASET, offset=offset
+        )
+        return stub.Download(request, timeout=0.5)
+
+    def pause_at_each_first_chunk(done: int) -> None:
+        if fresh:
+            fresh.clear()
+            time.sleep(1.0)
+
+    sha256 = release.attestation["dataset"]["sha256"]
+    out = tmp_path / "copy.bin"
+    with pytest.raises(TransferIncomplete) as stopped:
+        download_file(
+            open_stream,
+            out,
+            expected_sha256=sha256,
+            attempts=2,
+            on_progress=pause_at_each_first_chunk,
+        )
+    assert str(stopped.value).startswith("download did not complete after 2 attempts: ")
+    assert "did not answer in time" in str(stopped.value) and "\n" not in str(stopped.value)
+    assert not out.exists() and resume_path(out, sha256).stat().st_size > 0
+
+
+def test_an_upload_to_a_broker_nobody_answers_for_fails_in_one_line(
+    broker: BrokerProcess, tmp_path: Path
+) -> None:
+    nowhere = secure_channel(
+        f"127.0.0.1:{free_port()}", **broker.identity(Role.SUPPLIER, "hospital-a")
+    )
+    source = random_file(tmp_path / "object.bin", CHUNK)
+    with pytest.raises(TransferError) as failed:
+        upload_file(SupplierStub(nowhere), header("job-x", source), source, attempts=2)
+    assert "did not complete after 2 attempts: cannot reach the broker" in str(failed.value)
+    assert "\n" not in str(failed.value)

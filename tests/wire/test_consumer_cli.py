@@ -6,10 +6,14 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -21,7 +25,8 @@ from consumer_client import Client, ReleaseNotFound
 from consumer_client import cli as consumer_cli
 from fedsynth.operator.cli import app as operator_app
 from fedsynth.security.principals import Role
-from tests.wire.broker_harness import BrokerProcess, released, submit_job
+from fedsynth.wire.transfer import resume_path
+from tests.wire.broker_harness import REPO, BrokerProcess, released, submit_job
 
 runner = CliRunner()
 REPORT = {"verdict": "pass", "fidelity": {"overall": 0.91}}
@@ -194,3 +199,62 @@ def test_a_pull_out_that_is_a_directory_or_not_parquet_or_csv_is_refused_before_
     assert as_text.exit_code == 2
     assert f"--out {text}: name it *.parquet (as served) or *.csv" in as_text.output
     assert "--force" not in as_text.output and text.read_text() == "kept\n"
+
+
+def test_show_columns_prints_bracketed_units_and_values_as_attested(
+    broker: BrokerProcess, state: BrokerState
+) -> None:
+    schema = {
+        "name": "patients",
+        "columns": [
+            {"name": "bmi", "kind": "numerical", "min": 10, "max": 60, "unit": "[kg/m2]"},
+            {"name": "risk", "kind": "categorical", "domain": ["[low]", "[high]"]},
+        ],
+    }
+    release = released(state, submit_job(broker, "brackets"), "brackets", b"rows", schema)
+    args = [*identity(broker, Role.CONSUMER, "alice"), "show", release.release_id, "--columns"]
+    shown = CliRunner(env={"COLUMNS": "200"}).invoke(consumer_cli.app, args)
+    assert shown.exit_code == 0, shown.output
+    assert "[kg/m2]" in shown.output and "[low], [high]" in shown.output
+
+
+@pytest.mark.parametrize("suffix", [".html", ".json"])
+def test_a_report_out_that_is_a_folder_or_under_a_file_is_refused_in_one_line(
+    broker: BrokerProcess, release: Published, tmp_path: Path, suffix: str
+) -> None:
+    folder = tmp_path / f"report{suffix}"
+    folder.mkdir()
+    afile = tmp_path / "notes.txt"
+    afile.write_text("kept\n")
+    report = [*identity(broker, Role.CONSUMER, "alice"), "report", release.release_id, "-o"]
+    for out, reason in [(folder, "is a folder"), (afile / f"report{suffix}", "is a file")]:
+        refused = runner.invoke(consumer_cli.app, [*report, str(out)])
+        assert refused.exit_code == 2, refused.output
+        assert refused.output.startswith(f"error: --out {out}: ") and reason in refused.output
+        assert refused.output.count("\n") == 1 and ".tmp" not in refused.output
+    assert afile.read_text() == "kept\n" and list(folder.iterdir()) == []
+
+
+def test_ctrl_c_during_a_pull_keeps_the_bytes_and_exits_1_with_the_resume_hint(
+    broker: BrokerProcess, state: BrokerState, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(2)
+    buffer = io.BytesIO()
+    pd.DataFrame({"noise": [rng.bytes(1024) for _ in range(32_000)]}).to_parquet(buffer)
+    release = released(state, submit_job(broker, "ctrl-c"), "ctrl-c", buffer.getvalue())
+    out = tmp_path / "big.parquet"
+    pulling = subprocess.Popen(
+        [sys.executable, "-m", "consumer_client.cli", *identity(broker, Role.CONSUMER, "alice"),
+         "pull", release.release_id, "-o", str(out)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    partial = resume_path(out, release.attestation["dataset"]["sha256"])
+    while not partial.exists():
+        assert pulling.poll() is None, pulling.communicate()
+        time.sleep(0.005)
+    pulling.send_signal(signal.SIGINT)
+    _, err = pulling.communicate(timeout=60)
+    assert pulling.returncode == 1, err
+    assert "interrupted: the bytes received are kept" in err
+    assert "run the same pull again to resume" in err and "Traceback" not in err
+    assert not out.exists() and partial.exists()

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from broker.releases import Published, ReleaseRefused, publish
 from broker.state import BrokerState
 from broker.steps import parquet_bytes
 from consumer_client import Client, ReleaseVerificationError
+from consumer_client.client import MAX_AUDIT_HTML_BYTES
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.attestation import VERDICT_FORMAT, SignedDocument, sign_document
 from fedsynth.security.ca import FederationCA
@@ -62,6 +65,7 @@ def publish_candidate(
     verdict: str = "pass",
     supplier_verdicts: list[SignedDocument] | None = None,
     frame: pd.DataFrame = FRAME,
+    audit_html: bytes = b"<html><body>audit</body></html>",
 ) -> Published:
     report = {"verdict": verdict, "reasons": [] if verdict == "pass" else ["DCR below threshold"]}
     return publish(
@@ -70,7 +74,7 @@ def publish_candidate(
         name="patients-demo",
         dataset=parquet_bytes(frame),
         audit_report_json=json.dumps(report).encode(),
-        audit_html=b"<html><body>audit</body></html>",
+        audit_html=audit_html,
         job_spec_hash=job_spec().spec_hash,
         topology="central",
         synthesizer="copula",
@@ -147,6 +151,48 @@ def test_consumer_refuses_a_dataset_altered_on_the_brokers_disk(
     assert not out.exists()
 
 
+def test_a_dataset_grown_on_the_brokers_disk_is_refused_before_any_byte_is_written(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    # Artifacts are stored by hash: a frame and a page of their own, grown for this test alone.
+    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 30))
+    size = int(published.attestation["dataset"]["size"])
+    stored = state.artifacts.path(published.attestation["dataset"]["sha256"])
+    stored.chmod(0o600)
+    os.truncate(stored, size + 200 * 1024 * 1024)
+    out = tmp_path / "grown.parquet"
+    with (
+        consumer(broker) as client,
+        pytest.raises(
+            ReleaseVerificationError,
+            match=f"announces {size + 200 * 1024 * 1024} bytes, but {size}",
+        ),
+    ):
+        client.pull_to(published.release_id, out, on_progress=lambda *_: pytest.fail("written"))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_audit_page_grown_past_the_cap_on_the_brokers_disk_is_refused_before_any_byte(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    published = publish_candidate(
+        state,
+        job_id,
+        frame=FRAME.assign(age=FRAME["age"] + 40),
+        audit_html=b"<html><body>audit of a page grown on the broker</body></html>",
+    )
+    stored = state.artifacts.path(published.attestation["audit_html"]["sha256"])
+    stored.chmod(0o600)
+    os.truncate(stored, MAX_AUDIT_HTML_BYTES + 1)
+    out = tmp_path / "audit.html"
+    with (
+        consumer(broker) as client,
+        pytest.raises(ReleaseVerificationError, match=f"at most {MAX_AUDIT_HTML_BYTES} are taken"),
+    ):
+        client.audit_html_to(published.release_id, out)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_release_whose_object_the_broker_lost_is_data_loss_without_its_path(
     broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
 ) -> None:
@@ -188,6 +234,42 @@ def test_consumer_refuses_an_attestation_altered_on_the_brokers_disk(
     with consumer(broker) as client, pytest.raises(ReleaseVerificationError, match="signature"):
         client.pull_to(published.release_id, out)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "field"),
+    [
+        ("name", "cardiology-gold", "name"),
+        ("topology", "local", "topology"),
+        ("dataset_size", 1, "dataset size"),
+        ("job_id", "job-other", "job"),
+        ("synthesizer", "ctgan", "synthesizer"),
+    ],
+)
+def test_show_and_pull_refuse_a_listed_summary_edited_on_the_brokers_disk(
+    broker: BrokerProcess,
+    state: BrokerState,
+    job_id: str,
+    tmp_path: Path,
+    column: str,
+    value: object,
+    field: str,
+) -> None:
+    published = publish_candidate(state, job_id, frame=FRAME.assign(age=FRAME["age"] + 5))
+    with sqlite3.connect(broker.state_dir / "broker.sqlite3") as db:
+        db.execute(
+            f"UPDATE releases SET {column} = ? WHERE release_id = ?",
+            (value, published.release_id),
+        )
+    out = tmp_path / "refused.parquet"
+    with consumer(broker) as client:
+        listed = {r.release_id: r for r in client.list()}[published.release_id]
+        assert getattr(listed, column) == value
+        with pytest.raises(ReleaseVerificationError, match=f"listed {field} .* differs"):
+            client.show(published.release_id)
+        with pytest.raises(ReleaseVerificationError, match=f"listed {field} .* differs"):
+            client.pull_to(published.release_id, out)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_releases_jobs_and_audit_log_survive_a_broker_restart(
@@ -329,6 +411,33 @@ def test_an_interrupted_pull_resumes_where_it_stopped_in_a_new_client(
     assert progress[0] > kept
     assert not partial.exists()
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+
+
+def test_a_pull_paused_past_its_deadline_resumes_from_the_bytes_received(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"noise": [rng.bytes(1024) for _ in range(16_000)]})
+    published = publish_candidate(state, job_id, frame=frame)
+    deadline_s = 1.0 + int(published.attestation["dataset"]["size"]) / 10e6
+    paused: list[int] = []
+
+    def pause_once(done: int, total: int) -> None:
+        if not paused:
+            paused.append(done)
+            time.sleep(deadline_s + 0.5)
+
+    out = tmp_path / "slow.parquet"
+    ids = broker.identity(Role.CONSUMER, "alice")
+    with Client(broker.address, **ids, timeout=1.0) as client:
+        client.pull_to(published.release_id, out, on_progress=pause_once)
+    pd.testing.assert_frame_equal(pd.read_parquet(out), frame)
+    resumed = [
+        e
+        for e in state.audit.entries()
+        if e.action == "release.pull_resumed" and e.subject == published.release_id
+    ]
+    assert resumed
 
 
 def test_a_pull_whose_kept_bytes_were_damaged_fetches_the_release_again(
