@@ -13,8 +13,10 @@ every column's whole public domain of cells (fixed bins of the cell codes; smart
 label encoding would hand it the set of cells the rows fill, which is not public). MST gets the
 32 bins, not dp-marginal's 4 sub-bins in each: on the sub-bins as cells it scored lower
 (txhousing at epsilon 1, 5 fits each: 0.845 against 0.868).
-Then federated against central at epsilon 1: 3 suppliers, each adding 1/3 of the noise variance,
-summed under secure aggregation, against one central fit, each repeated with fresh noise.
+Then federated against central at epsilon 1: 3 suppliers, each adding 1/2 of the noise variance
+(1/(k-1), as the agents do: a site that subtracts its own share from a returned sum must still
+meet the whole noise), summed under secure aggregation, against one central fit, each repeated
+with fresh noise.
 DP-TVAE's training throughput (rows per second per epoch) is recorded with the device it ran on
 (CUDA when torch sees one).
 `dp-marginal` and MST are fitted REPEATS times with fresh noise (their quality moves by a point
@@ -44,6 +46,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 from benchmarks._common import write_results
 from benchmarks.synth_vs_sdv import TABLES, load_table, plain, quality, split
+from fedsynth.privacy.rounds import noise_share
 from fedsynth.privacy.secagg import FixedPoint, SecAggParty, SecAggRound, secure_sum
 from fedsynth.schema import CategoricalColumn, TableSchema
 from fedsynth.synth.base import Synthesizer
@@ -129,7 +132,8 @@ def tstr(train: pd.DataFrame, test: pd.DataFrame, synthetic: pd.DataFrame, targe
 
 
 def federated_marginal(train: pd.DataFrame, schema: TableSchema, epsilon: float) -> Synthesizer:
-    """dp-marginal fitted from 3 suppliers' noisy counts (1/3 of the variance each), secure sum."""
+    """dp-marginal fitted from 3 suppliers' noisy counts (the agents' share of the variance
+    each), secure sum."""
     signing = {s: ec.generate_private_key(ec.SECP256R1()) for s in SUPPLIERS}
     parties = {s: SecAggParty(s, k) for s, k in signing.items()}
     verify = {s: k.public_key() for s, k in signing.items()}
@@ -142,7 +146,8 @@ def federated_marginal(train: pd.DataFrame, schema: TableSchema, epsilon: float)
     model = DPMarginalSynthesizer(epsilon=epsilon, delta=DELTA)
     model.start(schema)
     for step in range(model.rounds_):
-        vectors = {s: model.measure(part, share=1 / 3) for s, part in parts.items()}
+        share = noise_share(len(SUPPLIERS), secure=True)
+        vectors = {s: model.measure(part, share=share) for s, part in parts.items()}
         model.absorb(
             secure_sum(SecAggRound(f"bench-{step}", SUPPLIERS), parties, vectors, fixed, verify)
         )
