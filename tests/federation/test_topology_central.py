@@ -10,20 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from broker.steps import SUMMARY_SCORES
 from consumer_client import Client
 from fedsynth.audit import AuditReport
 from fedsynth.jobs import JobSpec, JobSpecError
 from fedsynth.security.principals import Role
 from tests.federation.harness import SCHEMA, STRICT, SUPPLIERS, Federation, job
-
-HEADLINE_SCORES = {
-    "fidelity",
-    "column_shapes",
-    "pair_trends",
-    "boundary_adherence",
-    "detection_auc",
-    "utility_ratio",
-}
 
 
 def uploads(fed: Federation, job_id: str) -> list[tuple[str, str, str]]:
@@ -159,7 +151,7 @@ def test_a_central_release_shows_consumers_the_audit_summary_and_nothing_of_the_
     if private:
         assert "scores" not in broker_audit
     else:
-        assert set(broker_audit["scores"]) == HEADLINE_SCORES
+        assert set(broker_audit["scores"]) == set(SUMMARY_SCORES)
     page = (tmp_path / "audit.html").read_text()
     assert "the broker audited the candidate against the pooled rows" in page
     assert "<svg" not in page and "data:image" not in page

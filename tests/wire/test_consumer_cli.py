@@ -240,7 +240,7 @@ def test_ctrl_c_during_a_pull_keeps_the_bytes_and_exits_1_with_the_resume_hint(
 ) -> None:
     rng = np.random.default_rng(2)
     buffer = io.BytesIO()
-    pd.DataFrame({"noise": [rng.bytes(1024) for _ in range(32_000)]}).to_parquet(buffer)
+    pd.DataFrame({"noise": [rng.bytes(1024) for _ in range(64_000)]}).to_parquet(buffer)
     release = released(state, submit_job(broker, "ctrl-c"), "ctrl-c", buffer.getvalue())
     out = tmp_path / "big.parquet"
     pulling = subprocess.Popen(
@@ -252,8 +252,14 @@ def test_ctrl_c_during_a_pull_keeps_the_bytes_and_exits_1_with_the_resume_hint(
     while not partial.exists():
         assert pulling.poll() is None, pulling.communicate()
         time.sleep(0.005)
-    pulling.send_signal(signal.SIGINT)
-    _, err = pulling.communicate(timeout=60)
+    assert broker.process is not None
+    # The broker stalls, so the pull is still mid-stream when Ctrl-C reaches it.
+    broker.process.send_signal(signal.SIGSTOP)
+    try:
+        pulling.send_signal(signal.SIGINT)
+        _, err = pulling.communicate(timeout=60)
+    finally:
+        broker.process.send_signal(signal.SIGCONT)
     assert pulling.returncode == 1, err
     assert "interrupted: the bytes received are kept" in err
     assert "run the same pull again to resume" in err and "Traceback" not in err
