@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from pydantic import BaseModel, ValidationError
 
-from fedsynth.files import atomic_path, check_outputs
+from fedsynth.files import check_outputs
 from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import (
     MERGING_TOPOLOGIES,
@@ -36,7 +36,11 @@ from fedsynth.security.principals import Role, federation_of_ca
 from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.paging import every_page
 from fedsynth.wire.stubs import ConsumerStub
-from fedsynth.wire.transfer import TransferError, TransferIncomplete, download_file
+from fedsynth.wire.transfer import (
+    TransferError,
+    TransferIncomplete,
+    download_file,
+)
 from fedsynth.wire.v1 import common_pb2, consumer_pb2
 
 if TYPE_CHECKING:
@@ -135,7 +139,11 @@ class Client:
         return self._verify(release_id, manifest)
 
     def pull_to(
-        self, release_id: str, out: str | Path, *, on_progress: Progress | None = None
+        self,
+        release_id: str,
+        out: str | Path,
+        *,
+        on_progress: Progress | None = None,
     ) -> VerifiedManifest:
         """Download, verify and write the dataset to `out` (.parquet as served, or .csv).
 
@@ -150,14 +158,13 @@ class Client:
         if out.suffix.lower() == ".parquet":
             self._download(release_id, verified, out, on_progress)
             return verified
-        import pyarrow.parquet as pq
+        # Imported here: the conversion loads pyarrow and pandas, which a .parquet pull skips.
+        from consumer_client.csv_output import write_csv
 
         served = out.with_name(f".{out.name}.parquet")
         self._download(release_id, verified, served, on_progress)
         try:
-            frame = pq.read_table(served).to_pandas()
-            with atomic_path(out) as tmp:
-                frame.to_csv(tmp, index=False)
+            write_csv(served, out)
         finally:
             served.unlink(missing_ok=True)
         return verified
