@@ -40,6 +40,7 @@ from fedsynth.wire.transfer import (
     TransferError,
     TransferIncomplete,
     download_file,
+    file_digest,
 )
 from fedsynth.wire.v1 import common_pb2, consumer_pb2
 
@@ -148,7 +149,9 @@ class Client:
         """Download, verify and write the dataset to `out` (.parquet as served, or .csv).
 
         An interrupted pull leaves its received bytes beside `out` (a hidden `.part` file);
-        pulling the same release to the same file again resumes from them.
+        pulling the same release to the same file again resumes from them. For a .csv, a
+        conversion that does not finish keeps the verified download beside `out`, and the next
+        pull to the same file converts it again without downloading.
         """
         out = Path(out)
         if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -162,11 +165,10 @@ class Client:
         from consumer_client.csv_output import write_csv
 
         served = out.with_name(f".{out.name}.parquet")
-        self._download(release_id, verified, served, on_progress)
-        try:
-            write_csv(served, out)
-        finally:
-            served.unlink(missing_ok=True)
+        if not _holds(served, verified.attestation["dataset"]["sha256"]):
+            self._download(release_id, verified, served, on_progress)
+        write_csv(served, out)
+        served.unlink()
         return verified
 
     def pull(self, release_id: str, *, on_progress: Progress | None = None) -> pd.DataFrame:
@@ -362,6 +364,12 @@ class _Attested(BaseModel):
     issued_at: datetime
     dataset: _AttestedDataset
     supplier_verdicts: list[dict[str, Any]] = []
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    """Whether `path` is a file whose SHA-256 is `sha256`: a verified download a CSV
+    conversion that did not finish left behind, still intact."""
+    return path.is_file() and file_digest(path).sha256 == sha256
 
 
 def _json_object(data: bytes) -> dict[str, Any]:

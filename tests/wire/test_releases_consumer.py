@@ -463,7 +463,16 @@ def test_a_pull_whose_kept_bytes_were_damaged_fetches_the_release_again(
     assert not list(tmp_path.glob(".*.part"))
 
 
-def test_a_csv_pull_interrupted_while_converting_leaves_no_copy_behind(
+def pulls_of(state: BrokerState, release_id: str) -> list[str]:
+    """The Download calls the broker logged for `release_id`, oldest first."""
+    return [
+        e.action
+        for e in state.audit.entries()
+        if e.subject == release_id and e.action.startswith("release.pull")
+    ]
+
+
+def test_a_csv_conversion_that_did_not_finish_keeps_the_download_for_the_next_pull(
     broker: BrokerProcess,
     state: BrokerState,
     job_id: str,
@@ -475,10 +484,30 @@ def test_a_csv_pull_interrupted_while_converting_leaves_no_copy_behind(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
+    out = tmp_path / "out.csv"
     monkeypatch.setattr(pd.DataFrame, "to_csv", interrupted)
     with consumer(broker) as client, pytest.raises(KeyboardInterrupt):
-        client.pull_to(published.release_id, tmp_path / "out.csv")
-    assert list(tmp_path.iterdir()) == []
+        client.pull_to(published.release_id, out)
+    assert [p.name for p in tmp_path.iterdir()] == [".out.csv.parquet"]
+    monkeypatch.undo()
+    with consumer(broker) as client:
+        client.pull_to(published.release_id, out)
+    assert pulls_of(state, published.release_id) == ["release.pulled"]
+    assert pd.read_csv(out).equals(FRAME)
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_a_kept_csv_download_that_no_longer_matches_the_release_is_fetched_again(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    published = publish_candidate(state, job_id)
+    out = tmp_path / "out.csv"
+    FRAME.assign(age=0).to_parquet(tmp_path / ".out.csv.parquet", index=False)
+    with consumer(broker) as client:
+        client.pull_to(published.release_id, out)
+    assert pulls_of(state, published.release_id) == ["release.pulled"]
+    assert pd.read_csv(out).equals(FRAME)
+    assert list(tmp_path.iterdir()) == [out]
 
 
 def every_csv_kind(rows: int) -> bytes:
