@@ -145,13 +145,15 @@ class Client:
         out: str | Path,
         *,
         on_progress: Progress | None = None,
+        on_convert: Callable[[], None] | None = None,
     ) -> VerifiedManifest:
         """Download, verify and write the dataset to `out` (.parquet as served, or .csv).
 
         An interrupted pull leaves its received bytes beside `out` (a hidden `.part` file);
-        pulling the same release to the same file again resumes from them. For a .csv, a
-        conversion that does not finish keeps the verified download beside `out`, and the next
-        pull to the same file converts it again without downloading.
+        pulling the same release to the same file again resumes from them. For a .csv,
+        `on_convert` is called once the download verified, before the conversion (which reads
+        the whole table); a conversion that does not finish keeps the verified download beside
+        `out`, and the next pull to the same file converts it again without downloading.
         """
         out = Path(out)
         if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -167,6 +169,8 @@ class Client:
         served = out.with_name(f".{out.name}.parquet")
         if not _holds(served, verified.attestation["dataset"]["sha256"]):
             self._download(release_id, verified, served, on_progress)
+        if on_convert:
+            on_convert()
         write_csv(served, out)
         served.unlink()
         return verified
