@@ -176,6 +176,8 @@ def pull(
                 on_progress=lambda done, total: bar.update(
                     task, completed=done, total=total, visible=True
                 ),
+                # The conversion reads the whole table; say so, not leave a finished bar idle.
+                on_convert=lambda: typer.echo(f"converting to CSV: {out}", err=True),
             )
         except (OSError, ValueError) as exc:
             typer.echo(f"error: {exc}", err=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from pydantic import BaseModel, ValidationError
 
-from fedsynth.files import atomic_path, check_outputs
+from fedsynth.files import check_outputs
 from fedsynth.schema import TableSchema
 from fedsynth.security.attestation import (
     MERGING_TOPOLOGIES,
@@ -36,7 +36,12 @@ from fedsynth.security.principals import Role, federation_of_ca
 from fedsynth.wire.channel import secure_channel
 from fedsynth.wire.paging import every_page
 from fedsynth.wire.stubs import ConsumerStub
-from fedsynth.wire.transfer import TransferError, TransferIncomplete, download_file
+from fedsynth.wire.transfer import (
+    TransferError,
+    TransferIncomplete,
+    download_file,
+    file_digest,
+)
 from fedsynth.wire.v1 import common_pb2, consumer_pb2
 
 if TYPE_CHECKING:
@@ -135,12 +140,20 @@ class Client:
         return self._verify(release_id, manifest)
 
     def pull_to(
-        self, release_id: str, out: str | Path, *, on_progress: Progress | None = None
+        self,
+        release_id: str,
+        out: str | Path,
+        *,
+        on_progress: Progress | None = None,
+        on_convert: Callable[[], None] | None = None,
     ) -> VerifiedManifest:
         """Download, verify and write the dataset to `out` (.parquet as served, or .csv).
 
         An interrupted pull leaves its received bytes beside `out` (a hidden `.part` file);
-        pulling the same release to the same file again resumes from them.
+        pulling the same release to the same file again resumes from them. For a .csv,
+        `on_convert` is called once the download verified, before the conversion (which reads
+        the whole table); a conversion that does not finish keeps the verified download beside
+        `out`, and the next pull to the same file converts it again without downloading.
         """
         out = Path(out)
         if out.suffix.lower() not in OUTPUT_SUFFIXES:
@@ -150,16 +163,16 @@ class Client:
         if out.suffix.lower() == ".parquet":
             self._download(release_id, verified, out, on_progress)
             return verified
-        import pyarrow.parquet as pq
+        # Imported here: the conversion loads pyarrow and pandas, which a .parquet pull skips.
+        from consumer_client.csv_output import write_csv
 
         served = out.with_name(f".{out.name}.parquet")
-        self._download(release_id, verified, served, on_progress)
-        try:
-            frame = pq.read_table(served).to_pandas()
-            with atomic_path(out) as tmp:
-                frame.to_csv(tmp, index=False)
-        finally:
-            served.unlink(missing_ok=True)
+        if not _holds(served, verified.attestation["dataset"]["sha256"]):
+            self._download(release_id, verified, served, on_progress)
+        if on_convert:
+            on_convert()
+        write_csv(served, out)
+        served.unlink()
         return verified
 
     def pull(self, release_id: str, *, on_progress: Progress | None = None) -> pd.DataFrame:
@@ -355,6 +368,12 @@ class _Attested(BaseModel):
     issued_at: datetime
     dataset: _AttestedDataset
     supplier_verdicts: list[dict[str, Any]] = []
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    """Whether `path` is a file whose SHA-256 is `sha256`: a verified download a CSV
+    conversion that did not finish left behind, still intact."""
+    return path.is_file() and file_digest(path).sha256 == sha256
 
 
 def _json_object(data: bytes) -> dict[str, Any]:

@@ -103,6 +103,19 @@ def test_a_second_pull_to_the_same_file_needs_force(
     assert pd.read_parquet(out)["age"].tolist() == [1, 2, 3]
 
 
+def test_a_csv_pull_says_on_stderr_that_it_converts_after_the_download(
+    broker: BrokerProcess, release: Published, tmp_path: Path
+) -> None:
+    out = tmp_path / "synthetic.csv"
+    args = [*identity(broker, Role.CONSUMER, "alice"), "pull", release.release_id, "-o", str(out)]
+    pulled = runner.invoke(consumer_cli.app, args)
+    assert pulled.exit_code == 0, pulled.output
+    assert pulled.stderr == f"converting to CSV: {out}\n"
+    assert pulled.stdout.endswith(f"verified and wrote {out}\n")
+    assert "converting" not in pulled.stdout
+    assert pd.read_csv(out)["age"].tolist() == [1, 2, 3]
+
+
 def test_an_unknown_release_exits_as_an_unknown_job_does_for_the_operator(
     broker: BrokerProcess, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

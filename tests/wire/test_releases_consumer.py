@@ -4,6 +4,7 @@ refuse what fails the audit or was altered on the broker's disk, survive a resta
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -12,19 +13,22 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from broker.releases import Published, ReleaseRefused, publish
 from broker.state import BrokerState
 from broker.steps import parquet_bytes
-from consumer_client import Client, ReleaseVerificationError
+from consumer_client import Client, ReleaseVerificationError, csv_output
 from consumer_client.client import MAX_AUDIT_HTML_BYTES
 from fedsynth.operator.client import OperatorClient
 from fedsynth.security.attestation import VERDICT_FORMAT, SignedDocument, sign_document
@@ -33,7 +37,13 @@ from fedsynth.security.certificates import load_cert, load_key
 from fedsynth.security.principals import Role
 from fedsynth.wire.transfer import resume_path
 from fedsynth.wire.v1 import common_pb2, consumer_pb2, consumer_pb2_grpc
-from tests.wire.broker_harness import FEDERATION, BrokerProcess, job_spec, submit_job
+from tests.wire.broker_harness import (
+    FEDERATION,
+    BrokerProcess,
+    job_spec,
+    released,
+    submit_job,
+)
 
 FRAME = pd.DataFrame({"age": [34, 51, 29, 77], "sex": ["F", "M", "F", "M"]})
 
@@ -453,7 +463,16 @@ def test_a_pull_whose_kept_bytes_were_damaged_fetches_the_release_again(
     assert not list(tmp_path.glob(".*.part"))
 
 
-def test_a_csv_pull_interrupted_while_converting_leaves_no_copy_behind(
+def pulls_of(state: BrokerState, release_id: str) -> list[str]:
+    """The Download calls the broker logged for `release_id`, oldest first."""
+    return [
+        e.action
+        for e in state.audit.entries()
+        if e.subject == release_id and e.action.startswith("release.pull")
+    ]
+
+
+def test_a_csv_conversion_that_did_not_finish_keeps_the_download_for_the_next_pull(
     broker: BrokerProcess,
     state: BrokerState,
     job_id: str,
@@ -465,10 +484,91 @@ def test_a_csv_pull_interrupted_while_converting_leaves_no_copy_behind(
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
+    out = tmp_path / "out.csv"
     monkeypatch.setattr(pd.DataFrame, "to_csv", interrupted)
     with consumer(broker) as client, pytest.raises(KeyboardInterrupt):
-        client.pull_to(published.release_id, tmp_path / "out.csv")
-    assert list(tmp_path.iterdir()) == []
+        client.pull_to(published.release_id, out)
+    assert [p.name for p in tmp_path.iterdir()] == [".out.csv.parquet"]
+    monkeypatch.undo()
+    with consumer(broker) as client:
+        client.pull_to(published.release_id, out)
+    assert pulls_of(state, published.release_id) == ["release.pulled"]
+    assert pd.read_csv(out).equals(FRAME)
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def test_a_kept_csv_download_that_no_longer_matches_the_release_is_fetched_again(
+    broker: BrokerProcess, state: BrokerState, job_id: str, tmp_path: Path
+) -> None:
+    published = publish_candidate(state, job_id)
+    out = tmp_path / "out.csv"
+    FRAME.assign(age=0).to_parquet(tmp_path / ".out.csv.parquet", index=False)
+    with consumer(broker) as client:
+        client.pull_to(published.release_id, out)
+    assert pulls_of(state, published.release_id) == ["release.pulled"]
+    assert pd.read_csv(out).equals(FRAME)
+    assert list(tmp_path.iterdir()) == [out]
+
+
+def every_csv_kind(rows: int) -> bytes:
+    """A table of `rows` rows (at most 10) with a column of each kind the CSV formats its own
+    way, as Parquet bytes. Only rows 8-9 carry a null in `visits` or a fraction of a second in
+    `seen`, and rows 0-3 of `seen` are all midnight: pandas formats both by the whole column."""
+    frame = pd.DataFrame(
+        {
+            "age": range(10),
+            "score": [0.1, 1.0, np.nan, 1e20, 2.5, -0.0, 1 / 3, 7.0, 1e-7, 3.25],
+            "count": pd.array([1, None, 3, 4, 5, 6, 7, None, 9, 10], dtype="Int64"),
+            "smoker": pd.array([True, None, False, True] * 2 + [None, False], dtype="boolean"),
+            "sex": pd.Categorical(["F", "M", None, "F", "M"] * 2),
+            "born": [date(1990, 1, day) for day in range(1, 11)],
+            "seen": pd.to_datetime(
+                [f"2024-03-0{day}" for day in range(1, 5)]
+                + ["2024-03-05 10:00", None, "2024-03-07 12:30:15", "2024-03-08 01:02:03"]
+                + ["2024-03-09 00:00:00.25", "2024-03-10"],
+                format="ISO8601",
+            ),
+            "admitted": pd.to_datetime(
+                ["2024-03-01 00:00:00.5"] + [f"2024-03-0{day}" for day in range(2, 10)] + [None],
+                format="ISO8601",
+            ).tz_localize("Europe/Paris"),
+            "note": ["a", None, "b,c", 'say "hi"', "", "x", "y", "z", "w", "v"],
+        }
+    )
+    table = pa.Table.from_pandas(frame, preserve_index=False).append_column(
+        "visits", pa.array([1, 2, 3, 4, 5, 6, 7, 8, None, 10], pa.int64())
+    )
+    buffer = io.BytesIO()
+    pq.write_table(table.slice(0, rows), buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("rows", [10, 0])
+def test_a_csv_pull_writes_a_batch_at_a_time_what_the_whole_table_would_write(
+    rows: int,
+    broker: BrokerProcess,
+    state: BrokerState,
+    job_id: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dataset = every_csv_kind(rows)
+    published = released(state, job_id, f"every-csv-kind-{rows}", dataset)
+    expected = pq.read_table(io.BytesIO(dataset)).to_pandas().to_csv(index=False)
+    written: list[int] = []
+    to_csv = pd.DataFrame.to_csv
+
+    def counted(frame: pd.DataFrame, *args: Any, **kwargs: Any) -> str | None:
+        written.append(len(frame))
+        return to_csv(frame, *args, **kwargs)
+
+    monkeypatch.setattr(csv_output, "BATCH_ROWS", 4)
+    monkeypatch.setattr(pd.DataFrame, "to_csv", counted)
+    out = tmp_path / "out.csv"
+    with consumer(broker) as client:
+        client.pull_to(published.release_id, out)
+    assert out.read_bytes() == expected.encode()
+    assert written and max(written) <= 4
 
 
 def test_operators_see_every_verdict_and_reason_on_a_narrow_terminal(
