@@ -248,14 +248,23 @@ def test_a_report_out_that_is_a_folder_or_under_a_file_is_refused_in_one_line(
     assert afile.read_text() == "kept\n" and list(folder.iterdir()) == []
 
 
+CTRL_C_ABLE = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = sys.argv[1:]; runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+"""Runs the module named by the first argument with Ctrl-C raising KeyboardInterrupt, as at a
+terminal: a test run started in the background by a non-interactive shell (make under nohup, a
+CI runner) ignores SIGINT, and a child process inherits that."""
+
+
 def interrupted_pull(
     broker: BrokerProcess, release_id: str, out: Path, partial: Path
 ) -> subprocess.CompletedProcess[str] | None:
     """A CLI pull of `release_id` to `out`, sent Ctrl-C once its partial file exists; None when
     the pull ended before the signal reached it (a busy machine can let it finish first)."""
     pulling = subprocess.Popen(
-        [sys.executable, "-m", "consumer_client.cli", *identity(broker, Role.CONSUMER, "alice"),
-         "pull", release_id, "-o", str(out)],
+        [sys.executable, "-c", CTRL_C_ABLE, "consumer_client.cli",
+         *identity(broker, Role.CONSUMER, "alice"), "pull", release_id, "-o", str(out)],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     while not partial.exists() and pulling.poll() is None:
