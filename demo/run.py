@@ -229,14 +229,13 @@ def summarize(release: dict[str, Any], topology: str, seconds: float) -> None:
     table = Table(title=f"release {release['release']} ({topology})", show_header=False)
     table.add_row("rows", f"{release['rows']:,}")
     table.add_row("audit verdict", str(report.get("verdict")))
-    if "fidelity" in report:
-        table.add_row("fidelity (overall)", _score(report["fidelity"].get("overall")))
-        utility = report.get("utility") or {}
-        table.add_row("utility (TSTR/TRTR)", _score(utility.get("primary_ratio")))
-    for supplier, verdict in (report.get("supplier_verdicts") or {}).items():
+    audits = {f"{s} (signed)": v for s, v in (report.get("supplier_verdicts") or {}).items()}
+    if "broker_audit" in report:
+        audits["broker's audit"] = report["broker_audit"]
+    for party, verdict in audits.items():
         scores = verdict.get("scores") or {}
         table.add_row(
-            f"{supplier} (signed)",
+            party,
             f"{verdict.get('verdict')}: fidelity {_score(scores.get('fidelity'))}, "
             f"utility {_score(scores.get('utility_ratio'))}, "
             f"detection AUC {_score(scores.get('detection_auc'))}",
