@@ -146,7 +146,8 @@ class AuthInterceptor(grpc.ServerInterceptor):
                 method,
                 principal.uri,
                 grpc.StatusCode.UNAUTHENTICATED,
-                f"certificate serial {principal.serial} is revoked",
+                f"certificate serial {principal.serial} is revoked: ask the federation's "
+                "operator for a new one",
             )
         if principal.role not in allowed_roles(method):
             self._refuse(

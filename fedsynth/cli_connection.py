@@ -11,6 +11,8 @@ from typing import Generic, TypeVar
 
 import typer
 
+from fedsynth.wire.address import check_host_port
+
 C = TypeVar("C")
 EXIT_UNUSABLE = 2
 """A required option missing, or a certificate or key file that cannot be used."""
@@ -36,6 +38,7 @@ class Connection(Generic[C]):
                 flags = " and ".join(f"'--{n}' (or FEDSYNTH_{n.upper()})" for n in unset)
                 (ctx.parent or ctx).fail(f"Missing option {flags}.")  # an option of the group
             try:
+                check_host_port(self.broker, "--broker")
                 self.client = factory(
                     self.broker,
                     ca=self.ca,

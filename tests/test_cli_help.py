@@ -60,6 +60,15 @@ def test_a_consumer_command_without_broker_names_what_is_missing() -> None:
     assert all(f"FEDSYNTH_{name}" in result.output for name in ("CERT", "KEY"))
 
 
+@pytest.mark.parametrize("app", [consumer_app, operator_app], ids=["consumer", "operator"])
+def test_a_broker_address_without_a_port_is_refused_in_one_line(app: typer.Typer) -> None:
+    """gRPC would dial port 443 of a bare host name without a word."""
+    result = runner.invoke(app, ["--broker", "127.0.0.1", "--cert", "c", "--key", "k", "list"])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --broker '127.0.0.1' must be host:port")
+    assert result.output.count("\n") == 1
+
+
 def test_the_consumer_reads_its_connection_from_the_same_variables_as_the_operator(
     tmp_path,
 ) -> None:
