@@ -237,7 +237,7 @@ class Client:
     ) -> None:
         """Stream one part of a release into `destination`, refused unless it hashes to the
         signed `sha256` and, from its first message, unless the broker announces the signed
-        `size` (at most MAX_AUDIT_HTML_BYTES for a part whose size is not signed)."""
+        `size` (a part whose size is not signed: at most MAX_AUDIT_HTML_BYTES)."""
 
         def open_stream(offset: int) -> Any:
             request = consumer_pb2.DownloadRequest(release_id=release_id, part=part, offset=offset)
@@ -249,7 +249,7 @@ class Client:
                 destination,
                 expected_sha256=sha256,
                 expected_size=size,
-                max_size=MAX_AUDIT_HTML_BYTES if size is None else size,
+                max_size=MAX_AUDIT_HTML_BYTES if size is None else None,
                 on_progress=on_progress,
             )
         except TransferIncomplete:
